@@ -1,0 +1,110 @@
+"""Turns settings into the models the graph calls and starts the embedded model when needed."""
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import httpx
+
+from api.local_model import MODEL_ALIAS, LocalModelServer
+from api.settings import Role, Settings
+from graph import (
+    LlamaCppCounter,
+    Models,
+    ModelSpec,
+    TiktokenCounter,
+    TokenCounter,
+    openai_chat_model,
+)
+from graph.models import StructuredOutput, TokenCapParam
+
+log = logging.getLogger(__name__)
+
+LOCAL_API_KEY = "sk-local"
+
+
+class ConfigurationError(RuntimeError):
+    """Settings that cannot work; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A reachable backend: its models, a token counter and a description without secrets."""
+
+    models: Models
+    counter: TokenCounter
+    base_url: str
+    embedded: bool
+
+
+def _is_openai(base_url: str) -> bool:
+    return urlparse(base_url).hostname == "api.openai.com"
+
+
+def _models(settings: Settings, base_url: str, embedded: bool) -> Models:
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    if embedded:
+        key = LOCAL_API_KEY
+    structured: StructuredOutput
+    if settings.llm_structured_output == "auto":
+        structured = "json_object" if embedded else "json_schema"
+    else:
+        structured = settings.llm_structured_output
+    cap: TokenCapParam
+    if settings.llm_max_tokens_param == "auto":
+        cap = "max_completion_tokens" if _is_openai(base_url) else "max_tokens"
+    else:
+        cap = settings.llm_max_tokens_param
+    # llama.cpp reports no usage on streamed calls: stream only where usage stays exact.
+    stream = settings.llm_stream if settings.llm_stream is not None else not embedded
+
+    def spec(role: Role) -> ModelSpec:
+        name = MODEL_ALIAS if embedded else settings.model_for(role)
+        if not name:
+            raise ConfigurationError(
+                f"LLM_MODEL (or {role.upper()}_MODEL) must be set when LLM_BASE_URL is set"
+            )
+        chat = openai_chat_model(
+            model=name, base_url=base_url, api_key=key or "not-set", timeout_s=settings.llm_timeout_s
+        )
+        return ModelSpec(
+            chat=chat, name=name, structured_output=structured, token_cap_param=cap, stream=stream
+        )
+
+    return Models(
+        planner=spec("planner"),
+        worker=spec("worker"),
+        critic=spec("critic"),
+        synthesizer=spec("synthesizer"),
+    )
+
+
+@contextmanager
+def _embedded_server(settings: Settings) -> Iterator[str | None]:
+    if not settings.embedded:
+        yield None
+        return
+    with LocalModelServer(
+        settings.local_model_path,
+        n_ctx=settings.local_model_ctx,
+        startup_s=settings.local_model_startup_s,
+        log_dir=settings.data_dir,
+    ) as server:
+        yield server.base_url
+
+
+@asynccontextmanager
+async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
+    """Yield a ready backend; the embedded server (if any) stops when the block exits."""
+    with _embedded_server(settings) as local_url:
+        base_url = local_url or settings.llm_base_url or ""
+        embedded = local_url is not None
+        models = _models(settings, base_url, embedded)
+        async with httpx.AsyncClient() as client:
+            fallback = TiktokenCounter(models.synthesizer.name)
+            counter: TokenCounter = (
+                LlamaCppCounter(base_url, client, fallback) if embedded else fallback
+            )
+            yield Backend(models=models, counter=counter, base_url=base_url, embedded=embedded)

@@ -1,0 +1,143 @@
+"""The command line: ``reasoner ask "question"`` and ``reasoner serve``."""
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+from api.backend import ConfigurationError, open_backend
+from api.local_model import LocalModelError
+from api.logs import configure_logging
+from api.runner import Event, Runner
+from api.schemas import ReasonRequest
+from api.settings import Settings
+from graph import Result
+
+
+def _short(text: str, width: int = 100) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _show(event: Event) -> None:
+    """Print one step of the run as it happens."""
+    data: dict[str, Any] = event.data
+    if event.event == "plan":
+        print(f"plan: {len(data['subtasks'])} sub-question(s)")
+        for task in data["subtasks"]:
+            print(f"  {task['id']}: {_short(task['question'])}")
+    elif event.event == "task.started":
+        print(f"  worker {data['task_id']} (attempt {data['attempt']}) started")
+    elif event.event == "task.completed":
+        tokens = data["usage"]["total_tokens"]
+        print(f"  worker {data['task_id']} done, {tokens} tokens: {_short(data['answer'], 70)}")
+    elif event.event == "task.failed":
+        print(f"  worker {data['task_id']} failed: {data['error']}")
+    elif event.event == "critique":
+        for verdict in data["verdicts"]:
+            note = f": {_short(verdict['feedback'], 60)}" if verdict["feedback"] else ""
+            print(f"critic: {verdict['task_id']} {verdict['verdict']}{note}")
+    sys.stdout.flush()
+
+
+def token_table(result: Result) -> str:
+    rows = [f"{'node':<12}{'calls':>6}{'prompt':>9}{'completion':>12}{'total':>9}"]
+    for node, u in result["by_node"].items():
+        rows.append(
+            f"{node:<12}{u['calls']:>6}{u['prompt_tokens']:>9}"
+            f"{u['completion_tokens']:>12}{u['total_tokens']:>9}"
+        )
+    usage = result["usage"]
+    note = "estimated" if usage["estimated"] else "exact, as reported by the backend"
+    rows.append(
+        f"input {usage['input_tokens']} · output {usage['output_tokens']} · "
+        f"reasoning {usage['reasoning_tokens']} · total {usage['total_tokens']} ({note})"
+    )
+    return "\n".join(rows)
+
+
+async def _ask(settings: Settings, request: ReasonRequest, as_json: bool) -> int:
+    async with open_backend(settings) as backend:
+        runner = Runner(settings, backend)
+
+        async def listener(event: Event) -> None:
+            if not as_json:
+                _show(event)
+
+        result = await runner.run(request, listener)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    elif result["error"] is None:
+        print(f"\nstatus: {result['status']}")
+        for fallback in result["fallbacks"]:
+            print(f"fallback ({fallback['node']}): {fallback['detail']}")
+        print(f"\n{result['answer']}\n")
+        print(token_table(result))
+    error = result["error"]
+    if error is not None:
+        print(f"error: {error['kind']}: {error['message']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level,
+        log_config=None,
+    )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reasoner", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    ask = commands.add_parser("ask", help="answer one question and show the token breakdown")
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true", help="print the result object as JSON")
+    ask.add_argument("--max-subtasks", type=int)
+    ask.add_argument("--max-revisions", type=int)
+    ask.add_argument("--effort", choices=["low", "medium", "high"])
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+        configure_logging("warning" if args.command == "ask" else settings.log_level)
+        if args.command == "serve":
+            return _serve(settings, args.host, args.port)
+        request = ReasonRequest(
+            question=args.question,
+            max_subtasks=args.max_subtasks,
+            max_revisions=args.max_revisions,
+            reasoning_effort=args.effort,
+        )
+        return asyncio.run(_ask(settings, request, args.json))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        print(f"error: invalid {where or 'setting'}: {first['msg']}", file=sys.stderr)
+    except (ConfigurationError, LocalModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

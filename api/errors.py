@@ -1,0 +1,80 @@
+"""One error shape for every endpoint: ``{"error": {message, type, param, code}}``."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.schemas import ErrorBody, ErrorResponse
+from graph import ErrorKind
+
+log = logging.getLogger(__name__)
+
+UPSTREAM_STATUS: dict[ErrorKind, int] = {
+    "upstream_timeout": 504,
+    "deadline_exceeded": 504,
+    "internal_error": 500,
+}
+"""HTTP status for a failed run, by cause; every other upstream cause is a 502."""
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = ErrorBody(message=message, type=type, param=param, code=code)
+        self.headers = headers
+
+
+def error_response(
+    status: int, body: ErrorBody, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        ErrorResponse(error=body).model_dump(), status_code=status, headers=headers
+    )
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request", None
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    message = str(first.get("msg", "invalid value"))
+    return (f"{param}: {message}" if param else message), param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.body, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _validation_message(exc)
+        body = ErrorBody(message=message, type="invalid_request_error", param=param, code="invalid_body")
+        return error_response(422, body)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        body = ErrorBody(message=str(exc.detail), type="invalid_request_error", code=code)
+        return error_response(exc.status_code, body, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        body = ErrorBody(message="internal server error", type="server_error", code="internal_error")
+        return error_response(500, body)

@@ -1,0 +1,63 @@
+"""Process settings: the one place that reads the environment (and ``.env``)."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Role = Literal["planner", "worker", "critic", "synthesizer"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible backend; unset = start the embedded model"
+    )
+    llm_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("LLM_API_KEY", "OPENAI_API_KEY")
+    )
+    llm_model: str | None = None
+    planner_model: str | None = None
+    worker_model: str | None = None
+    critic_model: str | None = None
+    synthesizer_model: str | None = None
+    llm_structured_output: Literal["auto", "json_schema", "json_object", "none"] = "auto"
+    llm_max_tokens_param: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto"
+    llm_stream: bool | None = Field(
+        None, description="stream the synthesizer; unset = on for remote backends"
+    )
+
+    max_subtasks: int = Field(4, ge=1, le=64)
+    max_revisions: int = Field(1, ge=0, le=5)
+    subtasks_limit: int = Field(16, ge=1, le=64, description="hard cap, whatever a request asks")
+    revisions_limit: int = Field(3, ge=0, le=10, description="hard cap, whatever a request asks")
+    max_concurrency: int = Field(8, ge=1, le=256)
+    max_output_tokens: int = Field(512, ge=16, le=65536)
+    llm_timeout_s: float = Field(120.0, gt=0, le=3600)
+    llm_max_attempts: int = Field(3, ge=1, le=10)
+
+    local_model_path: Path | None = None
+    local_model_ctx: int = Field(8192, ge=512, le=131072)
+    local_model_startup_s: float = Field(120.0, gt=0)
+
+    data_dir: Path = Path("data")
+
+    @property
+    def embedded(self) -> bool:
+        return not self.llm_base_url
+
+    def model_for(self, role: Role) -> str | None:
+        override: str | None = getattr(self, f"{role}_model")
+        return override or self.llm_model
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,244 @@
+"""One model call: the single retry loop, the call's ledger rows and structured-output parsing."""
+
+import asyncio
+import json
+import random
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+import openai
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from pydantic import BaseModel, ValidationError
+
+from graph.context import RunContext
+from graph.errors import ErrorKind, ModelCallError
+from graph.ledger import CallRecord, NodeName
+from graph.models import ModelSpec
+from graph.prompts import REPAIR_USER
+from graph.tokens import estimate, estimate_messages
+
+T = TypeVar("T", bound=BaseModel)
+
+MAX_RETRY_AFTER_S = 60.0
+_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{4,}|Bearer\s+\S+)")
+
+
+class _Failure(Exception):
+    def __init__(self, kind: ErrorKind, message: str, retryable: bool, retry_after: float | None):
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _redact(text: str) -> str:
+    return _SECRET.sub("[redacted]", text)[:300]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, min(float(value), MAX_RETRY_AFTER_S))
+    except ValueError:
+        return None
+
+
+def classify(exc: BaseException) -> _Failure:
+    """Map an exception from the SDK or the transport to an error kind and a retry decision."""
+    if isinstance(exc, TimeoutError | openai.APITimeoutError | httpx.TimeoutException):
+        return _Failure("upstream_timeout", "the model backend timed out", True, None)
+    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+        return _Failure("upstream_unavailable", "could not connect to the model backend", True, None)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        detail = f"the model backend answered HTTP {status}"
+        if status in (401, 403):
+            return _Failure("upstream_auth", f"{detail}: the backend rejected the API key", False, None)
+        if status == 429:
+            return _Failure("upstream_rate_limited", detail, True, _retry_after(exc.response))
+        if status in (408, 409) or status >= 500:
+            return _Failure("upstream_unavailable", detail, True, _retry_after(exc.response))
+        return _Failure("upstream_bad_request", f"{detail}: {_redact(exc.message)}", False, None)
+    if isinstance(exc, openai.APIResponseValidationError | ValueError | KeyError | TypeError):
+        return _Failure(
+            "upstream_bad_response", f"malformed backend response: {_redact(str(exc))}", True, None
+        )
+    return _Failure("internal_error", f"{type(exc).__name__}: {_redact(str(exc))}", False, None)
+
+
+def _backoff(ctx: RunContext, attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return retry_after
+    ceiling = min(ctx.retry_max_s, ctx.retry_initial_s * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _cap_kwargs(spec: ModelSpec, max_tokens: int) -> dict[str, Any]:
+    if spec.token_cap_param == "max_tokens":
+        return {"extra_body": {"max_tokens": max_tokens}}
+    return {"max_completion_tokens": max_tokens}
+
+
+async def _invoke(
+    spec: ModelSpec,
+    messages: list[BaseMessage],
+    kwargs: dict[str, Any],
+    on_delta: Callable[[str], None] | None,
+) -> AIMessage | AIMessageChunk:
+    if on_delta is None or not spec.stream:
+        result = await spec.chat.ainvoke(messages, **kwargs)
+        if not isinstance(result, AIMessage):
+            raise TypeError(f"expected an AI message, got {type(result).__name__}")
+        return result
+    full: AIMessageChunk | None = None
+    async for chunk in spec.chat.astream(messages, **kwargs):
+        if not isinstance(chunk, AIMessageChunk):
+            raise TypeError(f"expected an AI message chunk, got {type(chunk).__name__}")
+        if chunk.text:
+            on_delta(chunk.text)
+        full = chunk if full is None else full + chunk
+    if full is None:
+        raise ValueError("the backend streamed no message")
+    return full
+
+
+async def call_text(
+    spec: ModelSpec,
+    messages: list[BaseMessage],
+    ctx: RunContext,
+    *,
+    node: NodeName,
+    task_id: str | None = None,
+    response_format: dict[str, Any] | None = None,
+    on_delta: Callable[[str], None] | None = None,
+) -> tuple[str, list[CallRecord]]:
+    """Call the model with retries; every attempt is one ledger row.
+
+    Raises ModelCallError (with the rows spent) when the call fails for good.
+    """
+    kwargs = _cap_kwargs(spec, ctx.max_output_tokens)
+    if response_format is not None:
+        kwargs["response_format"] = response_format
+    rows: list[CallRecord] = []
+    for attempt in range(1, ctx.max_attempts + 1):
+        started_at, t0 = _now(), time.perf_counter()
+        try:
+            async with asyncio.timeout(ctx.timeout_s):
+                message = await _invoke(spec, messages, kwargs, on_delta)
+        except Exception as exc:
+            failure = classify(exc)
+            rows.append(
+                _row(spec, node, task_id, attempt, started_at, t0, 0, 0, False, failure.message)
+            )
+            if not failure.retryable or attempt == ctx.max_attempts:
+                raise ModelCallError(failure.kind, failure.message, rows, node) from exc
+            await asyncio.sleep(_backoff(ctx, attempt, failure.retry_after))
+            continue
+        text = message.text
+        usage = message.usage_metadata
+        if usage is not None and (usage["input_tokens"] or usage["output_tokens"]):
+            prompt, completion, estimated = usage["input_tokens"], usage["output_tokens"], False
+        else:
+            prompt, completion, estimated = estimate_messages(messages), estimate(text), True
+        rows.append(
+            _row(spec, node, task_id, attempt, started_at, t0, prompt, completion, estimated, None)
+        )
+        return text, rows
+    raise AssertionError("unreachable: max_attempts must be at least 1")
+
+
+def _row(
+    spec: ModelSpec,
+    node: NodeName,
+    task_id: str | None,
+    attempt: int,
+    started_at: str,
+    t0: float,
+    prompt: int,
+    completion: int,
+    estimated: bool,
+    error: str | None,
+) -> CallRecord:
+    return CallRecord(
+        node=node,
+        task_id=task_id,
+        attempt=attempt,
+        model=spec.name,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        estimated=estimated,
+        started_at=started_at,
+        finished_at=_now(),
+        latency_ms=round((time.perf_counter() - t0) * 1000, 2),
+        error=error,
+    )
+
+
+def response_format(spec: ModelSpec, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
+    if spec.structured_output == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+    if spec.structured_output == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return None
+
+
+def parse_json(text: str, model: type[T]) -> T:
+    """Validate a model's reply as ``model``, tolerating code fences and prose around the object."""
+    start, end = text.find("{"), text.rfind("}")
+    if start == -1 or end < start:
+        raise ValueError("the reply contains no JSON object")
+    try:
+        return model.model_validate(json.loads(text[start : end + 1]))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc.msg}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the object"
+        raise ValueError(f"{where}: {first['msg']}") from exc
+
+
+async def call_structured(
+    spec: ModelSpec,
+    messages: list[BaseMessage],
+    ctx: RunContext,
+    model: type[T],
+    schema: dict[str, Any],
+    *,
+    node: NodeName,
+) -> tuple[T | None, str | None, list[CallRecord]]:
+    """Ask for JSON following ``schema``; one repair attempt if the reply does not validate.
+
+    Returns the parsed object (or None) and, when parsing failed, why.
+    """
+    fmt = response_format(spec, node, schema)
+    text, rows = await call_text(spec, messages, ctx, node=node, response_format=fmt)
+    try:
+        return parse_json(text, model), None, rows
+    except ValueError as exc:
+        error = str(exc)
+    repair = [
+        *messages,
+        AIMessage(content=text),
+        HumanMessage(content=REPAIR_USER.format(error=error, schema=json.dumps(schema))),
+    ]
+    try:
+        text, more = await call_text(spec, repair, ctx, node=node, response_format=fmt)
+    except ModelCallError as exc:
+        exc.calls = rows + exc.calls
+        raise
+    rows += more
+    try:
+        return parse_json(text, model), None, rows
+    except ValueError as exc:
+        return None, f"{error}; after one repair attempt: {exc}", rows

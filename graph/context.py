@@ -1,0 +1,16 @@
+"""Per-run parameters, passed to the graph as its runtime context."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What one run may do. The caller clamps these to its own hard limits."""
+
+    max_subtasks: int = 4
+    max_revisions: int = 1
+    max_output_tokens: int = 512
+    timeout_s: float = 60.0
+    max_attempts: int = 3
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 8.0

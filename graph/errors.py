@@ -1,0 +1,30 @@
+"""Errors a run can end with, classified by their upstream cause."""
+
+from typing import Literal
+
+from graph.ledger import CallRecord
+
+ErrorKind = Literal[
+    "upstream_auth",
+    "upstream_timeout",
+    "upstream_unavailable",
+    "upstream_rate_limited",
+    "upstream_bad_request",
+    "upstream_bad_response",
+    "deadline_exceeded",
+    "budget_exhausted",
+    "internal_error",
+]
+
+
+class ModelCallError(Exception):
+    """A model call failed for good (after its retries). Carries the ledger rows it spent."""
+
+    def __init__(
+        self, kind: ErrorKind, message: str, calls: list[CallRecord], node: str
+    ) -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+        self.message = message
+        self.calls = calls
+        self.node = node

@@ -1,0 +1,68 @@
+"""The chat models the graph talks to, one per role, and how to call each backend."""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
+
+StructuredOutput = Literal["json_schema", "json_object", "none"]
+"""How to ask a backend for JSON that follows a schema.
+
+- ``json_schema``: OpenAI's ``response_format`` json_schema (OpenAI, vLLM, recent Ollama).
+- ``json_object``: ``{"type": "json_object", "schema": ...}``, grammar-constrained on llama.cpp.
+- ``none``: the schema is only described in the prompt.
+"""
+
+TokenCapParam = Literal["max_tokens", "max_completion_tokens"]
+"""The request field a backend honours as the output cap.
+
+OpenAI wants ``max_completion_tokens``; llama.cpp's servers honour only ``max_tokens``.
+"""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One backend model and the request conventions it needs."""
+
+    chat: BaseChatModel
+    name: str
+    structured_output: StructuredOutput = "json_schema"
+    token_cap_param: TokenCapParam = "max_tokens"
+    stream: bool = True
+
+
+@dataclass(frozen=True)
+class Models:
+    planner: ModelSpec
+    worker: ModelSpec
+    critic: ModelSpec
+    synthesizer: ModelSpec
+
+    @classmethod
+    def same(cls, spec: ModelSpec) -> "Models":
+        return cls(planner=spec, worker=spec, critic=spec, synthesizer=spec)
+
+
+def openai_chat_model(
+    *,
+    model: str,
+    base_url: str | None,
+    api_key: str,
+    timeout_s: float,
+) -> ChatOpenAI:
+    """A ChatOpenAI client for any OpenAI-compatible backend.
+
+    The SDK's own retries are off: the graph runs the one retry loop, so every attempt
+    is counted in the ledger. ``stream_usage`` is on so streamed calls carry usage where
+    the backend supports it.
+    """
+    return ChatOpenAI(
+        model=model,
+        base_url=base_url,
+        api_key=SecretStr(api_key),
+        timeout=timeout_s,
+        max_retries=0,
+        stream_usage=True,
+    )

@@ -1,0 +1,233 @@
+"""The four agents. Each node reads the state, calls its model through ``calls`` and returns
+only what it changed, plus its ledger rows. Progress goes out through the stream writer."""
+
+from typing import Any
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+
+from graph.calls import call_structured, call_text
+from graph.context import RunContext
+from graph.errors import ModelCallError
+from graph.ledger import CallRecord
+from graph.models import Models
+from graph.prompts import (
+    CRITIC_SYSTEM,
+    CRITIC_USER,
+    MISSING_BLOCK,
+    PLANNER_SYSTEM,
+    PLANNER_USER,
+    SUBANSWER_BLOCK,
+    SYNTHESIZER_SYSTEM,
+    SYNTHESIZER_USER,
+    WORKER_REVISION_USER,
+    WORKER_SYSTEM,
+    WORKER_USER,
+)
+from graph.schemas import Critique, Plan, critique_schema, plan_schema
+from graph.state import (
+    Fallback,
+    InputState,
+    Revision,
+    State,
+    SubAnswer,
+    SubTask,
+    VerdictRecord,
+    WorkerInput,
+)
+
+
+def _tokens(rows: list[CallRecord]) -> dict[str, int]:
+    prompt = sum(r["prompt_tokens"] for r in rows)
+    completion = sum(r["completion_tokens"] for r in rows)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _subanswer_blocks(answers: list[SubAnswer]) -> str:
+    return "\n".join(
+        SUBANSWER_BLOCK.format(task_id=a["task_id"], subquestion=a["question"], answer=a["answer"])
+        for a in answers
+    )
+
+
+class Nodes:
+    """The graph's nodes, bound to the models they call."""
+
+    def __init__(self, models: Models) -> None:
+        self.models = models
+
+    async def planner(self, state: InputState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        ctx = runtime.context
+        question = state["question"]
+        messages: list[BaseMessage] = [
+            SystemMessage(PLANNER_SYSTEM.format(max_subtasks=ctx.max_subtasks)),
+            HumanMessage(PLANNER_USER.format(question=question)),
+        ]
+        plan, error, rows = await call_structured(
+            self.models.planner, messages, ctx, Plan, plan_schema(ctx.max_subtasks), node="planner"
+        )
+        fallbacks: list[Fallback] = []
+        if plan is None:
+            questions = [question]
+            fallbacks.append(
+                Fallback(
+                    node="planner",
+                    kind="single_subquestion",
+                    detail=f"unusable plan ({error}); the whole question is the only sub-question",
+                )
+            )
+        else:
+            questions = plan.subquestions[: ctx.max_subtasks]
+        subtasks = [SubTask(id=f"t{i}", question=q) for i, q in enumerate(questions, start=1)]
+        runtime.stream_writer({"event": "plan", "data": {"subtasks": subtasks}})
+        return {
+            "plan": subtasks,
+            "calls": rows,
+            "fallbacks": fallbacks,
+            "revisions": 0,
+            "pending": [],
+        }
+
+    async def worker(self, job: WorkerInput, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        ctx = runtime.context
+        task, attempt = job["task"], job["attempt"]
+        emit = runtime.stream_writer
+        emit({"event": "task.started", "data": {"task_id": task["id"], "attempt": attempt}})
+        if job["feedback"] is None:
+            user = WORKER_USER.format(question=job["question"], subquestion=task["question"])
+        else:
+            user = WORKER_REVISION_USER.format(
+                question=job["question"],
+                subquestion=task["question"],
+                previous_answer=job["previous_answer"] or "",
+                feedback=job["feedback"],
+            )
+        messages: list[BaseMessage] = [SystemMessage(WORKER_SYSTEM), HumanMessage(user)]
+        try:
+            text, rows = await call_text(
+                self.models.worker, messages, ctx, node="worker", task_id=task["id"]
+            )
+        except ModelCallError as exc:
+            emit(
+                {
+                    "event": "task.failed",
+                    "data": {"task_id": task["id"], "attempt": attempt, "error": exc.message},
+                }
+            )
+            failed = SubAnswer(
+                task_id=task["id"],
+                question=task["question"],
+                answer=job["previous_answer"] or "",
+                status="ok" if job["previous_answer"] else "failed",
+                attempts=attempt,
+                error=f"{exc.kind}: {exc.message}",
+            )
+            return {"subanswers": {task["id"]: failed}, "calls": exc.calls}
+        answer = text.strip()
+        emit(
+            {
+                "event": "task.completed",
+                "data": {
+                    "task_id": task["id"],
+                    "attempt": attempt,
+                    "answer": answer,
+                    "usage": _tokens(rows),
+                },
+            }
+        )
+        done = SubAnswer(
+            task_id=task["id"],
+            question=task["question"],
+            answer=answer,
+            status="ok",
+            attempts=attempt,
+            error=None,
+        )
+        return {"subanswers": {task["id"]: done}, "calls": rows}
+
+    async def critic(self, state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        ctx = runtime.context
+        answered = [a for a in state["subanswers"].values() if a["status"] == "ok"]
+        if state["revisions"] >= ctx.max_revisions or not answered:
+            return {"pending": []}
+        round_ = state["revisions"] + 1
+        task_ids = [a["task_id"] for a in answered]
+        messages: list[BaseMessage] = [
+            SystemMessage(CRITIC_SYSTEM),
+            HumanMessage(
+                CRITIC_USER.format(
+                    question=state["question"], subanswers=_subanswer_blocks(answered)
+                )
+            ),
+        ]
+        fallbacks: list[Fallback] = []
+        try:
+            critique, error, rows = await call_structured(
+                self.models.critic, messages, ctx, Critique, critique_schema(task_ids), node="critic"
+            )
+        except ModelCallError as exc:
+            critique, rows = None, exc.calls
+            error = f"the critic's call failed ({exc.kind}: {exc.message})"
+        given = {v.task_id: v for v in critique.verdicts} if critique else {}
+        if critique is None:
+            fallbacks.append(
+                Fallback(node="critic", kind="accept_all", detail=f"{error}; every answer accepted")
+            )
+        elif missing := [t for t in task_ids if t not in given]:
+            fallbacks.append(
+                Fallback(
+                    node="critic",
+                    kind="missing_verdict",
+                    detail=f"no verdict for {', '.join(missing)}; accepted",
+                )
+            )
+        verdicts = [
+            VerdictRecord(
+                round=round_,
+                task_id=t,
+                verdict=given[t].verdict if t in given else "accept",
+                feedback=given[t].feedback.strip() if t in given else "",
+            )
+            for t in task_ids
+        ]
+        runtime.stream_writer({"event": "critique", "data": {"round": round_, "verdicts": verdicts}})
+        pending = [
+            Revision(task_id=v["task_id"], feedback=v["feedback"] or "Improve the answer.")
+            for v in verdicts
+            if v["verdict"] == "revise"
+        ]
+        return {
+            "critique": verdicts,
+            "calls": rows,
+            "fallbacks": fallbacks,
+            "pending": pending,
+            "revisions": round_ if pending else state["revisions"],
+        }
+
+    async def synthesizer(self, state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        ctx = runtime.context
+        answers = [state["subanswers"][t["id"]] for t in state["plan"] if t["id"] in state["subanswers"]]
+        answered = [a for a in answers if a["status"] == "ok"]
+        missing = [a["question"] for a in answers if a["status"] != "ok"]
+        messages: list[BaseMessage] = [
+            SystemMessage(SYNTHESIZER_SYSTEM),
+            HumanMessage(
+                SYNTHESIZER_USER.format(
+                    question=state["question"],
+                    subanswers=_subanswer_blocks(answered),
+                    missing=MISSING_BLOCK.format(subquestions="; ".join(missing)) if missing else "",
+                ).strip()
+            ),
+        ]
+        streamed: list[str] = []
+
+        def on_delta(delta: str) -> None:
+            streamed.append(delta)
+            runtime.stream_writer({"event": "answer.delta", "data": {"text": delta}})
+
+        text, rows = await call_text(
+            self.models.synthesizer, messages, ctx, node="synthesizer", on_delta=on_delta
+        )
+        if not streamed:
+            on_delta(text)
+        return {"answer": text.strip(), "calls": rows}

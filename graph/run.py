@@ -1,0 +1,74 @@
+"""Drives one run of a compiled graph: streams its progress out and returns the Result."""
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from graph.builder import Graph
+from graph.context import RunContext
+from graph.errors import ModelCallError
+from graph.ledger import CallRecord
+from graph.result import Result, RunError, assemble
+from graph.state import OutputState
+from graph.tokens import TokenCounter
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+"""Receives each progress event (name, data) the moment the graph produces it."""
+
+
+async def execute(
+    graph: Graph,
+    question: str,
+    ctx: RunContext,
+    *,
+    run_id: str,
+    counter: TokenCounter,
+    emit: Emit,
+    max_concurrency: int,
+) -> Result:
+    """Run the graph to the end. Backend failures become a failed Result, never an exception;
+    cancellation propagates to the caller."""
+    started = time.perf_counter()
+    state: OutputState | None = None
+    extra: list[CallRecord] = []
+    error: RunError | None = None
+    config: dict[str, Any] = {
+        "max_concurrency": max_concurrency,
+        "recursion_limit": 8 + 4 * (ctx.max_revisions + 1),
+        "run_name": "reasoner",
+        "metadata": {"run_id": run_id},
+    }
+    try:
+        async for mode, chunk in graph.astream(
+            {"question": question},
+            cast(Any, config),
+            context=ctx,
+            stream_mode=["custom", "values"],
+        ):
+            if mode == "values":
+                state = cast(OutputState, chunk)
+            else:
+                event = cast(dict[str, Any], chunk)
+                await emit(event["event"], event["data"])
+    except ModelCallError as exc:
+        extra = exc.calls
+        error = RunError(kind=exc.kind, message=exc.message, node=exc.node)
+    except Exception as exc:
+        log.exception("run %s failed with an internal error", run_id)
+        error = RunError(kind="internal_error", message=type(exc).__name__, node=None)
+    count = await counter.count(question)
+    result = assemble(
+        run_id=run_id,
+        question=question,
+        state=state,
+        extra_calls=extra,
+        question_tokens=count.tokens,
+        question_exact=count.exact,
+        total_ms=(time.perf_counter() - started) * 1000,
+        error=error,
+    )
+    await emit("usage", {"usage": result["usage"], "by_node": result["by_node"]})
+    return result

@@ -1,0 +1,74 @@
+"""Graph state: what goes in, what comes out, and what the nodes share in between."""
+
+import operator
+from typing import Annotated, Literal, TypedDict
+
+from graph.ledger import CallRecord
+
+
+class SubTask(TypedDict):
+    id: str
+    question: str
+
+
+class SubAnswer(TypedDict):
+    task_id: str
+    question: str
+    answer: str
+    status: Literal["ok", "failed"]
+    attempts: int
+    error: str | None
+
+
+class VerdictRecord(TypedDict):
+    round: int
+    task_id: str
+    verdict: Literal["accept", "revise"]
+    feedback: str
+
+
+class Fallback(TypedDict):
+    """A place where the run replaced a model's unusable output with a safe default."""
+
+    node: str
+    kind: str
+    detail: str
+
+
+def merge_answers(left: dict[str, SubAnswer], right: dict[str, SubAnswer]) -> dict[str, SubAnswer]:
+    """Latest answer per sub-question wins; a revision replaces the earlier answer."""
+    return {**left, **right}
+
+
+class InputState(TypedDict):
+    question: str
+
+
+class OutputState(TypedDict):
+    question: str
+    answer: str
+    plan: list[SubTask]
+    subanswers: Annotated[dict[str, SubAnswer], merge_answers]
+    critique: Annotated[list[VerdictRecord], operator.add]
+    calls: Annotated[list[CallRecord], operator.add]
+    fallbacks: Annotated[list[Fallback], operator.add]
+
+
+class Revision(TypedDict):
+    task_id: str
+    feedback: str
+
+
+class State(OutputState):
+    revisions: int
+    pending: list[Revision]
+
+
+class WorkerInput(TypedDict):
+    """What one worker invocation receives through ``Send``."""
+
+    question: str
+    task: SubTask
+    attempt: int
+    feedback: str | None
+    previous_answer: str | None

@@ -1,0 +1,286 @@
+"""A scripted OpenAI-compatible chat backend for tests and benchmarks.
+
+It recognises which agent is calling from the system prompt and answers each with valid
+content: a plan of N sub-questions for the planner, verdicts for the critic, text otherwise.
+Latency, tokens per second, plan width, verdicts and faults are set by options, usage is
+always reported (also on streamed calls when asked), and every call is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class Fault:
+    """One scripted misbehaviour, used for the next matching call instead of a normal answer."""
+
+    status: int = 500
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    hang_s: float = 0.0
+    raw: str | None = None
+
+
+@dataclass
+class Recorded:
+    role: str
+    body: dict[str, Any]
+    started: float
+    finished: float
+    prompt_tokens: int
+    completion_tokens: int
+    status: int
+
+
+def role_of(messages: list[dict[str, Any]]) -> str:
+    system = next((str(m.get("content", "")) for m in messages if m.get("role") == "system"), "")
+    if "planner" in system:
+        return "planner"
+    if "strict reviewer" in system:
+        return "critic"
+    if "final answer" in system:
+        return "synthesizer"
+    return "worker"
+
+
+def count_tokens(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+@dataclass
+class StubOptions:
+    latency_s: float = 0.0
+    tokens_per_s: float = 0.0
+    subtasks: int = 3
+    revise_first_round: bool = False
+    planner_reply: str | None = None
+    critic_reply: str | None = None
+    worker_reply: str | None = None
+    synthesizer_reply: str | None = None
+    fill_max_tokens: bool = False
+
+
+class StubBackend:
+    """Serve on 127.0.0.1 in a background thread: ``with StubBackend() as stub: stub.base_url``."""
+
+    def __init__(self, options: StubOptions | None = None) -> None:
+        self.options = options or StubOptions()
+        self.calls: list[Recorded] = []
+        self.faults: dict[str, deque[Fault]] = {}
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+            ]
+        )
+        self.app = app
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def inject(self, role: str, *faults: Fault) -> None:
+        """Queue faults for the next calls of ``role`` ("any" matches every role)."""
+        with self._lock:
+            self.faults.setdefault(role, deque()).extend(faults)
+
+    def calls_of(self, role: str) -> list[Recorded]:
+        return [c for c in self.calls if c.role == role]
+
+    def _next_fault(self, role: str) -> Fault | None:
+        with self._lock:
+            for key in (role, "any"):
+                queue = self.faults.get(key)
+                if queue:
+                    return queue.popleft()
+        return None
+
+    async def _models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": "stub", "object": "model"}]})
+
+    def _reply(self, role: str, body: dict[str, Any]) -> str:
+        o = self.options
+        messages = body.get("messages", [])
+        last = str(messages[-1].get("content", "")) if messages else ""
+        if role == "planner":
+            if o.planner_reply is not None:
+                return o.planner_reply
+            limit = _max_items(body) or o.subtasks
+            n = min(o.subtasks, limit)
+            return json.dumps({"subquestions": [f"Part {i} of the question?" for i in range(1, n + 1)]})
+        if role == "critic":
+            if o.critic_reply is not None:
+                return o.critic_reply
+            ids = _task_ids(last)
+            first_round = len(self.calls_of("critic")) == 0
+            verdict = "revise" if o.revise_first_round and first_round else "accept"
+            return json.dumps(
+                {"verdicts": [{"task_id": t, "verdict": verdict, "feedback": "more detail"} for t in ids]}
+            )
+        if role == "synthesizer":
+            return o.synthesizer_reply if o.synthesizer_reply is not None else "The final answer is 42."
+        return o.worker_reply if o.worker_reply is not None else "A worker answer with some words."
+
+    async def _chat(self, request: Request) -> Response:
+        started = time.perf_counter()
+        body = await request.json()
+        messages = body.get("messages", [])
+        role = role_of(messages)
+        prompt_tokens = sum(count_tokens(str(m.get("content", ""))) + 3 for m in messages)
+        fault = self._next_fault(role)
+        if fault is not None:
+            if fault.hang_s:
+                await asyncio.sleep(fault.hang_s)
+            self._record(role, body, started, prompt_tokens, 0, fault.status)
+            if fault.raw is not None:
+                return Response(fault.raw, status_code=fault.status, media_type="application/json")
+            return JSONResponse(
+                fault.body or {"error": {"message": "scripted fault", "type": "server_error"}},
+                status_code=fault.status,
+                headers=fault.headers,
+            )
+        text = self._reply(role, body)
+        cap = body.get("max_tokens") or body.get("max_completion_tokens")
+        if self.options.fill_max_tokens and cap:
+            text = " ".join(["word"] * int(cap))
+        completion_tokens = count_tokens(text)
+        if cap and completion_tokens > int(cap):
+            text = " ".join(text.split()[: int(cap)])
+            completion_tokens = int(cap)
+        delay = self.options.latency_s
+        if self.options.tokens_per_s:
+            delay += completion_tokens / self.options.tokens_per_s
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        model = body.get("model", "stub")
+        cid = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(
+                self._stream(role, body, started, text, usage, delay, model, cid, include_usage),
+                media_type="text/event-stream",
+            )
+        if delay:
+            await asyncio.sleep(delay)
+        self._record(role, body, started, prompt_tokens, completion_tokens, 200)
+        return JSONResponse(
+            {
+                "id": cid,
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage,
+            }
+        )
+
+    async def _stream(
+        self,
+        role: str,
+        body: dict[str, Any],
+        started: float,
+        text: str,
+        usage: dict[str, int],
+        delay: float,
+        model: str,
+        cid: str,
+        include_usage: bool,
+    ) -> Any:
+        words = text.split(" ")
+        base = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        for i, word in enumerate(words):
+            if delay:
+                await asyncio.sleep(delay / len(words))
+            piece = word if i == 0 else " " + word
+            chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            yield f"data: {json.dumps(chunk)}\n\n"
+        end = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        yield f"data: {json.dumps(end)}\n\n"
+        if include_usage:
+            yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
+        self._record(role, body, started, usage["prompt_tokens"], usage["completion_tokens"], 200)
+        yield "data: [DONE]\n\n"
+
+    def _record(
+        self, role: str, body: dict[str, Any], started: float, prompt: int, completion: int, status: int
+    ) -> None:
+        with self._lock:
+            self.calls.append(
+                Recorded(role, body, started, time.perf_counter(), prompt, completion, status)
+            )
+
+    def start(self) -> StubBackend:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("stub backend did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> StubBackend:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _max_items(body: dict[str, Any]) -> int | None:
+    fmt = body.get("response_format") or {}
+    schema = fmt.get("schema") or (fmt.get("json_schema") or {}).get("schema") or {}
+    items = schema.get("properties", {}).get("subquestions", {})
+    value = items.get("maxItems")
+    return int(value) if value else None
+
+
+def _task_ids(text: str) -> list[str]:
+    ids = []
+    marker = 'task_id="'
+    start = text.find(marker)
+    while start != -1:
+        end = text.find('"', start + len(marker))
+        ids.append(text[start + len(marker) : end])
+        start = text.find(marker, end)
+    return ids
