@@ -67,7 +67,10 @@ def _models(settings: Settings, base_url: str, embedded: bool) -> Models:
                 f"LLM_MODEL (or {role.upper()}_MODEL) must be set when LLM_BASE_URL is set"
             )
         chat = openai_chat_model(
-            model=name, base_url=base_url, api_key=key or "not-set", timeout_s=settings.llm_timeout_s
+            model=name,
+            base_url=base_url,
+            api_key=key or "not-set",
+            timeout_s=settings.llm_timeout_s,
         )
         return ModelSpec(
             chat=chat, name=name, structured_output=structured, token_cap_param=cap, stream=stream
@@ -104,7 +107,5 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
         models = _models(settings, base_url, embedded)
         async with httpx.AsyncClient() as client:
             fallback = TiktokenCounter(models.synthesizer.name)
-            counter: TokenCounter = (
-                LlamaCppCounter(base_url, client, fallback) if embedded else fallback
-            )
+            counter: TokenCounter = LlamaCppCounter(base_url, client, fallback) if embedded else fallback
             yield Backend(models=models, counter=counter, base_url=base_url, embedded=embedded)

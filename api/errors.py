@@ -37,12 +37,8 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def error_response(
-    status: int, body: ErrorBody, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(
-        ErrorResponse(error=body).model_dump(), status_code=status, headers=headers
-    )
+def error_response(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(ErrorResponse(error=body).model_dump(), status_code=status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:

@@ -106,8 +106,7 @@ class LocalModelServer:
                 time.sleep(0.2)
         self.stop()
         raise LocalModelError(
-            f"the embedded model server did not start within {self.startup_s:.0f}s; "
-            f"see {self.log_path}"
+            f"the embedded model server did not start within {self.startup_s:.0f}s; see {self.log_path}"
         )
 
     def stop(self) -> None:

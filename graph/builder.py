@@ -20,9 +20,7 @@ def build_graph(models: Models, *, checkpointer: BaseCheckpointSaver[str] | None
     every attempt lands in the ledger and client errors are never retried.
     """
     nodes = Nodes(models)
-    builder = StateGraph(
-        State, context_schema=RunContext, input_schema=InputState, output_schema=OutputState
-    )
+    builder = StateGraph(State, context_schema=RunContext, input_schema=InputState, output_schema=OutputState)
     builder.add_node("planner", nodes.planner)
     builder.add_node("worker", nodes.worker)
     builder.add_node("critic", nodes.critic)

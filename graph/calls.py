@@ -44,7 +44,7 @@ def _redact(text: str) -> str:
     return _SECRET.sub("[redacted]", text)[:300]
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: Any) -> float | None:
     value = response.headers.get("retry-after")
     if value is None:
         return None
@@ -70,7 +70,9 @@ def classify(exc: BaseException) -> _Failure:
         if status in (408, 409) or status >= 500:
             return _Failure("upstream_unavailable", detail, True, _retry_after(exc.response))
         return _Failure("upstream_bad_request", f"{detail}: {_redact(exc.message)}", False, None)
-    if isinstance(exc, openai.APIResponseValidationError | ValueError | KeyError | TypeError):
+    if isinstance(
+        exc, openai.APIResponseValidationError | ValueError | LookupError | TypeError | AttributeError
+    ):
         return _Failure(
             "upstream_bad_response", f"malformed backend response: {_redact(str(exc))}", True, None
         )
@@ -138,9 +140,7 @@ async def call_text(
                 message = await _invoke(spec, messages, kwargs, on_delta)
         except Exception as exc:
             failure = classify(exc)
-            rows.append(
-                _row(spec, node, task_id, attempt, started_at, t0, 0, 0, False, failure.message)
-            )
+            rows.append(_row(spec, node, task_id, attempt, started_at, t0, 0, 0, False, failure.message))
             if not failure.retryable or attempt == ctx.max_attempts:
                 raise ModelCallError(failure.kind, failure.message, rows, node) from exc
             await asyncio.sleep(_backoff(ctx, attempt, failure.retry_after))
@@ -151,9 +151,7 @@ async def call_text(
             prompt, completion, estimated = usage["input_tokens"], usage["output_tokens"], False
         else:
             prompt, completion, estimated = estimate_messages(messages), estimate(text), True
-        rows.append(
-            _row(spec, node, task_id, attempt, started_at, t0, prompt, completion, estimated, None)
-        )
+        rows.append(_row(spec, node, task_id, attempt, started_at, t0, prompt, completion, estimated, None))
         return text, rows
     raise AssertionError("unreachable: max_attempts must be at least 1")
 

@@ -20,9 +20,7 @@ ErrorKind = Literal[
 class ModelCallError(Exception):
     """A model call failed for good (after its retries). Carries the ledger rows it spent."""
 
-    def __init__(
-        self, kind: ErrorKind, message: str, calls: list[CallRecord], node: str
-    ) -> None:
+    def __init__(self, kind: ErrorKind, message: str, calls: list[CallRecord], node: str) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
         self.message = message

@@ -1,6 +1,8 @@
 """The token ledger: one row per model call, and the run's usage summary built from the rows."""
 
-from typing import Literal, TypedDict
+from typing import Literal
+
+from typing_extensions import TypedDict
 
 NodeName = Literal["planner", "worker", "critic", "synthesizer"]
 NODES: tuple[NodeName, ...] = ("planner", "worker", "critic", "synthesizer")
@@ -50,9 +52,7 @@ def summarize(calls: list[CallRecord], question_tokens: int, question_exact: boo
     when the question's own count is an estimate.
     """
     total = sum(c["prompt_tokens"] + c["completion_tokens"] for c in calls)
-    output = sum(
-        c["completion_tokens"] for c in calls if c["node"] == "synthesizer" and c["error"] is None
-    )
+    output = sum(c["completion_tokens"] for c in calls if c["node"] == "synthesizer" and c["error"] is None)
     input_tokens = max(0, min(question_tokens, total - output))
     return Usage(
         input_tokens=input_tokens,
@@ -67,8 +67,7 @@ def summarize(calls: list[CallRecord], question_tokens: int, question_exact: boo
 def by_node(calls: list[CallRecord]) -> dict[NodeName, NodeUsage]:
     """Per node kind: number of calls and their tokens."""
     rows: dict[NodeName, NodeUsage] = {
-        node: NodeUsage(calls=0, prompt_tokens=0, completion_tokens=0, total_tokens=0)
-        for node in NODES
+        node: NodeUsage(calls=0, prompt_tokens=0, completion_tokens=0, total_tokens=0) for node in NODES
     }
     for call in calls:
         row = rows[call["node"]]

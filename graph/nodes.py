@@ -40,7 +40,11 @@ from graph.state import (
 def _tokens(rows: list[CallRecord]) -> dict[str, int]:
     prompt = sum(r["prompt_tokens"] for r in rows)
     completion = sum(r["completion_tokens"] for r in rows)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def _subanswer_blocks(answers: list[SubAnswer]) -> str:
@@ -88,25 +92,23 @@ class Nodes:
             "pending": [],
         }
 
-    async def worker(self, job: WorkerInput, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    async def worker(self, state: WorkerInput, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = runtime.context
-        task, attempt = job["task"], job["attempt"]
+        task, attempt = state["task"], state["attempt"]
         emit = runtime.stream_writer
         emit({"event": "task.started", "data": {"task_id": task["id"], "attempt": attempt}})
-        if job["feedback"] is None:
-            user = WORKER_USER.format(question=job["question"], subquestion=task["question"])
+        if state["feedback"] is None:
+            user = WORKER_USER.format(question=state["question"], subquestion=task["question"])
         else:
             user = WORKER_REVISION_USER.format(
-                question=job["question"],
+                question=state["question"],
                 subquestion=task["question"],
-                previous_answer=job["previous_answer"] or "",
-                feedback=job["feedback"],
+                previous_answer=state["previous_answer"] or "",
+                feedback=state["feedback"],
             )
         messages: list[BaseMessage] = [SystemMessage(WORKER_SYSTEM), HumanMessage(user)]
         try:
-            text, rows = await call_text(
-                self.models.worker, messages, ctx, node="worker", task_id=task["id"]
-            )
+            text, rows = await call_text(self.models.worker, messages, ctx, node="worker", task_id=task["id"])
         except ModelCallError as exc:
             emit(
                 {
@@ -117,8 +119,8 @@ class Nodes:
             failed = SubAnswer(
                 task_id=task["id"],
                 question=task["question"],
-                answer=job["previous_answer"] or "",
-                status="ok" if job["previous_answer"] else "failed",
+                answer=state["previous_answer"] or "",
+                status="ok" if state["previous_answer"] else "failed",
                 attempts=attempt,
                 error=f"{exc.kind}: {exc.message}",
             )
@@ -155,15 +157,18 @@ class Nodes:
         messages: list[BaseMessage] = [
             SystemMessage(CRITIC_SYSTEM),
             HumanMessage(
-                CRITIC_USER.format(
-                    question=state["question"], subanswers=_subanswer_blocks(answered)
-                )
+                CRITIC_USER.format(question=state["question"], subanswers=_subanswer_blocks(answered))
             ),
         ]
         fallbacks: list[Fallback] = []
         try:
             critique, error, rows = await call_structured(
-                self.models.critic, messages, ctx, Critique, critique_schema(task_ids), node="critic"
+                self.models.critic,
+                messages,
+                ctx,
+                Critique,
+                critique_schema(task_ids),
+                node="critic",
             )
         except ModelCallError as exc:
             critique, rows = None, exc.calls

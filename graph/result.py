@@ -1,7 +1,9 @@
 """The result of one run: the same object for the CLI's --json, the HTTP API and the store."""
 
 from datetime import datetime
-from typing import Literal, TypedDict
+from typing import Literal
+
+from typing_extensions import TypedDict
 
 from graph.errors import ErrorKind
 from graph.ledger import CallRecord, NodeName, NodeUsage, Usage, by_node, summarize

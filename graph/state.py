@@ -1,7 +1,9 @@
 """Graph state: what goes in, what comes out, and what the nodes share in between."""
 
 import operator
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Literal
+
+from typing_extensions import TypedDict
 
 from graph.ledger import CallRecord
 

@@ -215,12 +215,20 @@ class StubBackend:
         include_usage: bool,
     ) -> Any:
         words = text.split(" ")
-        base = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        base = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
         for i, word in enumerate(words):
             if delay:
                 await asyncio.sleep(delay / len(words))
             piece = word if i == 0 else " " + word
-            chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            chunk = {
+                **base,
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+            }
             yield f"data: {json.dumps(chunk)}\n\n"
         end = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         yield f"data: {json.dumps(end)}\n\n"
@@ -230,12 +238,16 @@ class StubBackend:
         yield "data: [DONE]\n\n"
 
     def _record(
-        self, role: str, body: dict[str, Any], started: float, prompt: int, completion: int, status: int
+        self,
+        role: str,
+        body: dict[str, Any],
+        started: float,
+        prompt: int,
+        completion: int,
+        status: int,
     ) -> None:
         with self._lock:
-            self.calls.append(
-                Recorded(role, body, started, time.perf_counter(), prompt, completion, status)
-            )
+            self.calls.append(Recorded(role, body, started, time.perf_counter(), prompt, completion, status))
 
     def start(self) -> StubBackend:
         with socket.socket() as sock:

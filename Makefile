@@ -1,0 +1,47 @@
+# reasoner: `make run` starts the service, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
+
+# llama-cpp-python compiles llama.cpp (~6-10 min on 2 cores). A portable x86-64 build
+# (AVX2, no AVX-512/AMX, which crash in some VMs); pip caches the wheel, so later
+# installs, fresh venvs included, reuse it instead of rebuilding.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_OPENMP=OFF
+
+.PHONY: install run test test-fast lint format lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[local,dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: install
+	$(BIN)/reasoner serve
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not e2e"
+
+lint: install
+	$(BIN)/ruff check graph api tests
+	$(BIN)/ruff format --check graph api tests
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format graph api tests
+	$(BIN)/ruff check --fix graph api tests
+
+# Re-pin every dependency to what is installed now.
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,91 @@
+"""Shared fixtures: the scripted backend, models pointed at it, and the real HTTP app."""
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from api.app import create_app
+from api.backend import Backend
+from api.settings import Settings
+from graph import Models, ModelSpec, TiktokenCounter, openai_chat_model
+from tests.stub_backend import StubBackend, StubOptions
+
+
+@pytest.fixture
+def stub() -> Iterator[StubBackend]:
+    with StubBackend(StubOptions()) as backend:
+        yield backend
+
+
+def stub_models(stub: StubBackend, **spec: Any) -> Models:
+    chat = openai_chat_model(model="stub-model", base_url=stub.base_url, api_key="sk-test", timeout_s=10)
+    return Models.same(ModelSpec(chat=chat, name="stub-model", **spec))
+
+
+def stub_backend(stub: StubBackend, **spec: Any) -> Backend:
+    return Backend(
+        models=stub_models(stub, **spec),
+        counter=TiktokenCounter(),
+        base_url=stub.base_url,
+        embedded=False,
+    )
+
+
+class Service:
+    """The real app served by uvicorn on a loopback port, in a background thread."""
+
+    def __init__(self, settings: Settings, backend: Backend | None) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(settings, backend), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "Service":
+        self.thread.start()
+        deadline = time.monotonic() + 180  # the embedded model may need to start first
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the service did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def settings(tmp_path: Any) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        llm_base_url="http://unused.invalid/v1",
+        llm_model="stub-model",
+        data_dir=tmp_path,
+        llm_max_attempts=2,
+    )
+
+
+@pytest.fixture
+def service(stub: StubBackend, settings: Settings) -> Iterator[Service]:
+    with Service(settings, stub_backend(stub)) as running:
+        yield running
+
+
+@pytest.fixture
+def client(service: Service) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=service.url, timeout=30) as http:
+        yield http

@@ -1,0 +1,38 @@
+"""The whole service on the real embedded model (SmolLM2-135M via llama.cpp): structure, not wording."""
+
+import httpx
+import pytest
+
+from api.settings import Settings
+from tests.conftest import Service
+
+pytestmark = pytest.mark.e2e
+
+CAP = 40
+
+
+def test_embedded_model_end_to_end(tmp_path: object) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        llm_base_url=None,
+        data_dir=tmp_path,
+        max_output_tokens=CAP,
+        max_subtasks=2,
+        max_revisions=1,
+    )
+    with Service(settings, backend=None) as service, httpx.Client(base_url=service.url, timeout=300) as http:
+        response = http.post("/v1/reason", json={"question": "What is 12 times 7, and what is 5 plus 9?"})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["status"] in ("completed", "partial")
+    assert 1 <= len(result["plan"]) <= 2
+    assert result["answer"].strip()
+    calls = result["calls"]
+    assert {c["node"] for c in calls} >= {"planner", "worker", "synthesizer"}
+    assert all(c["completion_tokens"] <= CAP for c in calls), "the output cap reaches llama.cpp"
+    assert not any(c["estimated"] for c in calls), "llama.cpp reports usage on non-streamed calls"
+    usage = result["usage"]
+    assert usage["input_tokens_exact"] is True
+    assert usage["input_tokens"] + usage["output_tokens"] + usage["reasoning_tokens"] == usage["total_tokens"]
+    assert usage["total_tokens"] == sum(c["prompt_tokens"] + c["completion_tokens"] for c in calls)
+    assert usage["reasoning_tokens"] > 0

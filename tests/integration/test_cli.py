@@ -1,0 +1,71 @@
+"""The `reasoner` console script, run as a user would, against the scripted backend."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.stub_backend import StubBackend
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def reasoner(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "OPENAI_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        env={**clean, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_ask_json_prints_the_result_object(stub: StubBackend, tmp_path: Path) -> None:
+    env = {"LLM_BASE_URL": stub.base_url, "LLM_MODEL": "stub-model", "DATA_DIR": str(tmp_path)}
+    done = reasoner("ask", "Why is the sky blue?", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "completed"
+    assert result["usage"]["total_tokens"] == sum(c.prompt_tokens + c.completion_tokens for c in stub.calls)
+
+
+def test_ask_shows_steps_and_the_token_table(stub: StubBackend, tmp_path: Path) -> None:
+    env = {"LLM_BASE_URL": stub.base_url, "LLM_MODEL": "stub-model", "DATA_DIR": str(tmp_path)}
+    done = reasoner("ask", "Why is the sky blue?", env=env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.index("plan: 3 sub-question(s)") < out.index("worker t1 done") < out.index("critic: t1 accept")
+    assert "The final answer is 42." in out
+    assert "synthesizer" in out and "reasoning" in out and "total" in out
+
+
+def test_unreachable_backend_is_one_clear_line(tmp_path: Path) -> None:
+    env = {
+        "LLM_BASE_URL": "http://127.0.0.1:9/v1",
+        "LLM_MODEL": "m",
+        "LLM_MAX_ATTEMPTS": "1",
+        "DATA_DIR": str(tmp_path),
+    }
+    done = reasoner("ask", "Q?", env=env)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: upstream_unavailable: could not connect to the model backend"
+    ]
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_missing_model_name_is_a_configuration_error(tmp_path: Path) -> None:
+    done = reasoner("ask", "Q?", env={"LLM_BASE_URL": "http://127.0.0.1:9/v1", "DATA_DIR": str(tmp_path)})
+    assert done.returncode == 2
+    assert "LLM_MODEL" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_invalid_setting_is_reported(tmp_path: Path) -> None:
+    done = reasoner("ask", "Q?", env={"MAX_SUBTASKS": "zero", "DATA_DIR": str(tmp_path)})
+    assert done.returncode == 2
+    assert "max_subtasks" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,108 @@
+"""The one retry loop, the cap and structured-output fields, and JSON parsing."""
+
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from graph import ModelCallError, RunContext
+from graph.calls import call_text, parse_json
+from graph.schemas import Plan
+from tests.conftest import stub_models
+from tests.stub_backend import Fault, StubBackend
+
+FAST = RunContext(max_attempts=3, retry_initial_s=0.01, retry_max_s=0.05, timeout_s=5)
+MESSAGES = [SystemMessage("You answer."), HumanMessage("Hi")]
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 503])
+async def test_retryable_status_is_retried_and_every_attempt_is_a_row(stub: StubBackend, status: int) -> None:
+    stub.inject("worker", Fault(status=status))
+    text, rows = await call_text(stub_models(stub).worker, MESSAGES, FAST, node="worker", task_id="t1")
+    assert text
+    assert [r["attempt"] for r in rows] == [1, 2]
+    assert rows[0]["error"] is not None and rows[1]["error"] is None
+    assert len(stub.calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (400, "upstream_bad_request"),
+        (401, "upstream_auth"),
+        (403, "upstream_auth"),
+        (404, "upstream_bad_request"),
+    ],
+)
+async def test_client_errors_are_not_retried(stub: StubBackend, status: int, kind: str) -> None:
+    stub.inject("worker", Fault(status=status))
+    with pytest.raises(ModelCallError) as caught:
+        await call_text(stub_models(stub).worker, MESSAGES, FAST, node="worker")
+    assert caught.value.kind == kind
+    assert len(caught.value.calls) == 1
+    assert len(stub.calls) == 1
+
+
+async def test_attempts_are_bounded(stub: StubBackend) -> None:
+    stub.inject("worker", *[Fault(status=502)] * 5)
+    with pytest.raises(ModelCallError) as caught:
+        await call_text(stub_models(stub).worker, MESSAGES, FAST, node="worker")
+    assert caught.value.kind == "upstream_unavailable"
+    assert len(stub.calls) == FAST.max_attempts == len(caught.value.calls)
+
+
+async def test_a_hanging_call_is_cut_at_the_timeout(stub: StubBackend) -> None:
+    stub.inject("worker", Fault(status=200, hang_s=3))
+    ctx = RunContext(max_attempts=1, timeout_s=0.3)
+    with pytest.raises(ModelCallError) as caught:
+        await call_text(stub_models(stub).worker, MESSAGES, ctx, node="worker")
+    assert caught.value.kind == "upstream_timeout"
+    assert caught.value.calls[0]["latency_ms"] < 2000
+
+
+async def test_malformed_body_is_a_failed_call(stub: StubBackend) -> None:
+    stub.inject("worker", Fault(status=200, raw="{not json"), Fault(status=200, raw='{"choices": []}'))
+    text, rows = await call_text(stub_models(stub).worker, MESSAGES, FAST, node="worker")
+    assert text
+    assert [r["error"] is None for r in rows] == [False, False, True]
+    assert all("malformed" in (r["error"] or "malformed") for r in rows[:2])
+
+
+async def test_max_tokens_field_for_llama_cpp(stub: StubBackend) -> None:
+    spec = stub_models(stub, token_cap_param="max_tokens").worker
+    await call_text(spec, MESSAGES, RunContext(max_output_tokens=77), node="worker")
+    body = stub.calls[0].body
+    assert body["max_tokens"] == 77
+    assert "max_completion_tokens" not in body
+
+
+async def test_max_completion_tokens_field_for_openai(stub: StubBackend) -> None:
+    spec = stub_models(stub, token_cap_param="max_completion_tokens").worker
+    await call_text(spec, MESSAGES, RunContext(max_output_tokens=77), node="worker")
+    body = stub.calls[0].body
+    assert body["max_completion_tokens"] == 77
+    assert "max_tokens" not in body
+
+
+async def test_usage_missing_from_a_stream_is_estimated_and_marked(stub: StubBackend) -> None:
+    spec = stub_models(stub).synthesizer
+    chat = spec.chat.model_copy(update={"stream_usage": False})
+    deltas: list[str] = []
+    text, rows = await call_text(
+        type(spec)(chat=chat, name=spec.name), MESSAGES, FAST, node="synthesizer", on_delta=deltas.append
+    )
+    assert "".join(deltas) == text
+    assert rows[0]["estimated"] is True
+    assert rows[0]["completion_tokens"] > 0 and rows[0]["prompt_tokens"] > 0
+
+
+def test_parse_json_tolerates_fences_and_prose() -> None:
+    plan = parse_json('Here you go:\n```json\n{"subquestions": ["a?", "b?"]}\n```', Plan)
+    assert plan.subquestions == ["a?", "b?"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["no json here", '{"subquestions": []}', '{"subquestions": "a"}', '{"subquestions": ["a"'],
+)
+def test_parse_json_rejects_unusable_plans(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_json(text, Plan)

@@ -1,0 +1,73 @@
+"""The usage summary: input + output + reasoning = total, whatever the rows."""
+
+import random
+
+from graph.ledger import NODES, CallRecord, by_node, summarize
+
+
+def row(
+    node: str, prompt: int, completion: int, *, error: str | None = None, estimated: bool = False
+) -> CallRecord:
+    return CallRecord(
+        node=node,  # type: ignore[typeddict-item]
+        task_id=None,
+        attempt=1,
+        model="m",
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        estimated=estimated,
+        started_at="2026-01-01T00:00:00+00:00",
+        finished_at="2026-01-01T00:00:01+00:00",
+        latency_ms=1000.0,
+        error=error,
+    )
+
+
+def test_identity_holds_for_random_ledgers() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        calls = [
+            row(rng.choice(NODES), rng.randint(0, 500), rng.randint(0, 500))
+            for _ in range(rng.randint(0, 12))
+        ]
+        question = rng.randint(0, 300)
+        usage = summarize(calls, question, question_exact=False)
+        total = sum(c["prompt_tokens"] + c["completion_tokens"] for c in calls)
+        assert usage["total_tokens"] == total
+        assert usage["input_tokens"] + usage["output_tokens"] + usage["reasoning_tokens"] == total
+        assert min(usage["input_tokens"], usage["output_tokens"], usage["reasoning_tokens"]) >= 0
+
+
+def test_split_of_a_typical_run() -> None:
+    calls = [
+        row("planner", 100, 20),
+        row("worker", 80, 50),
+        row("critic", 150, 30),
+        row("synthesizer", 200, 60),
+    ]
+    usage = summarize(calls, 12, question_exact=True)
+    assert usage == {
+        "input_tokens": 12,
+        "output_tokens": 60,
+        "reasoning_tokens": 690 - 12 - 60,
+        "total_tokens": 690,
+        "estimated": False,
+        "input_tokens_exact": True,
+    }
+
+
+def test_failed_synthesizer_attempts_are_reasoning_not_output() -> None:
+    calls = [row("synthesizer", 200, 0, error="timeout"), row("synthesizer", 200, 60)]
+    usage = summarize(calls, 10, question_exact=True)
+    assert usage["output_tokens"] == 60
+
+
+def test_estimated_if_any_call_was() -> None:
+    assert summarize([row("worker", 1, 1, estimated=True), row("planner", 1, 1)], 1, True)["estimated"]
+
+
+def test_by_node_counts_every_kind() -> None:
+    rows = by_node([row("worker", 10, 5), row("worker", 1, 1)])
+    assert set(rows) == set(NODES)
+    assert rows["worker"] == {"calls": 2, "prompt_tokens": 11, "completion_tokens": 6, "total_tokens": 17}
+    assert rows["critic"]["calls"] == 0
