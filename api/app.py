@@ -2,15 +2,22 @@
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
+from pydantic import TypeAdapter
 
 from api.backend import Backend, open_backend
 from api.errors import install_error_handlers
-from api.routes import health, reason
+from api.events import StreamEvent
+from api.routes import health, openai, page, reason, runs
+from api.routes.page import STATIC
 from api.runner import Runner
 from api.settings import Settings, get_settings
+from api.sqlite_store import SQLiteRunStore
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +29,20 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if backend is not None:
-            app.state.runner = Runner(settings, backend)
+        async with AsyncExitStack() as stack:
+            ready = (
+                backend if backend is not None else await stack.enter_async_context(open_backend(settings))
+            )
+            log.info("model backend ready", extra={"base_url": ready.base_url, "embedded": ready.embedded})
+            store = SQLiteRunStore(settings.data_dir / "reasoner.db")
+            stack.callback(store.close)
+            runner = Runner(settings, ready, store)
+            interrupted = runner.recover()
+            if interrupted:
+                log.warning("marked runs of a previous process as interrupted", extra={"runs": interrupted})
+            app.state.runner = runner
             yield
-            return
-        async with open_backend(settings) as opened:
-            log.info("model backend ready at %s", opened.base_url)
-            app.state.runner = Runner(settings, opened)
-            yield
+            await runner.shutdown(settings.shutdown_grace_s)
 
     app = FastAPI(
         title="reasoner",
@@ -40,6 +53,19 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(reason.router)
+    for module in (health, reason, runs, openai, page):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            events = TypeAdapter(StreamEvent).json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(events.pop("$defs", {}))
+            components["StreamEvent"] = events
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

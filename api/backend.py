@@ -31,12 +31,23 @@ class ConfigurationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Backend:
-    """A reachable backend: its models, a token counter and a description without secrets."""
+    """A reachable backend: its models, a token counter and where it lives."""
 
     models: Models
     counter: TokenCounter
     base_url: str
     embedded: bool
+    api_key: str | None = None
+
+    async def ping(self, timeout_s: float = 3.0) -> bool:
+        """True if the backend answers ``GET /models``."""
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        try:
+            async with httpx.AsyncClient(timeout=timeout_s) as client:
+                response = await client.get(f"{self.base_url.rstrip('/')}/models", headers=headers)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
 
 
 def _is_openai(base_url: str) -> bool:
@@ -108,4 +119,11 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
         async with httpx.AsyncClient() as client:
             fallback = TiktokenCounter(models.synthesizer.name)
             counter: TokenCounter = LlamaCppCounter(base_url, client, fallback) if embedded else fallback
-            yield Backend(models=models, counter=counter, base_url=base_url, embedded=embedded)
+            key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+            yield Backend(
+                models=models,
+                counter=counter,
+                base_url=base_url,
+                embedded=embedded,
+                api_key=LOCAL_API_KEY if embedded else key,
+            )

@@ -11,9 +11,11 @@ from pydantic import ValidationError
 from api.backend import ConfigurationError, open_backend
 from api.local_model import LocalModelError
 from api.logs import configure_logging
-from api.runner import Event, Runner
+from api.runner import Runner
 from api.schemas import ReasonRequest
 from api.settings import Settings
+from api.sqlite_store import SQLiteRunStore
+from api.store import Event
 from graph import Result
 
 
@@ -60,14 +62,17 @@ def token_table(result: Result) -> str:
 
 
 async def _ask(settings: Settings, request: ReasonRequest, as_json: bool) -> int:
-    async with open_backend(settings) as backend:
-        runner = Runner(settings, backend)
-
-        async def listener(event: Event) -> None:
-            if not as_json:
-                _show(event)
-
-        result = await runner.run(request, listener)
+    store = SQLiteRunStore(settings.data_dir / "reasoner.db")
+    try:
+        async with open_backend(settings) as backend:
+            runner = Runner(settings, backend, store)
+            run_id = await runner.submit(request)
+            async for event in runner.follow(run_id):
+                if event is not None and not as_json:
+                    _show(event)
+            result = await runner.wait(run_id)
+    finally:
+        store.close()
     if as_json:
         print(json.dumps(result, indent=2))
     elif result["error"] is None:

@@ -1,15 +1,20 @@
-"""One run path for every face (HTTP, CLI): resolves the run's parameters, runs the graph,
-numbers its events and hands them to the listener."""
+"""One run path for every face (REST, SSE, the OpenAI route, the CLI).
 
+The runner resolves a request into the run's parameters, runs the graph in a background task,
+numbers the events the graph produces, stores them and wakes whoever follows the run.
+"""
+
+import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from api.backend import Backend
 from api.schemas import Effort, ReasonRequest
 from api.settings import Settings
+from api.store import TERMINAL, Event, RunStore, Status
 from graph import Graph, Result, RunContext, build_graph, execute
 
 log = logging.getLogger(__name__)
@@ -17,22 +22,29 @@ log = logging.getLogger(__name__)
 EFFORT: dict[Effort, tuple[int, int]] = {"low": (2, 0), "medium": (4, 1), "high": (6, 2)}
 """reasoning_effort → (sub-questions, revision rounds)."""
 
+HEARTBEAT = None
+"""What ``follow`` yields when nothing happened for a heartbeat interval."""
 
-@dataclass(frozen=True)
-class Event:
-    """One step of a run, numbered from 1 within the run."""
 
-    id: int
+class RunNotFound(LookupError):
+    pass
+
+
+class NotAccepting(RuntimeError):
+    """The service is shutting down and takes no new runs."""
+
+
+@dataclass
+class LiveRun:
+    """A run of this process that has not finished: its events so far, and who waits on them."""
+
     run_id: str
-    event: str
-    data: dict[str, Any]
-
-
-Listener = Callable[[Event], Awaitable[None]]
-
-
-async def _ignore(event: Event) -> None:
-    return None
+    events: list[Event] = field(default_factory=list)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    finished: bool = False
+    result: asyncio.Future[Result] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    task: asyncio.Task[None] | None = None
+    stop_reason: Literal["cancelled", "interrupted"] | None = None
 
 
 def new_run_id() -> str:
@@ -40,10 +52,13 @@ def new_run_id() -> str:
 
 
 class Runner:
-    def __init__(self, settings: Settings, backend: Backend) -> None:
+    def __init__(self, settings: Settings, backend: Backend, store: RunStore) -> None:
         self.settings = settings
         self.backend = backend
+        self.store = store
         self.graph: Graph = build_graph(backend.models)
+        self.accepting = True
+        self._live: dict[str, LiveRun] = {}
 
     def context_for(self, request: ReasonRequest) -> RunContext:
         """Effort sets breadth and depth, explicit fields win, hard limits cap both."""
@@ -63,51 +78,160 @@ class Runner:
             max_attempts=s.llm_max_attempts,
         )
 
-    async def run(
-        self, request: ReasonRequest, listener: Listener = _ignore, run_id: str | None = None
-    ) -> Result:
-        run_id = run_id or new_run_id()
+    @property
+    def active(self) -> int:
+        return len(self._live)
+
+    async def submit(self, request: ReasonRequest) -> str:
+        """Store the run as queued and start it in the background; returns its id."""
+        if not self.accepting:
+            raise NotAccepting("the service is shutting down")
+        run_id = new_run_id()
+        self.store.create(run_id, request.question, request.model_dump(exclude_none=True))
+        live = LiveRun(run_id)
+        self._live[run_id] = live
+        live.task = asyncio.create_task(self._run(live, request), name=run_id)
+        return run_id
+
+    async def _emit(self, live: LiveRun, name: str, data: dict[str, Any]) -> None:
+        event = Event(len(live.events) + 1, live.run_id, name, data)
+        self.store.append(event)
+        live.events.append(event)
+        async with live.changed:
+            live.changed.notify_all()
+
+    async def _run(self, live: LiveRun, request: ReasonRequest) -> None:
+        run_id = live.run_id
         ctx = self.context_for(request)
-        counter = 0
-
-        async def emit(name: str, data: dict[str, Any]) -> None:
-            nonlocal counter
-            counter += 1
-            await listener(Event(counter, run_id, name, data))
-
-        await emit(
-            "run.started",
-            {
-                "run_id": run_id,
-                "question": request.question,
-                "settings": {
-                    "max_subtasks": ctx.max_subtasks,
-                    "max_revisions": ctx.max_revisions,
-                    "max_output_tokens": ctx.max_output_tokens,
+        try:
+            self.store.set_status(run_id, "running")
+            settings = {
+                "max_subtasks": ctx.max_subtasks,
+                "max_revisions": ctx.max_revisions,
+                "max_output_tokens": ctx.max_output_tokens,
+            }
+            await self._emit(
+                live, "run.started", {"run_id": run_id, "question": request.question, "settings": settings}
+            )
+            result = await execute(
+                self.graph,
+                request.question,
+                ctx,
+                run_id=run_id,
+                counter=self.backend.counter,
+                emit=lambda name, data: self._emit(live, name, data),
+                max_concurrency=self.settings.max_concurrency,
+            )
+            if result["status"] == "cancelled" and live.stop_reason == "interrupted":
+                result["status"] = "interrupted"
+            status: Status = result["status"]
+            self.store.finish(run_id, status, result)
+            if status in ("completed", "partial"):
+                await self._emit(live, "run.completed", {"result": result})
+            elif status == "failed":
+                await self._emit(live, "run.failed", {"error": result["error"], "result": result})
+            elif status == "cancelled":
+                await self._emit(live, "run.cancelled", {"run_id": run_id, "result": result})
+            else:
+                await self._emit(live, "run.interrupted", {"run_id": run_id, "result": result})
+            live.result.set_result(result)
+            log.info(
+                "run finished",
+                extra={
+                    "run_id": run_id,
+                    "status": status,
+                    "total_tokens": result["usage"]["total_tokens"],
+                    "duration_ms": result["timings"]["total_ms"],
                 },
-            },
-        )
-        result = await execute(
-            self.graph,
-            request.question,
-            ctx,
-            run_id=run_id,
-            counter=self.backend.counter,
-            emit=emit,
-            max_concurrency=self.settings.max_concurrency,
-        )
-        if result["error"] is None:
-            await emit("run.completed", {"result": result})
-        else:
-            await emit("run.failed", {"error": result["error"]})
-        usage = result["usage"]
-        log.info(
-            "run finished",
-            extra={
-                "run_id": run_id,
-                "status": result["status"],
-                "total_tokens": usage["total_tokens"],
-                "duration_ms": result["timings"]["total_ms"],
-            },
-        )
-        return result
+            )
+        except Exception as exc:
+            log.exception("run %s crashed", run_id)
+            self.store.finish(run_id, "failed", None)
+            if not live.result.done():
+                live.result.set_exception(exc)
+        finally:
+            live.finished = True
+            self._live.pop(run_id, None)
+            async with live.changed:
+                live.changed.notify_all()
+
+    async def wait(self, run_id: str) -> Result:
+        """The run's result, once it has one."""
+        live = self._live.get(run_id)
+        if live is not None:
+            return await asyncio.shield(live.result)
+        record = self.store.get(run_id)
+        if record is None or record.result is None:
+            raise RunNotFound(run_id)
+        return record.result
+
+    async def follow(self, run_id: str, after: int = 0) -> AsyncIterator[Event | None]:
+        """Replay the run's events after ``after``, then follow it live until it ends.
+
+        Yields ``HEARTBEAT`` (None) whenever nothing happened for the heartbeat interval.
+        """
+        live = self._live.get(run_id)
+        if live is None:
+            if self.store.get(run_id) is None:
+                raise RunNotFound(run_id)
+            for event in self.store.events(run_id, after):
+                yield event
+            return
+        seen = max(0, after)
+        while True:
+            while seen < len(live.events):
+                seen += 1
+                yield live.events[seen - 1]
+            if live.finished:
+                return
+            if not await self._wait_for_more(live, seen):
+                yield HEARTBEAT
+
+    async def _wait_for_more(self, live: LiveRun, seen: int) -> bool:
+        """Wait until the run has more than ``seen`` events or ends; False on a heartbeat timeout."""
+
+        def more() -> bool:
+            return live.finished or seen < len(live.events)
+
+        try:
+            async with live.changed:
+                await asyncio.wait_for(live.changed.wait_for(more), timeout=self.settings.sse_heartbeat_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def status(self, run_id: str) -> Status:
+        record = self.store.get(run_id)
+        if record is None:
+            raise RunNotFound(run_id)
+        return record.status
+
+    async def cancel(self, run_id: str, reason: Literal["cancelled", "interrupted"] = "cancelled") -> bool:
+        """Stop a live run: no further model calls. False if it had already finished."""
+        live = self._live.get(run_id)
+        if live is None or live.task is None:
+            if self.store.get(run_id) is None:
+                raise RunNotFound(run_id)
+            return False
+        live.stop_reason = reason
+        live.task.cancel()
+        await asyncio.wait({live.task})
+        return True
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Refuse new runs, give in-flight runs ``grace_s`` to finish, then store them as interrupted."""
+        self.accepting = False
+        tasks = {live.task for live in self._live.values() if live.task is not None}
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for live in list(self._live.values()):
+                if live.task in pending:
+                    await self.cancel(live.run_id, "interrupted")
+
+    def recover(self) -> list[str]:
+        """Mark runs a previous process left unfinished as interrupted."""
+        return self.store.interrupt_unfinished()
+
+
+def is_terminal(status: Status) -> bool:
+    return status in TERMINAL

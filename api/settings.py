@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     local_model_startup_s: float = Field(120.0, gt=0)
 
     data_dir: Path = Path("data")
+    served_model_name: str = Field("reasoner", min_length=1, description="the model id of /v1/models")
+    sse_heartbeat_s: float = Field(15.0, gt=0, le=15.0)
+    cancel_on_disconnect: bool = Field(False, description="a dropped stream cancels its run")
+    shutdown_grace_s: float = Field(20.0, ge=0)
 
     @property
     def embedded(self) -> bool:

@@ -1,5 +1,6 @@
 """Drives one run of a compiled graph: streams its progress out and returns the Result."""
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,12 +30,16 @@ async def execute(
     emit: Emit,
     max_concurrency: int,
 ) -> Result:
-    """Run the graph to the end. Backend failures become a failed Result, never an exception;
-    cancellation propagates to the caller."""
+    """Run the graph to the end and return its Result.
+
+    Backend failures become a failed Result, never an exception. Cancelling the task that runs
+    this stops further model calls and returns a "cancelled" Result with the calls made so far.
+    """
     started = time.perf_counter()
     state: OutputState | None = None
     extra: list[CallRecord] = []
     error: RunError | None = None
+    cancelled = False
     config: dict[str, Any] = {
         "max_concurrency": max_concurrency,
         "recursion_limit": 8 + 4 * (ctx.max_revisions + 1),
@@ -53,6 +58,12 @@ async def execute(
             else:
                 event = cast(dict[str, Any], chunk)
                 await emit(event["event"], event["data"])
+    except asyncio.CancelledError:
+        # The caller cancelled the run: stop, but still account for what was spent.
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        cancelled = True
     except ModelCallError as exc:
         extra = exc.calls
         error = RunError(kind=exc.kind, message=exc.message, node=exc.node)
@@ -69,6 +80,7 @@ async def execute(
         question_exact=count.exact,
         total_ms=(time.perf_counter() - started) * 1000,
         error=error,
+        status="cancelled" if cancelled else None,
     )
     await emit("usage", {"usage": result["usage"], "by_node": result["by_node"]})
     return result

@@ -1,8 +1,10 @@
-"""Liveness."""
+"""Liveness and readiness."""
 
 from fastapi import APIRouter
 
-from api.schemas import Health
+from api.deps import RunnerDep
+from api.errors import ApiError
+from api.schemas import ErrorResponse, Health
 
 router = APIRouter(tags=["health"])
 
@@ -10,4 +12,16 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz")
 async def healthz() -> Health:
     """The process is up."""
+    return Health()
+
+
+@router.get("/readyz", responses={503: {"model": ErrorResponse, "description": "Not ready"}})
+async def readyz(runner: RunnerDep) -> Health:
+    """Ready for runs: not shutting down, and the model backend answers."""
+    if not runner.accepting:
+        raise ApiError(503, "the service is shutting down", type="server_error", code="shutting_down")
+    if not await runner.backend.ping():
+        raise ApiError(
+            503, "the model backend is not answering", type="server_error", code="upstream_unavailable"
+        )
     return Health()

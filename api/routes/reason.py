@@ -1,10 +1,15 @@
-"""POST /v1/reason: ask a question, wait for the answer and its token breakdown."""
+"""POST /v1/reason: ask a question and wait for the result, or stream the run as it happens."""
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from api.deps import RunnerDep
+from fastapi import APIRouter, Header
+from fastapi.responses import StreamingResponse
+
+from api.deps import RunnerDep, SettingsDep
 from api.errors import UPSTREAM_STATUS, ApiError
+from api.events import SSE_RESPONSE_DOC
 from api.schemas import ErrorResponse, ReasonRequest
+from api.streams import run_events_response
 from graph import Result
 
 router = APIRouter(prefix="/v1", tags=["reason"])
@@ -16,10 +21,11 @@ ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-@router.post("/reason", responses=ERRORS)
-async def reason(body: ReasonRequest, runner: RunnerDep) -> Result:
-    """Run the planner, workers, critic and synthesizer; return the answer and the ledger."""
-    result = await runner.run(body)
+def wants_events(accept: str | None) -> bool:
+    return accept is not None and "text/event-stream" in accept.lower()
+
+
+def raise_for_failure(result: Result) -> None:
     error = result["error"]
     if error is not None:
         raise ApiError(
@@ -28,4 +34,34 @@ async def reason(body: ReasonRequest, runner: RunnerDep) -> Result:
             type="upstream_error",
             code=error["kind"],
         )
+
+
+@router.post(
+    "/reason",
+    response_model=Result,
+    responses={
+        **ERRORS,
+        200: {
+            **SSE_RESPONSE_DOC[200],
+            "description": "The result, or with `Accept: text/event-stream` the run's events",
+        },
+    },
+)
+async def reason(
+    body: ReasonRequest,
+    runner: RunnerDep,
+    settings: SettingsDep,
+    accept: Annotated[str | None, Header()] = None,
+) -> Result | StreamingResponse:
+    """Run the planner, workers, critic and synthesizer; return the answer and the ledger.
+
+    With `Accept: text/event-stream` the run is streamed as server-sent events instead.
+    """
+    run_id = await runner.submit(body)
+    if wants_events(accept):
+        return run_events_response(
+            runner, run_id, after=0, cancel_on_disconnect=settings.cancel_on_disconnect
+        )
+    result = await runner.wait(run_id)
+    raise_for_failure(result)
     return result

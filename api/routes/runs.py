@@ -1,0 +1,139 @@
+"""Background runs: start, inspect, list, follow and cancel."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from api.deps import RunnerDep, SettingsDep
+from api.errors import ApiError
+from api.events import SSE_RESPONSE_DOC
+from api.runner import RunNotFound
+from api.schemas import ErrorResponse, ReasonRequest
+from api.store import RunRecord, Status
+from api.streams import last_event_id, run_events_response
+from graph import Result
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"model": ErrorResponse, "description": "No such run"}}
+
+
+class RunAccepted(BaseModel):
+    run_id: str
+    status: Status
+
+
+class RunView(BaseModel):
+    run_id: str
+    status: Status
+    question: str
+    created_at: str
+    updated_at: str
+    result: Result | None = None
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    status: Status
+    question: str
+    created_at: str
+    updated_at: str
+    total_tokens: int | None = None
+
+
+class RunPage(BaseModel):
+    data: list[RunSummary]
+    has_more: bool
+    next_before: str | None = None
+
+
+def _record(runner: RunnerDep, run_id: str) -> RunRecord:
+    record = runner.store.get(run_id)
+    if record is None:
+        raise ApiError(404, f"no run with id {run_id!r}", code="run_not_found", param="run_id")
+    return record
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, responses={422: {"model": ErrorResponse}})
+async def start_run(body: ReasonRequest, runner: RunnerDep) -> RunAccepted:
+    """Start a run in the background; follow it with `GET /v1/runs/{run_id}/events`."""
+    run_id = await runner.submit(body)
+    return RunAccepted(run_id=run_id, status=runner.status(run_id))
+
+
+@router.get("")
+async def list_runs(
+    runner: RunnerDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: Annotated[
+        str | None, Query(max_length=64, description="next_before of the previous page")
+    ] = None,
+) -> RunPage:
+    """Recent runs, newest first."""
+    records = runner.store.recent(limit + 1, before)
+    page = records[:limit]
+    return RunPage(
+        data=[
+            RunSummary(
+                run_id=r.id,
+                status=r.status,
+                question=r.question,
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+                total_tokens=r.result["usage"]["total_tokens"] if r.result else None,
+            )
+            for r in page
+        ],
+        has_more=len(records) > limit,
+        next_before=page[-1].id if len(records) > limit else None,
+    )
+
+
+@router.get("/{run_id}", responses=NOT_FOUND)
+async def get_run(run_id: str, runner: RunnerDep) -> RunView:
+    """The run's status and, once it has finished, its result."""
+    r = _record(runner, run_id)
+    return RunView(
+        run_id=r.id,
+        status=r.status,
+        question=r.question,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+        result=r.result,
+    )
+
+
+@router.get(
+    "/{run_id}/events",
+    response_class=StreamingResponse,
+    responses={**NOT_FOUND, **SSE_RESPONSE_DOC},
+)
+async def run_events(
+    run_id: str,
+    runner: RunnerDep,
+    settings: SettingsDep,
+    last_event: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """Replay the run's events from the start (or after `Last-Event-ID`), then follow it live."""
+    _record(runner, run_id)
+    return run_events_response(
+        runner,
+        run_id,
+        after=last_event_id(last_event),
+        cancel_on_disconnect=settings.cancel_on_disconnect,
+    )
+
+
+@router.post("/{run_id}/cancel", responses={**NOT_FOUND, 409: {"model": ErrorResponse}})
+async def cancel_run(run_id: str, runner: RunnerDep) -> RunAccepted:
+    """Stop the run: no further model calls; it ends as `cancelled`."""
+    try:
+        stopped = await runner.cancel(run_id)
+    except RunNotFound:
+        raise ApiError(404, f"no run with id {run_id!r}", code="run_not_found", param="run_id") from None
+    current = runner.status(run_id)
+    if not stopped:
+        raise ApiError(409, f"run {run_id} has already finished ({current})", code="run_finished")
+    return RunAccepted(run_id=run_id, status=current)
