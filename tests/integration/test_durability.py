@@ -1,0 +1,58 @@
+"""Runs outlive the process that ran them; runs it left unfinished are marked interrupted."""
+
+from pathlib import Path
+
+import httpx
+
+from api.settings import Settings
+from api.sqlite_store import SQLiteRunStore
+from api.store import Event
+from tests.conftest import Service, stub_backend
+from tests.sse import frames
+from tests.stub_backend import StubBackend
+
+
+def test_a_finished_run_survives_a_restart(stub: StubBackend, settings: Settings) -> None:
+    with Service(settings, stub_backend(stub)) as first, httpx.Client(base_url=first.url) as http:
+        result = http.post("/v1/reason", json={"question": "Q?"}).json()
+        with http.stream("GET", f"/v1/runs/{result['run_id']}/events") as response:
+            before = [(f.id, f.event, f.data) for f in frames(response) if not f.comment]
+    with Service(settings, stub_backend(stub)) as second, httpx.Client(base_url=second.url) as http:
+        view = http.get(f"/v1/runs/{result['run_id']}").json()
+        with http.stream("GET", f"/v1/runs/{result['run_id']}/events") as response:
+            after = [(f.id, f.event, f.data) for f in frames(response) if not f.comment]
+        listed = http.get("/v1/runs").json()["data"]
+    assert view["status"] == "completed"
+    assert view["result"] == result
+    assert after == before
+    assert [r["run_id"] for r in listed] == [result["run_id"]]
+
+
+def test_runs_left_in_flight_are_marked_interrupted(stub: StubBackend, settings: Settings) -> None:
+    store = SQLiteRunStore(Path(settings.data_dir) / "reasoner.db")
+    store.create("run_orphan", "Q?", {"question": "Q?"})
+    store.set_status("run_orphan", "running")
+    store.append(
+        Event(1, "run_orphan", "run.started", {"run_id": "run_orphan", "question": "Q?", "settings": {}})
+    )
+    store.close()
+    with Service(settings, stub_backend(stub)) as service, httpx.Client(base_url=service.url) as http:
+        assert http.get("/v1/runs/run_orphan").json()["status"] == "interrupted"
+        with http.stream("GET", "/v1/runs/run_orphan/events") as response:
+            names = [f.event for f in frames(response) if not f.comment]
+    assert names == ["run.started", "run.interrupted"]
+
+
+def test_idle_streams_get_a_heartbeat(stub: StubBackend, settings: Settings) -> None:
+    stub.options.latency_s = 0.6
+    fast = settings.model_copy(update={"sse_heartbeat_s": 0.2})
+    with Service(fast, stub_backend(stub)) as service, httpx.Client(base_url=service.url, timeout=30) as http:
+        with http.stream(
+            "POST",
+            "/v1/reason",
+            json={"question": "Q?", "max_revisions": 0},
+            headers={"Accept": "text/event-stream"},
+        ) as response:
+            got = list(frames(response))
+    assert any(f.comment for f in got)
+    assert got[-1].event == "run.completed"

@@ -1,0 +1,120 @@
+"""The OpenAI-compatible endpoint, called by real clients: the openai SDK and ChatOpenAI."""
+
+import httpx
+import openai
+import pytest
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
+
+from tests.conftest import Service
+from tests.stub_backend import Fault, StubBackend
+
+
+@pytest.fixture
+def sdk(service: Service) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{service.url}/v1", api_key="unused", max_retries=0)
+
+
+def test_models_lists_one_model(sdk: openai.OpenAI) -> None:
+    assert [m.id for m in sdk.models.list()] == ["reasoner"]
+    assert sdk.models.retrieve("reasoner").id == "reasoner"
+
+
+def test_non_streamed_completion_with_reasoning_usage(sdk: openai.OpenAI, stub: StubBackend) -> None:
+    completion = sdk.chat.completions.create(
+        model="reasoner", messages=[{"role": "user", "content": "Why is the sky blue?"}]
+    )
+    assert completion.choices[0].message.content == "The final answer is 42."
+    usage = completion.usage
+    assert usage is not None and usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens is not None
+    assert usage.completion_tokens_details.reasoning_tokens > 0
+    assert usage.prompt_tokens + usage.completion_tokens == usage.total_tokens
+    assert usage.total_tokens == sum(c.prompt_tokens + c.completion_tokens for c in stub.calls)
+
+
+def test_streamed_completion_with_usage(sdk: openai.OpenAI) -> None:
+    stream = sdk.chat.completions.create(
+        model="reasoner",
+        messages=[{"role": "user", "content": "Why is the sky blue?"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "The final answer is 42."
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens
+    assert usage.prompt_tokens + usage.completion_tokens == usage.total_tokens
+
+
+def test_streamed_without_usage_sends_none(sdk: openai.OpenAI) -> None:
+    chunks = list(
+        sdk.chat.completions.create(
+            model="reasoner", messages=[{"role": "user", "content": "Q?"}], stream=True
+        )
+    )
+    assert all(c.usage is None for c in chunks)
+
+
+def test_reasoning_effort_is_honoured(sdk: openai.OpenAI, stub: StubBackend) -> None:
+    stub.options.subtasks = 8
+    sdk.chat.completions.create(
+        model="reasoner", messages=[{"role": "user", "content": "Q?"}], reasoning_effort="low"
+    )
+    assert len(stub.calls_of("worker")) == 2
+    assert stub.calls_of("critic") == []
+
+
+def test_earlier_messages_are_context(sdk: openai.OpenAI, stub: StubBackend) -> None:
+    sdk.chat.completions.create(
+        model="reasoner",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "My cat is called Tom."},
+            {"role": "assistant", "content": "Nice name."},
+            {"role": "user", "content": "What is my cat called?"},
+        ],
+    )
+    planner_prompt = stub.calls_of("planner")[0].body["messages"][-1]["content"]
+    assert "user: My cat is called Tom." in planner_prompt
+    assert planner_prompt.rstrip().endswith("Question: What is my cat called?\n</question>".rstrip())
+
+
+def test_langchain_chat_openai_as_a_client(service: Service) -> None:
+    chat = ChatOpenAI(
+        model="reasoner", base_url=f"{service.url}/v1", api_key=SecretStr("unused"), max_retries=0
+    )
+    message = chat.invoke("Why is the sky blue?")
+    assert message.text == "The final answer is 42."
+    assert message.usage_metadata is not None
+    assert message.usage_metadata["output_token_details"].get("reasoning", 0) > 0
+    streamed = chat.model_copy(update={"stream_usage": True})
+    pieces = list(streamed.stream("Why is the sky blue?"))
+    assert "".join(p.text for p in pieces) == "The final answer is 42."
+    total = sum((p for p in pieces[1:]), pieces[0])
+    assert total.usage_metadata is not None and total.usage_metadata["total_tokens"] > 0
+
+
+def test_errors_in_openai_shape(sdk: openai.OpenAI, client: httpx.Client, stub: StubBackend) -> None:
+    with pytest.raises(openai.NotFoundError) as missing:
+        sdk.chat.completions.create(model="gpt-nope", messages=[{"role": "user", "content": "Q?"}])
+    assert missing.value.code == "model_not_found"
+    response = client.post("/v1/chat/completions", json={"model": "reasoner", "messages": []})
+    assert response.status_code == 422
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    no_user = client.post(
+        "/v1/chat/completions", json={"model": "reasoner", "messages": [{"role": "system", "content": "x"}]}
+    )
+    assert no_user.status_code == 400
+    assert stub.calls == []
+
+
+def test_backend_failure_reaches_the_client(sdk: openai.OpenAI, stub: StubBackend) -> None:
+    stub.inject("planner", Fault(status=401))
+    with pytest.raises(openai.APIStatusError) as failed:
+        sdk.chat.completions.create(model="reasoner", messages=[{"role": "user", "content": "Q?"}])
+    assert failed.value.status_code == 502
+    assert failed.value.code == "upstream_auth"
