@@ -46,13 +46,12 @@ def test_runs_left_in_flight_are_marked_interrupted(stub: StubBackend, settings:
 def test_idle_streams_get_a_heartbeat(stub: StubBackend, settings: Settings) -> None:
     stub.options.latency_s = 0.6
     fast = settings.model_copy(update={"sse_heartbeat_s": 0.2})
-    with Service(fast, stub_backend(stub)) as service, httpx.Client(base_url=service.url, timeout=30) as http:
-        with http.stream(
-            "POST",
-            "/v1/reason",
-            json={"question": "Q?", "max_revisions": 0},
-            headers={"Accept": "text/event-stream"},
-        ) as response:
-            got = list(frames(response))
+    body = {"question": "Q?", "max_revisions": 0}
+    with (
+        Service(fast, stub_backend(stub)) as service,
+        httpx.Client(base_url=service.url, timeout=30) as http,
+        http.stream("POST", "/v1/reason", json=body, headers={"Accept": "text/event-stream"}) as response,
+    ):
+        got = list(frames(response))
     assert any(f.comment for f in got)
     assert got[-1].event == "run.completed"
