@@ -3,7 +3,6 @@
 import asyncio
 import json
 import random
-import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ import openai
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from pydantic import BaseModel, ValidationError
 
+from graph.budget import BudgetExhausted
 from graph.context import RunContext
 from graph.errors import ErrorKind, ModelCallError
 from graph.ledger import CallRecord, NodeName
@@ -24,7 +24,6 @@ from graph.tokens import estimate, estimate_messages
 T = TypeVar("T", bound=BaseModel)
 
 MAX_RETRY_AFTER_S = 60.0
-_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{4,}|Bearer\s+\S+)")
 
 
 class _Failure(Exception):
@@ -40,10 +39,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _redact(text: str) -> str:
-    return _SECRET.sub("[redacted]", text)[:300]
-
-
 def _retry_after(response: Any) -> float | None:
     value = response.headers.get("retry-after")
     if value is None:
@@ -55,7 +50,10 @@ def _retry_after(response: Any) -> float | None:
 
 
 def classify(exc: BaseException) -> _Failure:
-    """Map an exception from the SDK or the transport to an error kind and a retry decision."""
+    """Map an exception from the SDK or the transport to an error kind and a retry decision.
+
+    Upstream text is never quoted in the message: it may echo anything, keys included.
+    """
     if isinstance(exc, TimeoutError | openai.APITimeoutError | httpx.TimeoutException):
         return _Failure("upstream_timeout", "the model backend timed out", True, None)
     if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
@@ -69,14 +67,12 @@ def classify(exc: BaseException) -> _Failure:
             return _Failure("upstream_rate_limited", detail, True, _retry_after(exc.response))
         if status in (408, 409) or status >= 500:
             return _Failure("upstream_unavailable", detail, True, _retry_after(exc.response))
-        return _Failure("upstream_bad_request", f"{detail}: {_redact(exc.message)}", False, None)
-    if isinstance(
-        exc, openai.APIResponseValidationError | ValueError | LookupError | TypeError | AttributeError
-    ):
-        return _Failure(
-            "upstream_bad_response", f"malformed backend response: {_redact(str(exc))}", True, None
-        )
-    return _Failure("internal_error", f"{type(exc).__name__}: {_redact(str(exc))}", False, None)
+        code = exc.code if isinstance(exc.code, str) and exc.code.isidentifier() else None
+        return _Failure("upstream_bad_request", detail + (f" ({code})" if code else ""), False, None)
+    if isinstance(exc, openai.APIError | ValueError | LookupError | TypeError | AttributeError):
+        message = f"malformed backend response ({type(exc).__name__})"
+        return _Failure("upstream_bad_response", message, True, None)
+    return _Failure("internal_error", f"unexpected error ({type(exc).__name__})", False, None)
 
 
 def _backoff(ctx: RunContext, attempt: int, retry_after: float | None) -> float:
@@ -129,17 +125,30 @@ async def call_text(
 
     Raises ModelCallError (with the rows spent) when the call fails for good.
     """
-    kwargs = _cap_kwargs(spec, ctx.max_output_tokens)
-    if response_format is not None:
-        kwargs["response_format"] = response_format
+    for_synthesis = node == "synthesizer"
+    prompt_estimate = estimate_messages(messages)
     rows: list[CallRecord] = []
     for attempt in range(1, ctx.max_attempts + 1):
+        time_left = _time_left(ctx, for_synthesis)
+        if time_left is not None and time_left <= 0:
+            raise ModelCallError("deadline_exceeded", "the run's deadline has passed", rows, node)
+        try:
+            cap = ctx.budget.reserve(prompt_estimate, ctx.max_output_tokens, for_synthesis=for_synthesis)
+        except BudgetExhausted as exc:
+            raise ModelCallError("budget_exhausted", str(exc), rows, node) from exc
+        kwargs = _cap_kwargs(spec, cap)
+        if response_format is not None:
+            kwargs["response_format"] = response_format
+        timeout = ctx.timeout_s if time_left is None else min(ctx.timeout_s, time_left)
         started_at, t0 = _now(), time.perf_counter()
         try:
-            async with asyncio.timeout(ctx.timeout_s):
+            async with asyncio.timeout(timeout):
                 message = await _invoke(spec, messages, kwargs, on_delta)
         except Exception as exc:
+            ctx.budget.settle(prompt_estimate, cap, 0)
             failure = classify(exc)
+            if failure.kind == "upstream_timeout" and timeout < ctx.timeout_s:
+                failure = _Failure("deadline_exceeded", "the run's deadline has passed", False, None)
             rows.append(_row(spec, node, task_id, attempt, started_at, t0, 0, 0, False, failure.message))
             if not failure.retryable or attempt == ctx.max_attempts:
                 raise ModelCallError(failure.kind, failure.message, rows, node) from exc
@@ -150,10 +159,19 @@ async def call_text(
         if usage is not None and (usage["input_tokens"] or usage["output_tokens"]):
             prompt, completion, estimated = usage["input_tokens"], usage["output_tokens"], False
         else:
-            prompt, completion, estimated = estimate_messages(messages), estimate(text), True
+            prompt, completion, estimated = prompt_estimate, estimate(text), True
+        ctx.budget.settle(prompt_estimate, cap, prompt + completion)
         rows.append(_row(spec, node, task_id, attempt, started_at, t0, prompt, completion, estimated, None))
         return text, rows
     raise AssertionError("unreachable: max_attempts must be at least 1")
+
+
+def _time_left(ctx: RunContext, for_synthesis: bool) -> float | None:
+    """Seconds until this call's deadline; the synthesizer may use the time kept for it."""
+    if ctx.deadline is None:
+        return None
+    keep = 0.0 if for_synthesis else ctx.synthesis_time_s
+    return ctx.deadline - keep - time.monotonic()
 
 
 def _row(

@@ -1,11 +1,18 @@
 """Per-run parameters, passed to the graph as its runtime context."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from graph.budget import Budget
 
 
 @dataclass(frozen=True)
 class RunContext:
-    """What one run may do. The caller clamps these to its own hard limits."""
+    """What one run may do. The caller clamps these to its own hard limits.
+
+    ``deadline`` is a ``time.monotonic()`` instant after which no model call starts;
+    ``synthesis_time_s`` of it is kept for the synthesizer. ``budget`` is this run's own
+    (mutable) token and call account.
+    """
 
     max_subtasks: int = 4
     max_revisions: int = 1
@@ -14,3 +21,6 @@ class RunContext:
     max_attempts: int = 3
     retry_initial_s: float = 0.5
     retry_max_s: float = 8.0
+    deadline: float | None = None
+    synthesis_time_s: float = 0.0
+    budget: Budget = field(default_factory=Budget)

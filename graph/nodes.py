@@ -6,9 +6,10 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
+from graph.budget import synthesis_cost
 from graph.calls import call_structured, call_text
 from graph.context import RunContext
-from graph.errors import ModelCallError
+from graph.errors import ErrorKind, ModelCallError
 from graph.ledger import CallRecord
 from graph.models import Models
 from graph.prompts import (
@@ -20,9 +21,11 @@ from graph.prompts import (
     SUBANSWER_BLOCK,
     SYNTHESIZER_SYSTEM,
     SYNTHESIZER_USER,
+    UNSYNTHESIZED_ANSWER,
     WORKER_REVISION_USER,
     WORKER_SYSTEM,
     WORKER_USER,
+    quote,
 )
 from graph.schemas import Critique, Plan, critique_schema, plan_schema
 from graph.state import (
@@ -35,6 +38,13 @@ from graph.state import (
     VerdictRecord,
     WorkerInput,
 )
+from graph.tokens import estimate
+
+LIMITS: dict[ErrorKind, str] = {
+    "budget_exhausted": "the run's token budget ran out",
+    "deadline_exceeded": "the run's deadline passed",
+}
+"""Failures that come from the run's own limits, not from the backend."""
 
 
 def _tokens(rows: list[CallRecord]) -> dict[str, int]:
@@ -49,7 +59,9 @@ def _tokens(rows: list[CallRecord]) -> dict[str, int]:
 
 def _subanswer_blocks(answers: list[SubAnswer]) -> str:
     return "\n".join(
-        SUBANSWER_BLOCK.format(task_id=a["task_id"], subquestion=a["question"], answer=a["answer"])
+        SUBANSWER_BLOCK.format(
+            task_id=a["task_id"], subquestion=quote(a["question"]), answer=quote(a["answer"])
+        )
         for a in answers
     )
 
@@ -65,11 +77,19 @@ class Nodes:
         question = state["question"]
         messages: list[BaseMessage] = [
             SystemMessage(PLANNER_SYSTEM.format(max_subtasks=ctx.max_subtasks)),
-            HumanMessage(PLANNER_USER.format(question=question)),
+            HumanMessage(PLANNER_USER.format(question=quote(question))),
         ]
-        plan, error, rows = await call_structured(
-            self.models.planner, messages, ctx, Plan, plan_schema(ctx.max_subtasks), node="planner"
-        )
+        question_tokens = estimate(question)
+        budget = ctx.budget
+        budget.synthesis_reserve = synthesis_cost(ctx.max_subtasks, ctx.max_output_tokens, question_tokens)
+        try:
+            plan, error, rows = await call_structured(
+                self.models.planner, messages, ctx, Plan, plan_schema(ctx.max_subtasks), node="planner"
+            )
+        except ModelCallError as exc:
+            if exc.kind not in LIMITS:
+                raise
+            plan, rows, error = None, exc.calls, f"{exc.kind}: {exc.message}"
         fallbacks: list[Fallback] = []
         if plan is None:
             questions = [question]
@@ -77,12 +97,13 @@ class Nodes:
                 Fallback(
                     node="planner",
                     kind="single_subquestion",
-                    detail=f"unusable plan ({error}); the whole question is the only sub-question",
+                    detail=f"no usable plan ({error}); the whole question is the only sub-question",
                 )
             )
         else:
             questions = plan.subquestions[: ctx.max_subtasks]
         subtasks = [SubTask(id=f"t{i}", question=q) for i, q in enumerate(questions, start=1)]
+        budget.synthesis_reserve = synthesis_cost(len(subtasks), ctx.max_output_tokens, question_tokens)
         runtime.stream_writer({"event": "plan", "data": {"subtasks": subtasks}})
         return {
             "plan": subtasks,
@@ -98,13 +119,13 @@ class Nodes:
         emit = runtime.stream_writer
         emit({"event": "task.started", "data": {"task_id": task["id"], "attempt": attempt}})
         if state["feedback"] is None:
-            user = WORKER_USER.format(question=state["question"], subquestion=task["question"])
+            user = WORKER_USER.format(question=quote(state["question"]), subquestion=quote(task["question"]))
         else:
             user = WORKER_REVISION_USER.format(
-                question=state["question"],
-                subquestion=task["question"],
-                previous_answer=state["previous_answer"] or "",
-                feedback=state["feedback"],
+                question=quote(state["question"]),
+                subquestion=quote(task["question"]),
+                previous_answer=quote(state["previous_answer"] or ""),
+                feedback=quote(state["feedback"]),
             )
         messages: list[BaseMessage] = [SystemMessage(WORKER_SYSTEM), HumanMessage(user)]
         try:
@@ -150,7 +171,7 @@ class Nodes:
     async def critic(self, state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = runtime.context
         answered = [a for a in state["subanswers"].values() if a["status"] == "ok"]
-        if state["revisions"] >= ctx.max_revisions or not answered:
+        if state["revisions"] >= ctx.max_revisions or not answered or ctx.budget.exhausted:
             return {"pending": []}
         round_ = state["revisions"] + 1
         task_ids = [a["task_id"] for a in answered]
@@ -218,9 +239,9 @@ class Nodes:
             SystemMessage(SYNTHESIZER_SYSTEM),
             HumanMessage(
                 SYNTHESIZER_USER.format(
-                    question=state["question"],
+                    question=quote(state["question"]),
                     subanswers=_subanswer_blocks(answered),
-                    missing=MISSING_BLOCK.format(subquestions="; ".join(missing)) if missing else "",
+                    missing=MISSING_BLOCK.format(subquestions=quote("; ".join(missing))) if missing else "",
                 ).strip()
             ),
         ]
@@ -230,9 +251,23 @@ class Nodes:
             streamed.append(delta)
             runtime.stream_writer({"event": "answer.delta", "data": {"text": delta}})
 
-        text, rows = await call_text(
-            self.models.synthesizer, messages, ctx, node="synthesizer", on_delta=on_delta
-        )
+        try:
+            text, rows = await call_text(
+                self.models.synthesizer, messages, ctx, node="synthesizer", on_delta=on_delta
+            )
+        except ModelCallError as exc:
+            if exc.kind not in LIMITS or not answered:
+                raise
+            # Out of budget or time: answer with what the workers found, unsynthesized.
+            text = UNSYNTHESIZED_ANSWER.format(
+                reason=LIMITS[exc.kind],
+                subanswers="\n\n".join(f"{a['question']}\n{a['answer']}" for a in answered),
+            )
+            if streamed:
+                text = "\n\n" + text
+            fallback = Fallback(node="synthesizer", kind="unsynthesized", detail=f"{exc.kind}: {exc.message}")
+            on_delta(text)
+            return {"answer": "".join(streamed).strip(), "calls": exc.calls, "fallbacks": [fallback]}
         if not streamed:
             on_delta(text)
         return {"answer": text.strip(), "calls": rows}

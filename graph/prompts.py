@@ -4,6 +4,19 @@ Text that came from the user or from another agent is always placed inside tags 
 described as data, so it informs the next agent without instructing it.
 """
 
+import re
+
+_TAGS = re.compile(
+    r"<(/?)(question|larger_question|subquestion|subanswer|answer|previous_answer|reviewer_feedback|unanswered)\b",
+    re.IGNORECASE,
+)
+
+
+def quote(text: str) -> str:
+    """Make text safe to place inside our tags: it cannot close them or open new ones."""
+    return _TAGS.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", text)
+
+
 PLANNER_SYSTEM = """\
 You are the planner of a team that answers hard questions. Split the user's question into \
 at most {max_subtasks} independent sub-questions that together cover everything needed to \
@@ -86,3 +99,8 @@ REPAIR_USER = """\
 Your reply was not valid: {error}
 Reply again with only the JSON object, following this JSON schema exactly:
 {schema}"""
+
+UNSYNTHESIZED_ANSWER = """\
+({reason} before the parts could be combined; here is what was found for each part.)
+
+{subanswers}"""

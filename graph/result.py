@@ -39,6 +39,7 @@ class Result(TypedDict):
     calls: list[CallRecord]
     timings: Timings
     fallbacks: list[Fallback]
+    budget_exhausted: bool
     error: RunError | None
 
 
@@ -61,6 +62,7 @@ def assemble(
     question_exact: bool,
     total_ms: float,
     error: RunError | None,
+    budget_exhausted: bool = False,
     status: RunStatus | None = None,
 ) -> Result:
     """Build the result from the final (or last known) state and any rows of a failed call."""
@@ -68,10 +70,13 @@ def assemble(
     plan = state["plan"] if state and "plan" in state else []
     answers = state["subanswers"] if state and "subanswers" in state else {}
     subanswers = [answers[t["id"]] for t in plan if t["id"] in answers]
+    fallbacks = state.get("fallbacks", []) if state else []
     if status is None:
         if error is not None:
             status = "failed"
-        elif any(a["status"] != "ok" for a in subanswers):
+        elif any(a["status"] != "ok" for a in subanswers) or any(
+            f["kind"] == "unsynthesized" for f in fallbacks
+        ):
             status = "partial"
         else:
             status = "completed"
@@ -93,6 +98,7 @@ def assemble(
             critic_ms=_span_ms(calls, "critic"),
             synthesizer_ms=_span_ms(calls, "synthesizer"),
         ),
-        fallbacks=state.get("fallbacks", []) if state else [],
+        fallbacks=fallbacks,
+        budget_exhausted=budget_exhausted,
         error=error,
     )

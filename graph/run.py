@@ -80,6 +80,7 @@ async def execute(
         question_exact=count.exact,
         total_ms=(time.perf_counter() - started) * 1000,
         error=error,
+        budget_exhausted=ctx.budget.exhausted,
         status="cancelled" if cancelled else None,
     )
     await emit("usage", {"usage": result["usage"], "by_node": result["by_node"]})
