@@ -6,13 +6,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter
 
+from api.auth import Authenticated
 from api.backend import Backend, open_backend
 from api.errors import install_error_handlers
 from api.events import StreamEvent
+from api.limits import BodySizeLimit
 from api.routes import health, openai, page, reason, runs
 from api.routes.page import STATIC
 from api.runner import Runner
@@ -20,6 +23,8 @@ from api.settings import Settings, get_settings
 from api.sqlite_store import SQLiteRunStore
 
 log = logging.getLogger(__name__)
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
@@ -41,6 +46,12 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             if interrupted:
                 log.warning("marked runs of a previous process as interrupted", extra={"runs": interrupted})
             app.state.runner = runner
+            if not settings.keys and settings.host not in LOOPBACK:
+                log.warning(
+                    "API_KEYS is not set and the service listens beyond loopback: anyone who can "
+                    "reach it can spend your model backend's tokens",
+                    extra={"host": settings.host},
+                )
             yield
             await runner.shutdown(settings.shutdown_grace_s)
 
@@ -53,8 +64,20 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (health, reason, runs, openai, page):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    app.include_router(page.router)
+    for module in (reason, runs, openai):
+        app.include_router(module.router, dependencies=[Authenticated])
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.origins:
+        # Keys travel in the Authorization header, never in cookies: no credentials mode.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.origins,
+            allow_credentials=False,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def openapi() -> dict[str, Any]:

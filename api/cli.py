@@ -89,17 +89,9 @@ async def _ask(settings: Settings, request: ReasonRequest, as_json: bool) -> int
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
-    import uvicorn
+    from api.serve import serve
 
-    from api.app import create_app
-
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level=settings.log_level,
-        log_config=None,
-    )
+    serve(settings.model_copy(update={"host": host or settings.host, "port": port or settings.port}))
     return 0
 
 

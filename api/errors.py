@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.runner import RunRejected
 from api.schemas import ErrorBody, ErrorResponse
 from graph import ErrorKind
 
@@ -41,6 +42,11 @@ def error_response(status: int, body: ErrorBody, headers: dict[str, str] | None 
     return JSONResponse(ErrorResponse(error=body).model_dump(), status_code=status, headers=headers)
 
 
+def error_body_bytes(message: str, *, code: str, type: str = "invalid_request_error") -> bytes:
+    body = ErrorResponse(error=ErrorBody(message=message, type=type, code=code))
+    return body.model_dump_json().encode()
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     errors = exc.errors()
     if not errors:
@@ -57,6 +63,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.body, exc.headers)
 
+    @app.exception_handler(RunRejected)
+    async def _rejected(request: Request, exc: RunRejected) -> JSONResponse:
+        kind = "rate_limit_error" if exc.status == 429 else "invalid_request_error"
+        if exc.status >= 500:
+            kind = "server_error"
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return error_response(
+            exc.status, ErrorBody(message=exc.message, type=kind, param=exc.param, code=exc.code), headers
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = _validation_message(exc)
@@ -65,7 +81,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code)
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            code, exc.detail = "invalid_body", "the body is not valid JSON in UTF-8"
         body = ErrorBody(message=str(exc.detail), type="invalid_request_error", code=code)
         return error_response(exc.status_code, body, getattr(exc, "headers", None))
 

@@ -6,6 +6,7 @@ numbers the events the graph produces, stores them and wakes whoever follows the
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from api.schemas import Effort, ReasonRequest
 from api.settings import Settings
 from api.store import TERMINAL, Event, RunStore, Status
 from graph import Graph, Result, RunContext, build_graph, execute
+from graph.budget import MIN_CALL_OUTPUT, Budget, Shape, estimated_cost, fit
+from graph.result import RunStatus, assemble
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +33,24 @@ class RunNotFound(LookupError):
     pass
 
 
-class NotAccepting(RuntimeError):
-    """The service is shutting down and takes no new runs."""
+class RunRejected(Exception):
+    """The run is refused before any model call; ``status`` is the HTTP status that fits."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str,
+        param: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -58,9 +77,11 @@ class Runner:
         self.store = store
         self.graph: Graph = build_graph(backend.models)
         self.accepting = True
+        self.followers = 0
         self._live: dict[str, LiveRun] = {}
+        self._slots = asyncio.Semaphore(settings.max_active_runs)
 
-    def context_for(self, request: ReasonRequest) -> RunContext:
+    def shape_for(self, request: ReasonRequest) -> Shape:
         """Effort sets breadth and depth, explicit fields win, hard limits cap both."""
         s = self.settings
         subtasks, revisions = s.max_subtasks, s.max_revisions
@@ -70,27 +91,72 @@ class Runner:
             subtasks = request.max_subtasks
         if request.max_revisions is not None:
             revisions = request.max_revisions
+        return Shape(min(subtasks, s.subtasks_limit), min(revisions, s.revisions_limit), s.max_output_tokens)
+
+    async def check(self, request: ReasonRequest) -> Shape:
+        """Refuse what cannot run (too long, budget too small, service full) and fit the rest."""
+        if not self.accepting:
+            raise RunRejected(503, "the service is shutting down", code="shutting_down")
+        limit = self.settings.max_active_runs + self.settings.max_queued_runs
+        if len(self._live) >= limit:
+            raise RunRejected(
+                429, "too many runs in progress; retry later", code="too_many_runs", retry_after=5
+            )
+        count = await self.backend.counter.count(request.question)
+        if count.tokens > self.settings.max_question_tokens:
+            raise RunRejected(
+                400,
+                f"the question has {count.tokens} tokens; the limit is {self.settings.max_question_tokens}",
+                code="question_too_long",
+                param="question",
+            )
+        shape = fit(self.shape_for(request), count.tokens, request.token_budget)
+        if request.token_budget is not None:
+            smallest = estimated_cost(Shape(1, 0, MIN_CALL_OUTPUT * 2), count.tokens)
+            if request.token_budget < smallest:
+                raise RunRejected(
+                    400,
+                    f"token_budget {request.token_budget} is too small to answer this question; "
+                    f"it needs at least {smallest}",
+                    code="budget_too_small",
+                    param="token_budget",
+                )
+        return shape
+
+    def context_for(self, request: ReasonRequest, shape: Shape) -> RunContext:
+        s = self.settings
+        deadline_s = min(request.deadline_s or s.run_deadline_s, s.run_deadline_s)
         return RunContext(
-            max_subtasks=min(subtasks, s.subtasks_limit),
-            max_revisions=min(revisions, s.revisions_limit),
-            max_output_tokens=s.max_output_tokens,
+            max_subtasks=shape.subtasks,
+            max_revisions=shape.revisions,
+            max_output_tokens=shape.output_tokens,
             timeout_s=s.llm_timeout_s,
             max_attempts=s.llm_max_attempts,
+            retry_initial_s=s.llm_retry_initial_s,
+            deadline=time.monotonic() + deadline_s,
+            synthesis_time_s=min(s.llm_timeout_s, deadline_s / 4),
+            budget=Budget(tokens=request.token_budget, max_calls=s.max_calls_per_run),
         )
 
     @property
     def active(self) -> int:
         return len(self._live)
 
-    async def submit(self, request: ReasonRequest) -> str:
-        """Store the run as queued and start it in the background; returns its id."""
-        if not self.accepting:
-            raise NotAccepting("the service is shutting down")
+    async def submit(self, request: ReasonRequest, *, completion_budget: int | None = None) -> str:
+        """Store the run as queued and start it in the background; returns its id.
+
+        ``completion_budget`` caps everything but the question (reasoning + output), as OpenAI's
+        ``max_completion_tokens`` does.
+        """
+        if completion_budget is not None:
+            count = await self.backend.counter.count(request.question)
+            request = request.model_copy(update={"token_budget": completion_budget + count.tokens})
+        shape = await self.check(request)
         run_id = new_run_id()
         self.store.create(run_id, request.question, request.model_dump(exclude_none=True))
         live = LiveRun(run_id)
         self._live[run_id] = live
-        live.task = asyncio.create_task(self._run(live, request), name=run_id)
+        live.task = asyncio.create_task(self._run(live, request, shape), name=run_id)
         return run_id
 
     async def _emit(self, live: LiveRun, name: str, data: dict[str, Any]) -> None:
@@ -100,9 +166,37 @@ class Runner:
         async with live.changed:
             live.changed.notify_all()
 
-    async def _run(self, live: LiveRun, request: ReasonRequest) -> None:
+    async def _run(self, live: LiveRun, request: ReasonRequest, shape: Shape) -> None:
         run_id = live.run_id
-        ctx = self.context_for(request)
+        try:
+            async with self._slots:
+                await self._execute(live, request, shape)
+        except asyncio.CancelledError:
+            # Cancelled while still queued: nothing ran, nothing was spent.
+            status: RunStatus = "interrupted" if live.stop_reason == "interrupted" else "cancelled"
+            result = assemble(
+                run_id=run_id,
+                question=request.question,
+                state=None,
+                extra_calls=[],
+                question_tokens=0,
+                question_exact=False,
+                total_ms=0.0,
+                error=None,
+                status=status,
+            )
+            self.store.finish(run_id, status, result)
+            await self._emit(live, f"run.{status}", {"run_id": run_id, "result": result})
+            live.result.set_result(result)
+        finally:
+            live.finished = True
+            self._live.pop(run_id, None)
+            async with live.changed:
+                live.changed.notify_all()
+
+    async def _execute(self, live: LiveRun, request: ReasonRequest, shape: Shape) -> None:
+        run_id = live.run_id
+        ctx = self.context_for(request, shape)
         try:
             self.store.set_status(run_id, "running")
             settings = {
@@ -149,11 +243,7 @@ class Runner:
             self.store.finish(run_id, "failed", None)
             if not live.result.done():
                 live.result.set_exception(exc)
-        finally:
-            live.finished = True
-            self._live.pop(run_id, None)
-            async with live.changed:
-                live.changed.notify_all()
+                live.result.exception()
 
     async def wait(self, run_id: str) -> Result:
         """The run's result, once it has one."""
@@ -178,14 +268,18 @@ class Runner:
                 yield event
             return
         seen = max(0, after)
-        while True:
-            while seen < len(live.events):
-                seen += 1
-                yield live.events[seen - 1]
-            if live.finished:
-                return
-            if not await self._wait_for_more(live, seen):
-                yield HEARTBEAT
+        self.followers += 1
+        try:
+            while True:
+                while seen < len(live.events):
+                    seen += 1
+                    yield live.events[seen - 1]
+                if live.finished:
+                    return
+                if not await self._wait_for_more(live, seen):
+                    yield HEARTBEAT
+        finally:
+            self.followers -= 1
 
     async def _wait_for_more(self, live: LiveRun, seen: int) -> bool:
         """Wait until the run has more than ``seen`` events or ends; False on a heartbeat timeout."""

@@ -16,6 +16,12 @@ class ReasonRequest(BaseModel):
     max_subtasks: int | None = Field(None, ge=1, le=64)
     max_revisions: int | None = Field(None, ge=0, le=10)
     reasoning_effort: Effort | None = None
+    token_budget: int | None = Field(
+        None, ge=1, le=100_000_000, description="most tokens the run may spend in all (total_tokens)"
+    )
+    deadline_s: float | None = Field(
+        None, gt=0, le=86_400, description="seconds after which the run ends with what it has"
+    )
 
     @field_validator("question")
     @classmethod

@@ -42,10 +42,20 @@ class Settings(BaseSettings):
     max_output_tokens: int = Field(512, ge=16, le=65536)
     llm_timeout_s: float = Field(120.0, gt=0, le=3600)
     llm_max_attempts: int = Field(3, ge=1, le=10)
+    llm_retry_initial_s: float = Field(0.5, ge=0, le=60, description="first backoff; doubles, with jitter")
 
     local_model_path: Path | None = None
     local_model_ctx: int = Field(8192, ge=512, le=131072)
     local_model_startup_s: float = Field(120.0, gt=0)
+
+    max_calls_per_run: int = Field(200, ge=1, le=10_000, description="hard cap on model calls per run")
+    max_active_runs: int = Field(16, ge=1, le=1024, description="runs executing at once; more wait queued")
+    max_queued_runs: int = Field(1000, ge=0, le=100_000, description="beyond this, new runs get 429")
+    run_deadline_s: float = Field(600.0, gt=0, le=86_400, description="longest a run may take")
+    max_question_tokens: int = Field(8000, ge=1, le=1_000_000)
+    max_body_bytes: int = Field(1_000_000, ge=1024, le=100_000_000)
+    api_keys: SecretStr | None = Field(None, description="comma-separated; set = /v1 needs a Bearer key")
+    cors_origins: str = Field("", description="comma-separated origins allowed by CORS; empty = CORS off")
 
     data_dir: Path = Path("data")
     served_model_name: str = Field("reasoner", min_length=1, description="the model id of /v1/models")
@@ -56,6 +66,15 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return not self.llm_base_url
+
+    @property
+    def keys(self) -> list[str]:
+        raw = self.api_keys.get_secret_value() if self.api_keys else ""
+        return [key.strip() for key in raw.split(",") if key.strip()]
+
+    @property
+    def origins(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     def model_for(self, role: Role) -> str | None:
         override: str | None = getattr(self, f"{role}_model")

@@ -76,6 +76,7 @@ def settings(tmp_path: Any) -> Settings:
         llm_model="stub-model",
         data_dir=tmp_path,
         llm_max_attempts=2,
+        llm_retry_initial_s=0.01,
     )
 
 

@@ -56,6 +56,10 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    max_completion_tokens: int | None = Field(
+        None, ge=1, le=100_000_000, description="caps reasoning + output tokens, as OpenAI's does"
+    )
+    max_tokens: int | None = Field(None, ge=1, le=100_000_000, description="legacy max_completion_tokens")
 
 
 class CompletionTokensDetails(BaseModel):
@@ -166,7 +170,7 @@ async def chat_completions(
     """Answer the conversation's last user message with the full reasoning pipeline."""
     _check_model(body, settings)
     request = to_reason_request(body)
-    run_id = await runner.submit(request)
+    run_id = await runner.submit(request, completion_budget=body.max_completion_tokens or body.max_tokens)
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -1,0 +1,40 @@
+"""API keys: with API_KEYS set, every /v1 route needs ``Authorization: Bearer <key>``."""
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.deps import SettingsDep
+from api.errors import ApiError
+
+bearer = HTTPBearer(auto_error=False, description="One of the keys in API_KEYS (when it is set).")
+
+
+def _matches(token: str, keys: list[str]) -> bool:
+    """Compare against every key in constant time, without stopping at the first match."""
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(token.encode(), key.encode())
+    return found
+
+
+async def require_api_key(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    keys = settings.keys
+    if not keys:
+        return
+    if credentials is None or not _matches(credentials.credentials, keys):
+        raise ApiError(
+            401,
+            "a valid API key is required: send Authorization: Bearer <key>",
+            type="authentication_error",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+Authenticated = Depends(require_api_key)

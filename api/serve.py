@@ -1,0 +1,61 @@
+"""Serving with a graceful drain: on SIGTERM the service refuses new runs and reports not
+ready, lets in-flight runs finish within SHUTDOWN_GRACE_S (storing the rest as interrupted, so
+their streams get a final event), and only then stops the server."""
+
+import asyncio
+import logging
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from api.app import create_app
+from api.runner import Runner
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: FastAPI, grace_s: float) -> None:
+        super().__init__(config)
+        self.app = app
+        self.grace_s = grace_s
+        self._drain: asyncio.Task[None] | None = None
+        self._drain_requested = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        runner: Runner | None = getattr(self.app.state, "runner", None)
+        if self._drain_requested or runner is None:
+            super().handle_exit(sig, frame)
+            return
+        self._drain_requested = True
+        runner.accepting = False
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain_requested and self._drain is None:
+            self._drain = asyncio.create_task(self._drain_runs())
+        return await super().on_tick(counter)
+
+    async def _drain_runs(self) -> None:
+        runner: Runner = self.app.state.runner
+        log.info("draining: no new runs", extra={"in_flight": runner.active, "grace_s": self.grace_s})
+        await runner.shutdown(self.grace_s)
+        for _ in range(100):  # give open streams up to 5 s to send their final events
+            if not runner.followers:
+                break
+            await asyncio.sleep(0.05)
+        self.should_exit = True
+
+
+def serve(settings: Settings) -> None:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+    )
+    DrainingServer(config, app, settings.shutdown_grace_s).run()
