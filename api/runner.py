@@ -178,7 +178,7 @@ class Runner:
                 run_id=run_id,
                 question=request.question,
                 state=None,
-                extra_calls=[],
+                calls=[],
                 question_tokens=0,
                 question_exact=False,
                 total_ms=0.0,

@@ -1,6 +1,7 @@
 """One model call: the single retry loop, the call's ledger rows and structured-output parsing."""
 
 import asyncio
+import functools
 import json
 import random
 import time
@@ -131,27 +132,31 @@ async def call_text(
     for attempt in range(1, ctx.max_attempts + 1):
         time_left = _time_left(ctx, for_synthesis)
         if time_left is not None and time_left <= 0:
-            raise ModelCallError("deadline_exceeded", "the run's deadline has passed", rows, node)
+            raise ModelCallError("deadline_exceeded", "the run's deadline has passed", node)
         try:
             cap = ctx.budget.reserve(prompt_estimate, ctx.max_output_tokens, for_synthesis=for_synthesis)
         except BudgetExhausted as exc:
-            raise ModelCallError("budget_exhausted", str(exc), rows, node) from exc
+            raise ModelCallError("budget_exhausted", str(exc), node) from exc
         kwargs = _cap_kwargs(spec, cap)
         if response_format is not None:
             kwargs["response_format"] = response_format
         timeout = ctx.timeout_s if time_left is None else min(ctx.timeout_s, time_left)
-        started_at, t0 = _now(), time.perf_counter()
+        row = functools.partial(_row, spec, node, task_id, attempt, _now(), time.perf_counter())
         try:
             async with asyncio.timeout(timeout):
                 message = await _invoke(spec, messages, kwargs, on_delta)
+        except asyncio.CancelledError:
+            ctx.budget.settle(prompt_estimate, cap, 0)
+            _record(ctx, rows, row(0, 0, False, "cancelled"))
+            raise
         except Exception as exc:
             ctx.budget.settle(prompt_estimate, cap, 0)
             failure = classify(exc)
             if failure.kind == "upstream_timeout" and timeout < ctx.timeout_s:
                 failure = _Failure("deadline_exceeded", "the run's deadline has passed", False, None)
-            rows.append(_row(spec, node, task_id, attempt, started_at, t0, 0, 0, False, failure.message))
+            _record(ctx, rows, row(0, 0, False, failure.message))
             if not failure.retryable or attempt == ctx.max_attempts:
-                raise ModelCallError(failure.kind, failure.message, rows, node) from exc
+                raise ModelCallError(failure.kind, failure.message, node) from exc
             await asyncio.sleep(_backoff(ctx, attempt, failure.retry_after))
             continue
         text = message.text
@@ -161,9 +166,14 @@ async def call_text(
         else:
             prompt, completion, estimated = prompt_estimate, estimate(text), True
         ctx.budget.settle(prompt_estimate, cap, prompt + completion)
-        rows.append(_row(spec, node, task_id, attempt, started_at, t0, prompt, completion, estimated, None))
+        _record(ctx, rows, row(prompt, completion, estimated, None))
         return text, rows
     raise AssertionError("unreachable: max_attempts must be at least 1")
+
+
+def _record(ctx: RunContext, rows: list[CallRecord], row: CallRecord) -> None:
+    rows.append(row)
+    ctx.ledger.append(row)
 
 
 def _time_left(ctx: RunContext, for_synthesis: bool) -> float | None:
@@ -248,11 +258,7 @@ async def call_structured(
         AIMessage(content=text),
         HumanMessage(content=REPAIR_USER.format(error=error, schema=json.dumps(schema))),
     ]
-    try:
-        text, more = await call_text(spec, repair, ctx, node=node, response_format=fmt)
-    except ModelCallError as exc:
-        exc.calls = rows + exc.calls
-        raise
+    text, more = await call_text(spec, repair, ctx, node=node, response_format=fmt)
     rows += more
     try:
         return parse_json(text, model), None, rows

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from graph.budget import Budget
+from graph.ledger import CallRecord
 
 
 @dataclass(frozen=True)
@@ -11,7 +12,8 @@ class RunContext:
 
     ``deadline`` is a ``time.monotonic()`` instant after which no model call starts;
     ``synthesis_time_s`` of it is kept for the synthesizer. ``budget`` is this run's own
-    (mutable) token and call account.
+    (mutable) token and call account, and ``ledger`` receives every model call's row the moment
+    it ends, so a run that is cancelled or fails still accounts for everything it spent.
     """
 
     max_subtasks: int = 4
@@ -24,3 +26,4 @@ class RunContext:
     deadline: float | None = None
     synthesis_time_s: float = 0.0
     budget: Budget = field(default_factory=Budget)
+    ledger: list[CallRecord] = field(default_factory=list)

@@ -2,8 +2,6 @@
 
 from typing import Literal
 
-from graph.ledger import CallRecord
-
 ErrorKind = Literal[
     "upstream_auth",
     "upstream_timeout",
@@ -18,11 +16,10 @@ ErrorKind = Literal[
 
 
 class ModelCallError(Exception):
-    """A model call failed for good (after its retries). Carries the ledger rows it spent."""
+    """A model call failed for good (after its retries); its attempts are in the run's ledger."""
 
-    def __init__(self, kind: ErrorKind, message: str, calls: list[CallRecord], node: str) -> None:
+    def __init__(self, kind: ErrorKind, message: str, node: str) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
         self.message = message
-        self.calls = calls
         self.node = node

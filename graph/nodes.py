@@ -83,13 +83,13 @@ class Nodes:
         budget = ctx.budget
         budget.synthesis_reserve = synthesis_cost(ctx.max_subtasks, ctx.max_output_tokens, question_tokens)
         try:
-            plan, error, rows = await call_structured(
+            plan, error, _ = await call_structured(
                 self.models.planner, messages, ctx, Plan, plan_schema(ctx.max_subtasks), node="planner"
             )
         except ModelCallError as exc:
             if exc.kind not in LIMITS:
                 raise
-            plan, rows, error = None, exc.calls, f"{exc.kind}: {exc.message}"
+            plan, error = None, f"{exc.kind}: {exc.message}"
         fallbacks: list[Fallback] = []
         if plan is None:
             questions = [question]
@@ -107,7 +107,6 @@ class Nodes:
         runtime.stream_writer({"event": "plan", "data": {"subtasks": subtasks}})
         return {
             "plan": subtasks,
-            "calls": rows,
             "fallbacks": fallbacks,
             "revisions": 0,
             "pending": [],
@@ -145,7 +144,7 @@ class Nodes:
                 attempts=attempt,
                 error=f"{exc.kind}: {exc.message}",
             )
-            return {"subanswers": {task["id"]: failed}, "calls": exc.calls}
+            return {"subanswers": {task["id"]: failed}}
         answer = text.strip()
         emit(
             {
@@ -166,7 +165,7 @@ class Nodes:
             attempts=attempt,
             error=None,
         )
-        return {"subanswers": {task["id"]: done}, "calls": rows}
+        return {"subanswers": {task["id"]: done}}
 
     async def critic(self, state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = runtime.context
@@ -183,7 +182,7 @@ class Nodes:
         ]
         fallbacks: list[Fallback] = []
         try:
-            critique, error, rows = await call_structured(
+            critique, error, _ = await call_structured(
                 self.models.critic,
                 messages,
                 ctx,
@@ -192,7 +191,7 @@ class Nodes:
                 node="critic",
             )
         except ModelCallError as exc:
-            critique, rows = None, exc.calls
+            critique = None
             error = f"the critic's call failed ({exc.kind}: {exc.message})"
         given = {v.task_id: v for v in critique.verdicts} if critique else {}
         if critique is None:
@@ -224,7 +223,6 @@ class Nodes:
         ]
         return {
             "critique": verdicts,
-            "calls": rows,
             "fallbacks": fallbacks,
             "pending": pending,
             "revisions": round_ if pending else state["revisions"],
@@ -252,7 +250,7 @@ class Nodes:
             runtime.stream_writer({"event": "answer.delta", "data": {"text": delta}})
 
         try:
-            text, rows = await call_text(
+            text, _ = await call_text(
                 self.models.synthesizer, messages, ctx, node="synthesizer", on_delta=on_delta
             )
         except ModelCallError as exc:
@@ -267,7 +265,7 @@ class Nodes:
                 text = "\n\n" + text
             fallback = Fallback(node="synthesizer", kind="unsynthesized", detail=f"{exc.kind}: {exc.message}")
             on_delta(text)
-            return {"answer": "".join(streamed).strip(), "calls": exc.calls, "fallbacks": [fallback]}
+            return {"answer": "".join(streamed).strip(), "fallbacks": [fallback]}
         if not streamed:
             on_delta(text)
-        return {"answer": text.strip(), "calls": rows}
+        return {"answer": text.strip()}

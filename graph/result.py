@@ -57,7 +57,7 @@ def assemble(
     run_id: str,
     question: str,
     state: OutputState | None,
-    extra_calls: list[CallRecord],
+    calls: list[CallRecord],
     question_tokens: int,
     question_exact: bool,
     total_ms: float,
@@ -65,8 +65,7 @@ def assemble(
     budget_exhausted: bool = False,
     status: RunStatus | None = None,
 ) -> Result:
-    """Build the result from the final (or last known) state and any rows of a failed call."""
-    calls = [*(state["calls"] if state else []), *extra_calls]
+    """Build the result from the final (or last known) state and the run's ledger."""
     plan = state["plan"] if state and "plan" in state else []
     answers = state["subanswers"] if state and "subanswers" in state else {}
     subanswers = [answers[t["id"]] for t in plan if t["id"] in answers]

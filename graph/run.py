@@ -9,7 +9,6 @@ from typing import Any, cast
 from graph.builder import Graph
 from graph.context import RunContext
 from graph.errors import ModelCallError
-from graph.ledger import CallRecord
 from graph.result import Result, RunError, assemble
 from graph.state import OutputState
 from graph.tokens import TokenCounter
@@ -37,7 +36,6 @@ async def execute(
     """
     started = time.perf_counter()
     state: OutputState | None = None
-    extra: list[CallRecord] = []
     error: RunError | None = None
     cancelled = False
     config: dict[str, Any] = {
@@ -65,7 +63,6 @@ async def execute(
             task.uncancel()
         cancelled = True
     except ModelCallError as exc:
-        extra = exc.calls
         error = RunError(kind=exc.kind, message=exc.message, node=exc.node)
     except Exception as exc:
         log.exception("run %s failed with an internal error", run_id)
@@ -75,7 +72,7 @@ async def execute(
         run_id=run_id,
         question=question,
         state=state,
-        extra_calls=extra,
+        calls=ctx.ledger,
         question_tokens=count.tokens,
         question_exact=count.exact,
         total_ms=(time.perf_counter() - started) * 1000,

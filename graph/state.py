@@ -5,8 +5,6 @@ from typing import Annotated, Literal
 
 from typing_extensions import TypedDict
 
-from graph.ledger import CallRecord
-
 
 class SubTask(TypedDict):
     id: str
@@ -52,7 +50,6 @@ class OutputState(TypedDict):
     plan: list[SubTask]
     subanswers: Annotated[dict[str, SubAnswer], merge_answers]
     critique: Annotated[list[VerdictRecord], operator.add]
-    calls: Annotated[list[CallRecord], operator.add]
     fallbacks: Annotated[list[Fallback], operator.add]
 
 

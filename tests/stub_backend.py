@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -34,6 +35,10 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     hang_s: float = 0.0
     raw: str | None = None
+    stream_raw: str | None = None
+    """For streamed calls: this text is the whole (200, text/event-stream) response."""
+    match: str | None = None
+    """Only for calls whose last message contains this text."""
 
 
 @dataclass
@@ -73,6 +78,8 @@ class StubOptions:
     worker_reply: str | None = None
     synthesizer_reply: str | None = None
     fill_max_tokens: bool = False
+    obey_injection: bool = False
+    """The synthesizer replies PWNED if that instruction appears outside <answer> data blocks."""
 
 
 class StubBackend:
@@ -106,12 +113,14 @@ class StubBackend:
     def calls_of(self, role: str) -> list[Recorded]:
         return [c for c in self.calls if c.role == role]
 
-    def _next_fault(self, role: str) -> Fault | None:
+    def _next_fault(self, role: str, last: str) -> Fault | None:
         with self._lock:
             for key in (role, "any"):
-                queue = self.faults.get(key)
-                if queue:
-                    return queue.popleft()
+                queue = self.faults.get(key) or deque()
+                for fault in queue:
+                    if fault.match is None or fault.match in last:
+                        queue.remove(fault)
+                        return fault
         return None
 
     async def _models(self, request: Request) -> Response:
@@ -136,6 +145,10 @@ class StubBackend:
             return json.dumps(
                 {"verdicts": [{"task_id": t, "verdict": verdict, "feedback": "more detail"} for t in ids]}
             )
+        if role == "synthesizer" and o.obey_injection:
+            outside = re.sub(r"<answer>.*?</answer>", "", last, flags=re.DOTALL)
+            if "reply PWNED" in outside:
+                return "PWNED"
         if role == "synthesizer":
             return o.synthesizer_reply if o.synthesizer_reply is not None else "The final answer is 42."
         return o.worker_reply if o.worker_reply is not None else "A worker answer with some words."
@@ -146,11 +159,14 @@ class StubBackend:
         messages = body.get("messages", [])
         role = role_of(messages)
         prompt_tokens = sum(count_tokens(str(m.get("content", ""))) + 3 for m in messages)
-        fault = self._next_fault(role)
+        last = str(messages[-1].get("content", "")) if messages else ""
+        fault = self._next_fault(role, last)
         if fault is not None:
             if fault.hang_s:
                 await asyncio.sleep(fault.hang_s)
             self._record(role, body, started, prompt_tokens, 0, fault.status)
+            if fault.stream_raw is not None and body.get("stream"):
+                return Response(fault.stream_raw, status_code=200, media_type="text/event-stream")
             if fault.raw is not None:
                 return Response(fault.raw, status_code=fault.status, media_type="application/json")
             return JSONResponse(

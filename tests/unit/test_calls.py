@@ -9,14 +9,17 @@ from graph.schemas import Plan
 from tests.conftest import stub_models
 from tests.stub_backend import Fault, StubBackend
 
-FAST = RunContext(max_attempts=3, retry_initial_s=0.01, retry_max_s=0.05, timeout_s=5)
+def fast() -> RunContext:
+    return RunContext(max_attempts=3, retry_initial_s=0.01, retry_max_s=0.05, timeout_s=5)
+
+
 MESSAGES = [SystemMessage("You answer."), HumanMessage("Hi")]
 
 
 @pytest.mark.parametrize("status", [408, 409, 429, 500, 503])
 async def test_retryable_status_is_retried_and_every_attempt_is_a_row(stub: StubBackend, status: int) -> None:
     stub.inject("worker", Fault(status=status))
-    text, rows = await call_text(stub_models(stub).worker, MESSAGES, FAST, node="worker", task_id="t1")
+    text, rows = await call_text(stub_models(stub).worker, MESSAGES, fast(), node="worker", task_id="t1")
     assert text
     assert [r["attempt"] for r in rows] == [1, 2]
     assert rows[0]["error"] is not None and rows[1]["error"] is None
@@ -34,19 +37,21 @@ async def test_retryable_status_is_retried_and_every_attempt_is_a_row(stub: Stub
 )
 async def test_client_errors_are_not_retried(stub: StubBackend, status: int, kind: str) -> None:
     stub.inject("worker", Fault(status=status))
+    ctx = fast()
     with pytest.raises(ModelCallError) as caught:
-        await call_text(stub_models(stub).worker, MESSAGES, FAST, node="worker")
+        await call_text(stub_models(stub).worker, MESSAGES, ctx, node="worker")
     assert caught.value.kind == kind
-    assert len(caught.value.calls) == 1
+    assert len(ctx.ledger) == 1
     assert len(stub.calls) == 1
 
 
 async def test_attempts_are_bounded(stub: StubBackend) -> None:
     stub.inject("worker", *[Fault(status=502)] * 5)
+    ctx = fast()
     with pytest.raises(ModelCallError) as caught:
-        await call_text(stub_models(stub).worker, MESSAGES, FAST, node="worker")
+        await call_text(stub_models(stub).worker, MESSAGES, ctx, node="worker")
     assert caught.value.kind == "upstream_unavailable"
-    assert len(stub.calls) == FAST.max_attempts == len(caught.value.calls)
+    assert len(stub.calls) == ctx.max_attempts == len(ctx.ledger)
 
 
 async def test_a_hanging_call_is_cut_at_the_timeout(stub: StubBackend) -> None:
@@ -55,12 +60,12 @@ async def test_a_hanging_call_is_cut_at_the_timeout(stub: StubBackend) -> None:
     with pytest.raises(ModelCallError) as caught:
         await call_text(stub_models(stub).worker, MESSAGES, ctx, node="worker")
     assert caught.value.kind == "upstream_timeout"
-    assert caught.value.calls[0]["latency_ms"] < 2000
+    assert ctx.ledger[0]["latency_ms"] < 2000
 
 
 async def test_malformed_body_is_a_failed_call(stub: StubBackend) -> None:
     stub.inject("worker", Fault(status=200, raw="{not json"), Fault(status=200, raw='{"choices": []}'))
-    text, rows = await call_text(stub_models(stub).worker, MESSAGES, FAST, node="worker")
+    text, rows = await call_text(stub_models(stub).worker, MESSAGES, fast(), node="worker")
     assert text
     assert [r["error"] is None for r in rows] == [False, False, True]
     assert all("malformed" in (r["error"] or "malformed") for r in rows[:2])
@@ -87,7 +92,7 @@ async def test_usage_missing_from_a_stream_is_estimated_and_marked(stub: StubBac
     chat = spec.chat.model_copy(update={"stream_usage": False})
     deltas: list[str] = []
     text, rows = await call_text(
-        type(spec)(chat=chat, name=spec.name), MESSAGES, FAST, node="synthesizer", on_delta=deltas.append
+        type(spec)(chat=chat, name=spec.name), MESSAGES, fast(), node="synthesizer", on_delta=deltas.append
     )
     assert "".join(deltas) == text
     assert rows[0]["estimated"] is True
