@@ -1,5 +1,6 @@
 """Turns settings into the models the graph calls and starts the embedded model when needed."""
 
+import importlib.util
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -8,8 +9,8 @@ from urllib.parse import urlparse
 
 import httpx
 
-from api.local_model import MODEL_ALIAS, LocalModelServer
-from api.settings import Role, Settings
+from api.local_model import MODEL_ALIAS, LocalModelServer, bundled_model_path
+from api.settings import ROLES, Role, Settings
 from graph import (
     LlamaCppCounter,
     Models,
@@ -93,6 +94,24 @@ def _models(settings: Settings, base_url: str, embedded: bool) -> Models:
         critic=spec("critic"),
         synthesizer=spec("synthesizer"),
     )
+
+
+def check_settings(settings: Settings) -> None:
+    """Fail early, with a message that says what to change, on settings that cannot work."""
+    if settings.embedded:
+        path = settings.local_model_path or bundled_model_path()
+        if not path.is_file():
+            raise ConfigurationError(f"LOCAL_MODEL_PATH does not name a file: {path}")
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise ConfigurationError(
+                "llama-cpp-python is not installed: run `make install`, or set LLM_BASE_URL"
+            )
+        return
+    missing = [role for role in ROLES if not settings.model_for(role)]
+    if missing:
+        raise ConfigurationError(
+            f"LLM_MODEL (or {missing[0].upper()}_MODEL) must be set when LLM_BASE_URL is set"
+        )
 
 
 @contextmanager

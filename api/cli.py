@@ -3,12 +3,13 @@
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 from typing import Any
 
 from pydantic import ValidationError
 
-from api.backend import ConfigurationError, open_backend
+from api.backend import ConfigurationError, check_settings, open_backend
 from api.local_model import LocalModelError
 from api.logs import configure_logging
 from api.runner import Runner
@@ -61,8 +62,15 @@ def token_table(result: Result) -> str:
     return "\n".join(rows)
 
 
+def _open_store(settings: Settings) -> SQLiteRunStore:
+    try:
+        return SQLiteRunStore(settings.data_dir / "reasoner.db")
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigurationError(f"cannot use DATA_DIR {settings.data_dir}: {exc}") from exc
+
+
 async def _ask(settings: Settings, request: ReasonRequest, as_json: bool) -> int:
-    store = SQLiteRunStore(settings.data_dir / "reasoner.db")
+    store = _open_store(settings)
     try:
         async with open_backend(settings) as backend:
             runner = Runner(settings, backend, store)
@@ -91,6 +99,8 @@ async def _ask(settings: Settings, request: ReasonRequest, as_json: bool) -> int
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     from api.serve import serve
 
+    check_settings(settings)
+    _open_store(settings).close()
     serve(settings.model_copy(update={"host": host or settings.host, "port": port or settings.port}))
     return 0
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from api.backend import Backend
 from api.schemas import Effort, ReasonRequest
 from api.settings import Settings
-from api.store import TERMINAL, Event, RunStore, Status
+from api.store import Event, RunStore, Status
 from graph import Graph, Result, RunContext, build_graph, execute
 from graph.budget import MIN_CALL_OUTPUT, Budget, Shape, estimated_cost, fit
 from graph.result import RunStatus, assemble
@@ -64,6 +64,8 @@ class LiveRun:
     result: asyncio.Future[Result] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     task: asyncio.Task[None] | None = None
     stop_reason: Literal["cancelled", "interrupted"] | None = None
+    stored: bool = False
+    """The final status, result and terminal event are stored."""
 
 
 def new_run_id() -> str:
@@ -172,7 +174,9 @@ class Runner:
             async with self._slots:
                 await self._execute(live, request, shape)
         except asyncio.CancelledError:
-            # Cancelled while still queued: nothing ran, nothing was spent.
+            # Cancelled while queued, or outside the graph's own cancellation handling.
+            if live.stored:
+                return
             status: RunStatus = "interrupted" if live.stop_reason == "interrupted" else "cancelled"
             result = assemble(
                 run_id=run_id,
@@ -187,6 +191,7 @@ class Runner:
             )
             self.store.finish(run_id, status, result)
             await self._emit(live, f"run.{status}", {"run_id": run_id, "result": result})
+            live.stored = True
             live.result.set_result(result)
         finally:
             live.finished = True
@@ -228,6 +233,7 @@ class Runner:
                 await self._emit(live, "run.cancelled", {"run_id": run_id, "result": result})
             else:
                 await self._emit(live, "run.interrupted", {"run_id": run_id, "result": result})
+            live.stored = True
             live.result.set_result(result)
             log.info(
                 "run finished",
@@ -325,7 +331,3 @@ class Runner:
     def recover(self) -> list[str]:
         """Mark runs a previous process left unfinished as interrupted."""
         return self.store.interrupt_unfinished()
-
-
-def is_terminal(status: Status) -> bool:
-    return status in TERMINAL

@@ -8,6 +8,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["planner", "worker", "critic", "synthesizer"]
+ROLES: tuple[Role, ...] = ("planner", "worker", "critic", "synthesizer")
 
 
 class Settings(BaseSettings):

@@ -1,6 +1,8 @@
 """The embedded run store: one SQLite file in DATA_DIR, in WAL mode."""
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 from datetime import UTC, datetime
@@ -18,7 +20,8 @@ CREATE TABLE IF NOT EXISTS runs (
     request TEXT NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    result TEXT
+    result TEXT,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at DESC, id DESC);
 CREATE TABLE IF NOT EXISTS events (
@@ -29,6 +32,23 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 """
+
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+"""Which process runs a run; another process on the same DATA_DIR leaves it alone while it lives."""
+
+
+def _alive(owner: str | None) -> bool:
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _now() -> str:
@@ -52,6 +72,9 @@ class SQLiteRunStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+            if "owner" not in columns:
+                self._db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         with self._lock:
@@ -60,8 +83,9 @@ class SQLiteRunStore:
     def create(self, run_id: str, question: str, request: dict[str, Any]) -> RunRecord:
         now = _now()
         self._write(
-            "INSERT INTO runs (id, status, question, request, created_at, updated_at) VALUES (?,?,?,?,?,?)",
-            (run_id, "queued", question, _dumps(request), now, now),
+            "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (run_id, "queued", question, _dumps(request), now, now, OWNER),
         )
         return RunRecord(run_id, "queued", question, request, now, now, None)
 
@@ -112,9 +136,9 @@ class SQLiteRunStore:
         placeholders = ",".join("?" * len(TERMINAL))
         with self._lock:
             rows = self._db.execute(
-                f"SELECT id FROM runs WHERE status NOT IN ({placeholders})", tuple(TERMINAL)
+                f"SELECT id, owner FROM runs WHERE status NOT IN ({placeholders})", tuple(TERMINAL)
             ).fetchall()
-            ids = [row[0] for row in rows]
+            ids = [run_id for run_id, owner in rows if not _alive(owner)]
             now = _now()
             self._db.execute("BEGIN")
             for run_id in ids:
@@ -137,7 +161,7 @@ class SQLiteRunStore:
 
     @staticmethod
     def _record(row: tuple[Any, ...]) -> RunRecord:
-        run_id, status, question, request, created_at, updated_at, result = row
+        run_id, status, question, request, created_at, updated_at, result, _owner = row
         return RunRecord(
             id=run_id,
             status=cast(Status, status),

@@ -11,6 +11,8 @@ from api.runner import Runner
 
 _background: set[asyncio.Task[bool]] = set()
 
+MAX_EVENT_ID = 2**53
+
 
 def last_event_id(header: str | None) -> int:
     if header is None or not header.strip():
@@ -19,12 +21,14 @@ def last_event_id(header: str | None) -> int:
         value = int(header.strip())
     except ValueError:
         value = -1
-    if value < 0:
-        raise ApiError(400, "Last-Event-ID must be a non-negative integer", param="Last-Event-ID")
+    if not 0 <= value <= MAX_EVENT_ID:
+        raise ApiError(
+            400, "Last-Event-ID must be an event id (a non-negative integer)", param="Last-Event-ID"
+        )
     return value
 
 
-def _cancel_later(runner: Runner, run_id: str) -> None:
+def cancel_later(runner: Runner, run_id: str) -> None:
     task = asyncio.create_task(runner.cancel(run_id))
     _background.add(task)
     task.add_done_callback(_background.discard)
@@ -50,6 +54,6 @@ def run_events_response(
                 ended = ended or event.event in TERMINAL_EVENTS
         finally:
             if not ended and cancel_on_disconnect:
-                _cancel_later(runner, run_id)
+                cancel_later(runner, run_id)
 
     return StreamingResponse(frames(), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -1,6 +1,5 @@
 """Assembles the state machine: planner → workers (fan-out) → critic ⇄ workers → synthesizer."""
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
@@ -13,7 +12,7 @@ from graph.state import InputState, OutputState, State
 Graph = CompiledStateGraph[State, RunContext, InputState, OutputState]
 
 
-def build_graph(models: Models, *, checkpointer: BaseCheckpointSaver[str] | None = None) -> Graph:
+def build_graph(models: Models) -> Graph:
     """Compile the reasoning graph around the given models.
 
     No node retries: model calls run their own retry loop (see ``graph.calls``) so that
@@ -30,4 +29,4 @@ def build_graph(models: Models, *, checkpointer: BaseCheckpointSaver[str] | None
     builder.add_edge("worker", "critic")
     builder.add_conditional_edges("critic", after_critic, ["worker", "synthesizer"])
     builder.add_edge("synthesizer", END)
-    return builder.compile(checkpointer=checkpointer, name="reasoner")
+    return builder.compile(name="reasoner")

@@ -129,7 +129,10 @@ async def call_text(
     for_synthesis = node == "synthesizer"
     prompt_estimate = estimate_messages(messages)
     rows: list[CallRecord] = []
+    deltas = _Deltas(on_delta) if on_delta is not None else None
     for attempt in range(1, ctx.max_attempts + 1):
+        if deltas is not None:
+            deltas.new_attempt()
         time_left = _time_left(ctx, for_synthesis)
         if time_left is not None and time_left <= 0:
             raise ModelCallError("deadline_exceeded", "the run's deadline has passed", node)
@@ -144,7 +147,7 @@ async def call_text(
         row = functools.partial(_row, spec, node, task_id, attempt, _now(), time.perf_counter())
         try:
             async with asyncio.timeout(timeout):
-                message = await _invoke(spec, messages, kwargs, on_delta)
+                message = await _invoke(spec, messages, kwargs, deltas)
         except asyncio.CancelledError:
             ctx.budget.settle(prompt_estimate, cap, 0)
             _record(ctx, rows, row(0, 0, False, "cancelled"))
@@ -169,6 +172,29 @@ async def call_text(
         _record(ctx, rows, row(prompt, completion, estimated, None))
         return text, rows
     raise AssertionError("unreachable: max_attempts must be at least 1")
+
+
+class _Deltas:
+    """Forwards streamed text once: a retry that repeats what was already sent stays silent
+    until it gets past it."""
+
+    def __init__(self, forward: Callable[[str], None]) -> None:
+        self.forward = forward
+        self.sent = ""
+        self.current = ""
+
+    def new_attempt(self) -> None:
+        self.current = ""
+
+    def __call__(self, piece: str) -> None:
+        self.current += piece
+        if self.sent.startswith(self.current):
+            return
+        if self.current.startswith(self.sent):
+            fresh, self.sent = self.current[len(self.sent) :], self.current
+        else:
+            fresh, self.sent = piece, self.sent + piece
+        self.forward(fresh)
 
 
 def _record(ctx: RunContext, rows: list[CallRecord], row: CallRecord) -> None:

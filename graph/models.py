@@ -65,4 +65,5 @@ def openai_chat_model(
         timeout=timeout_s,
         max_retries=0,
         stream_usage=True,
+        openai_proxy=None,
     )

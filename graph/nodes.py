@@ -15,6 +15,7 @@ from graph.models import Models
 from graph.prompts import (
     CRITIC_SYSTEM,
     CRITIC_USER,
+    DEFAULT_FEEDBACK,
     MISSING_BLOCK,
     PLANNER_SYSTEM,
     PLANNER_USER,
@@ -217,7 +218,7 @@ class Nodes:
         ]
         runtime.stream_writer({"event": "critique", "data": {"round": round_, "verdicts": verdicts}})
         pending = [
-            Revision(task_id=v["task_id"], feedback=v["feedback"] or "Improve the answer.")
+            Revision(task_id=v["task_id"], feedback=v["feedback"] or DEFAULT_FEEDBACK)
             for v in verdicts
             if v["verdict"] == "revise"
         ]

@@ -104,3 +104,11 @@ UNSYNTHESIZED_ANSWER = """\
 ({reason} before the parts could be combined; here is what was found for each part.)
 
 {subanswers}"""
+
+DEFAULT_FEEDBACK = "Improve the answer: make it correct, complete and on topic."
+
+CONVERSATION_QUESTION = """\
+Conversation so far, for context:
+{conversation}
+
+Question: {question}"""

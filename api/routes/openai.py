@@ -6,16 +6,18 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.deps import RunnerDep, SettingsDep
 from api.errors import ApiError
-from api.events import SSE_HEADERS, encode_data
+from api.events import HEARTBEAT_FRAME, SSE_HEADERS, TERMINAL_EVENTS, encode_data
 from api.routes.reason import ERRORS, raise_for_failure
 from api.runner import Runner
 from api.schemas import Effort, ErrorBody, ErrorResponse, ReasonRequest
 from api.settings import Settings
+from api.streams import cancel_later
 from graph import Result, Usage
+from graph.prompts import CONVERSATION_QUESTION
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -125,9 +127,13 @@ def to_reason_request(body: ChatCompletionRequest) -> ReasonRequest:
     context = [m for m in body.messages[:last] if m.text.strip()]
     if context:
         lines = "\n".join(f"{m.role}: {m.text.strip()}" for m in context)
-        question = f"Conversation so far, for context:\n{lines}\n\nQuestion: {question}"
+        question = CONVERSATION_QUESTION.format(conversation=lines, question=question)
     effort: Effort | None = "low" if body.reasoning_effort == "minimal" else body.reasoning_effort
-    return ReasonRequest(question=question, reasoning_effort=effort)
+    try:
+        return ReasonRequest(question=question, reasoning_effort=effort)
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"]
+        raise ApiError(400, f"the conversation cannot be a question: {message}", param="messages") from None
 
 
 def _check_model(body: ChatCompletionRequest, settings: Settings) -> None:
@@ -174,7 +180,7 @@ async def chat_completions(
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _chunks(runner, run_id, body.model, created, include_usage)
+        chunks = _chunks(runner, run_id, body.model, created, include_usage, settings.cancel_on_disconnect)
         return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
     result = await runner.wait(run_id)
     raise_for_failure(result)
@@ -188,7 +194,7 @@ async def chat_completions(
 
 
 async def _chunks(
-    runner: Runner, run_id: str, model: str, created: int, include_usage: bool
+    runner: Runner, run_id: str, model: str, created: int, include_usage: bool, cancel_on_disconnect: bool
 ) -> AsyncIterator[str]:
     base: dict[str, Any] = {
         "id": f"chatcmpl-{run_id}",
@@ -201,20 +207,27 @@ async def _chunks(
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
         return encode_data({**base, "choices": [choice]})
 
-    yield chunk({"role": "assistant", "content": ""})
-    async for event in runner.follow(run_id):
-        if event is None:
-            yield ": heartbeat\n\n"
-        elif event.event == "answer.delta":
-            yield chunk({"content": event.data["text"]})
-        elif event.event == "run.completed":
-            result: Result = event.data["result"]
-            yield chunk({}, "stop")
-            if include_usage:
-                usage = completion_usage(result["usage"]).model_dump()
-                yield encode_data({**base, "choices": [], "usage": usage})
-        elif event.event in ("run.failed", "run.cancelled", "run.interrupted"):
-            error = event.data.get("error") or {"kind": "cancelled", "message": "the run was stopped"}
-            body = ErrorBody(message=error["message"], type="upstream_error", code=error["kind"])
-            yield encode_data({"error": body.model_dump()})
-    yield encode_data("[DONE]")
+    ended = False
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        async for event in runner.follow(run_id):
+            if event is None:
+                yield HEARTBEAT_FRAME
+                continue
+            ended = ended or event.event in TERMINAL_EVENTS
+            if event.event == "answer.delta":
+                yield chunk({"content": event.data["text"]})
+            elif event.event == "run.completed":
+                result: Result = event.data["result"]
+                yield chunk({}, "stop")
+                if include_usage:
+                    usage = completion_usage(result["usage"]).model_dump()
+                    yield encode_data({**base, "choices": [], "usage": usage})
+            elif event.event in TERMINAL_EVENTS:
+                error = event.data.get("error") or {"kind": "run_stopped", "message": "the run was stopped"}
+                body = ErrorBody(message=error["message"], type="upstream_error", code=error["kind"])
+                yield encode_data({"error": body.model_dump()})
+        yield encode_data("[DONE]")
+    finally:
+        if not ended and cancel_on_disconnect:
+            cancel_later(runner, run_id)

@@ -176,7 +176,18 @@ async function follow(runId) {
           if (TERMINAL.has(event.name)) finished = true;
         });
       }
-      if (!finished) attempt = 0;
+      if (!finished) {
+        // The stream ended without a final event: if the run is over (say, another process
+        // owned it), stop; otherwise reconnect after a pause.
+        const view = await fetch(`/v1/runs/${encodeURIComponent(runId)}`, { headers: headers() });
+        const run = view.ok ? await view.json() : null;
+        if (run && !["queued", "running"].includes(run.status)) {
+          setStatus(`The run ended: ${run.status}.`);
+          finished = true;
+        } else {
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
+      }
     } catch (err) {
       if (abort.signal.aborted) break;
       setStatus("Connection lost; reconnecting…");

@@ -45,7 +45,7 @@ def ask(page: Page, url: str, question: str) -> None:
 def test_question_in_live_cards_answer_and_tokens_out(
     browser: BrowserContext, service: Service, stub: StubBackend
 ) -> None:
-    stub.options.latency_s = 0.4
+    stub.options.latency_s = 1.0
     stub.options.subtasks = 3
     page = browser.new_page()
     ask(page, service.url, "Why is the sky blue?")

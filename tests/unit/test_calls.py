@@ -9,6 +9,7 @@ from graph.schemas import Plan
 from tests.conftest import stub_models
 from tests.stub_backend import Fault, StubBackend
 
+
 def fast() -> RunContext:
     return RunContext(max_attempts=3, retry_initial_s=0.01, retry_max_s=0.05, timeout_s=5)
 
