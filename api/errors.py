@@ -1,6 +1,7 @@
 """One error shape for every endpoint: ``{"error": {message, type, param, code}}``."""
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +20,28 @@ UPSTREAM_STATUS: dict[ErrorKind, int] = {
     "internal_error": 500,
 }
 """HTTP status for a failed run, by cause; every other upstream cause is a 502."""
+
+
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "The request cannot be run (e.g. question too long, budget too small)",
+    401: "Missing or invalid API key",
+    404: "Not found",
+    409: "Conflict with the resource's state",
+    413: "Request body too large",
+    422: "Invalid request body or parameters",
+    429: "Too many runs in progress (see Retry-After)",
+    502: "The model backend failed",
+    503: "Shutting down or not ready",
+    504: "The model backend or the run's deadline timed out",
+}
+
+RUN_ERRORS = (400, 401, 413, 422, 429, 502, 503, 504)
+"""What a route that starts a run can answer besides success."""
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, all in the one error shape."""
+    return {s: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[s]} for s in statuses}
 
 
 class ApiError(Exception):

@@ -20,7 +20,7 @@ class ReasonRequest(BaseModel):
         None, ge=1, le=100_000_000, description="most tokens the run may spend in all (total_tokens)"
     )
     deadline_s: float | None = Field(
-        None, gt=0, le=86_400, description="seconds after which the run ends with what it has"
+        None, ge=1, le=86_400, description="seconds after which the run ends with what it has"
     )
 
     @field_validator("question")

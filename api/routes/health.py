@@ -3,8 +3,8 @@
 from fastapi import APIRouter
 
 from api.deps import RunnerDep
-from api.errors import ApiError
-from api.schemas import ErrorResponse, Health
+from api.errors import ApiError, documented
+from api.schemas import Health
 
 router = APIRouter(tags=["health"])
 
@@ -15,7 +15,7 @@ async def healthz() -> Health:
     return Health()
 
 
-@router.get("/readyz", responses={503: {"model": ErrorResponse, "description": "Not ready"}})
+@router.get("/readyz", responses=documented(503))
 async def readyz(runner: RunnerDep) -> Health:
     """Ready for runs: not shutting down, and the model backend answers."""
     if not runner.accepting:

@@ -9,11 +9,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.deps import RunnerDep, SettingsDep
-from api.errors import ApiError
+from api.errors import RUN_ERRORS, ApiError, documented
 from api.events import HEARTBEAT_FRAME, SSE_HEADERS, TERMINAL_EVENTS, encode_data
-from api.routes.reason import ERRORS, raise_for_failure
+from api.routes.reason import raise_for_failure
 from api.runner import Runner
-from api.schemas import Effort, ErrorBody, ErrorResponse, ReasonRequest
+from api.schemas import Effort, ErrorBody, ReasonRequest
 from api.settings import Settings
 from api.streams import cancel_later
 from graph import Result, Usage
@@ -146,12 +146,12 @@ def _check_model(body: ChatCompletionRequest, settings: Settings) -> None:
         )
 
 
-@router.get("/models")
+@router.get("/models", responses=documented(401))
 async def list_models(settings: SettingsDep) -> ModelList:
     return ModelList(data=[Model(id=settings.served_model_name)])
 
 
-@router.get("/models/{model_id}", responses={404: {"model": ErrorResponse, "description": "No such model"}})
+@router.get("/models/{model_id}", responses=documented(401, 404))
 async def get_model(model_id: Annotated[str, Path()], settings: SettingsDep) -> Model:
     if model_id != settings.served_model_name:
         raise ApiError(404, f"the model {model_id!r} does not exist", param="model", code="model_not_found")
@@ -162,7 +162,7 @@ async def get_model(model_id: Annotated[str, Path()], settings: SettingsDep) -> 
     "/chat/completions",
     response_model=ChatCompletion,
     responses={
-        **ERRORS,
+        **documented(404, *RUN_ERRORS),
         200: {
             "description": "A chat completion, or with `stream: true` chat.completion.chunk events "
             "ending with `data: [DONE]`",

@@ -6,19 +6,13 @@ from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 
 from api.deps import RunnerDep, SettingsDep
-from api.errors import UPSTREAM_STATUS, ApiError
+from api.errors import RUN_ERRORS, UPSTREAM_STATUS, ApiError, documented
 from api.events import SSE_RESPONSE_DOC
-from api.schemas import ErrorResponse, ReasonRequest
+from api.schemas import ReasonRequest
 from api.streams import run_events_response
 from graph import Result
 
 router = APIRouter(prefix="/v1", tags=["reason"])
-
-ERRORS: dict[int | str, dict[str, object]] = {
-    422: {"model": ErrorResponse, "description": "Invalid request"},
-    502: {"model": ErrorResponse, "description": "The model backend failed"},
-    504: {"model": ErrorResponse, "description": "The model backend timed out"},
-}
 
 
 def wants_events(accept: str | None) -> bool:
@@ -40,7 +34,7 @@ def raise_for_failure(result: Result) -> None:
     "/reason",
     response_model=Result,
     responses={
-        **ERRORS,
+        **documented(*RUN_ERRORS),
         200: {
             **SSE_RESPONSE_DOC[200],
             "description": "The result, or with `Accept: text/event-stream` the run's events",

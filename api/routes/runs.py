@@ -7,17 +7,15 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from api.deps import RunnerDep, SettingsDep
-from api.errors import ApiError
+from api.errors import ApiError, documented
 from api.events import SSE_RESPONSE_DOC
 from api.runner import RunNotFound
-from api.schemas import ErrorResponse, ReasonRequest
+from api.schemas import ReasonRequest
 from api.store import RunRecord, Status
 from api.streams import last_event_id, run_events_response
 from graph import Result
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
-
-NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"model": ErrorResponse, "description": "No such run"}}
 
 
 class RunAccepted(BaseModel):
@@ -56,14 +54,14 @@ def _record(runner: RunnerDep, run_id: str) -> RunRecord:
     return record
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, responses={422: {"model": ErrorResponse}})
+@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=documented(400, 401, 413, 422, 429, 503))
 async def start_run(body: ReasonRequest, runner: RunnerDep) -> RunAccepted:
     """Start a run in the background; follow it with `GET /v1/runs/{run_id}/events`."""
     run_id = await runner.submit(body)
     return RunAccepted(run_id=run_id, status=runner.status(run_id))
 
 
-@router.get("")
+@router.get("", responses=documented(401, 422))
 async def list_runs(
     runner: RunnerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -91,7 +89,7 @@ async def list_runs(
     )
 
 
-@router.get("/{run_id}", responses=NOT_FOUND)
+@router.get("/{run_id}", responses=documented(401, 404, 422))
 async def get_run(run_id: str, runner: RunnerDep) -> RunView:
     """The run's status and, once it has finished, its result."""
     r = _record(runner, run_id)
@@ -108,7 +106,7 @@ async def get_run(run_id: str, runner: RunnerDep) -> RunView:
 @router.get(
     "/{run_id}/events",
     response_class=StreamingResponse,
-    responses={**NOT_FOUND, **SSE_RESPONSE_DOC},
+    responses={**documented(400, 401, 404, 422), **SSE_RESPONSE_DOC},
 )
 async def run_events(
     run_id: str,
@@ -126,7 +124,7 @@ async def run_events(
     )
 
 
-@router.post("/{run_id}/cancel", responses={**NOT_FOUND, 409: {"model": ErrorResponse}})
+@router.post("/{run_id}/cancel", responses=documented(401, 404, 409, 413, 422))
 async def cancel_run(run_id: str, runner: RunnerDep) -> RunAccepted:
     """Stop the run: no further model calls; it ends as `cancelled`."""
     try:
