@@ -23,17 +23,18 @@ def stub() -> Iterator[StubBackend]:
         yield backend
 
 
-def stub_models(stub: StubBackend, **spec: Any) -> Models:
-    chat = openai_chat_model(model="stub-model", base_url=stub.base_url, api_key="sk-test", timeout_s=10)
+def stub_models(stub: StubBackend, api_key: str = "sk-test", **spec: Any) -> Models:
+    chat = openai_chat_model(model="stub-model", base_url=stub.base_url, api_key=api_key, timeout_s=10)
     return Models.same(ModelSpec(chat=chat, name="stub-model", **spec))
 
 
-def stub_backend(stub: StubBackend, **spec: Any) -> Backend:
+def stub_backend(stub: StubBackend, api_key: str = "sk-test", **spec: Any) -> Backend:
     return Backend(
-        models=stub_models(stub, **spec),
+        models=stub_models(stub, api_key, **spec),
         counter=TiktokenCounter(),
         base_url=stub.base_url,
         embedded=False,
+        api_key=api_key,
     )
 
 
@@ -90,3 +91,14 @@ def service(stub: StubBackend, settings: Settings) -> Iterator[Service]:
 def client(service: Service) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=service.url, timeout=30) as http:
         yield http
+
+
+REPORT: list[str] = []
+"""Figures measured by tests (load, latency), printed at the end of the run."""
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if REPORT:
+        terminalreporter.section("measured")
+        for line in REPORT:
+            terminalreporter.write_line(line)

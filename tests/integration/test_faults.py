@@ -80,17 +80,27 @@ def test_a_hanging_call_is_cut_at_the_timeout(stub: StubBackend, settings: Setti
     assert result["timings"]["total_ms"] < 4000
 
 
-def test_the_run_deadline_ends_the_run_with_what_it_has(client: httpx.Client, stub: StubBackend) -> None:
-    stub.options.latency_s = 0.6
-    stub.options.subtasks = 2
-    stub.options.revise_first_round = True
-    response = reason(client, deadline_s=1.5, max_revisions=2)
+def test_the_run_deadline_cuts_slow_steps_and_keeps_time_to_answer(
+    client: httpx.Client, stub: StubBackend
+) -> None:
+    stub.inject("critic", Fault(status=200, hang_s=4))
+    response = reason(client, deadline_s=2, max_revisions=1)
     result = response.json()
     assert response.status_code == 200, result
-    assert result["answer"]
-    assert result["timings"]["total_ms"] < 3000
-    assert result["status"] in ("partial", "completed")
-    assert len(stub.calls_of("critic")) < 2
+    assert result["answer"] == "The final answer is 42."
+    assert 1400 < result["timings"]["total_ms"] < 3000
+    assert result["fallbacks"][0]["node"] == "critic"
+    assert "deadline" in result["fallbacks"][0]["detail"]
+
+
+def test_a_deadline_during_synthesis_returns_the_sub_answers(client: httpx.Client, stub: StubBackend) -> None:
+    stub.options.subtasks = 2
+    stub.inject("synthesizer", Fault(status=200, hang_s=4))
+    result = reason(client, deadline_s=1, max_revisions=0).json()
+    assert result["status"] == "partial"
+    assert result["answer"].count("A worker answer with some words.") == 2
+    assert result["fallbacks"][-1]["kind"] == "unsynthesized"
+    assert result["timings"]["total_ms"] < 2500
 
 
 def test_malformed_bodies_are_failed_calls_not_crashes(client: httpx.Client, stub: StubBackend) -> None:
