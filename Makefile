@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksu
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_OPENMP=OFF
 
-.PHONY: install install-browser run test test-fast lint format lock clean
+.PHONY: install install-browser run test test-fast lint format lock clean bench eval stub
 
 install: $(STAMP)
 
@@ -35,6 +35,19 @@ test: install install-browser
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not e2e"
+
+# Benchmarks against the scripted backend (< 10 min); tables and plots in tests/bench/results/.
+bench: install
+	$(BIN)/python -m tests.bench.bench
+
+# Answer quality and tokens, reasoner vs one direct call. Embedded model unless LLM_BASE_URL is
+# set; EVAL_ARGS passes options (see `python -m tests.bench.eval --help`).
+eval: install
+	$(BIN)/python -m tests.bench.eval $(EVAL_ARGS)
+
+# The scripted OpenAI-compatible backend on its own: `make stub STUB_ARGS="--latency 1"`.
+stub: install
+	$(BIN)/python -m tests.stub_backend $(STUB_ARGS)
 
 lint: install
 	$(BIN)/ruff check graph api tests

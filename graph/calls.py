@@ -83,10 +83,16 @@ def _backoff(ctx: RunContext, attempt: int, retry_after: float | None) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def _cap_kwargs(spec: ModelSpec, max_tokens: int) -> dict[str, Any]:
+def _cap_kwargs(spec: ModelSpec, max_tokens: int, response_format: dict[str, Any] | None) -> dict[str, Any]:
+    """The output cap in the field the backend honours, and the response format.
+
+    Both travel in ``extra_body``: passed as ``response_format`` the SDK would take its slower
+    parse path and re-validate the schema on every call.
+    """
+    body: dict[str, Any] = {} if response_format is None else {"response_format": response_format}
     if spec.token_cap_param == "max_tokens":
-        return {"extra_body": {"max_tokens": max_tokens}}
-    return {"max_completion_tokens": max_tokens}
+        return {"extra_body": {**body, "max_tokens": max_tokens}}
+    return {"max_completion_tokens": max_tokens, **({"extra_body": body} if body else {})}
 
 
 async def _invoke(
@@ -140,9 +146,7 @@ async def call_text(
             cap = ctx.budget.reserve(prompt_estimate, ctx.max_output_tokens, for_synthesis=for_synthesis)
         except BudgetExhausted as exc:
             raise ModelCallError("budget_exhausted", str(exc), node) from exc
-        kwargs = _cap_kwargs(spec, cap)
-        if response_format is not None:
-            kwargs["response_format"] = response_format
+        kwargs = _cap_kwargs(spec, cap, response_format)
         timeout = ctx.timeout_s if time_left is None else min(ctx.timeout_s, time_left)
         row = functools.partial(_row, spec, node, task_id, attempt, _now(), time.perf_counter())
         try:

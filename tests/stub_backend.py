@@ -1,4 +1,4 @@
-"""A scripted OpenAI-compatible chat backend for tests and benchmarks.
+"""A scripted OpenAI-compatible chat backend for tests, benchmarks and the hardening suite.
 
 It recognises which agent is calling from the system prompt and answers each with valid
 content: a plan of N sub-questions for the planner, verdicts for the critic, text otherwise.
@@ -80,6 +80,8 @@ class StubOptions:
     fill_max_tokens: bool = False
     obey_injection: bool = False
     """The synthesizer replies PWNED if that instruction appears outside <answer> data blocks."""
+    answer_tokens: int | None = None
+    """Workers and the synthesizer answer with exactly this many tokens (words)."""
 
 
 class StubBackend:
@@ -97,6 +99,8 @@ class StubBackend:
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/models", self._models, methods=["GET"]),
+                Route("/_calls", self._calls, methods=["GET"]),
+                Route("/_reset", self._reset, methods=["POST"]),
             ]
         )
         self.app = app
@@ -122,6 +126,28 @@ class StubBackend:
                         queue.remove(fault)
                         return fault
         return None
+
+    async def _calls(self, request: Request) -> Response:
+        """The recorded calls, for a harness in another process (times are CLOCK_MONOTONIC)."""
+        with self._lock:
+            rows = [
+                {
+                    "role": c.role,
+                    "started": c.started,
+                    "finished": c.finished,
+                    "prompt_tokens": c.prompt_tokens,
+                    "completion_tokens": c.completion_tokens,
+                    "status": c.status,
+                    "last": str((c.body.get("messages") or [{}])[-1].get("content", ""))[:400],
+                }
+                for c in self.calls
+            ]
+        return JSONResponse(rows)
+
+    async def _reset(self, request: Request) -> Response:
+        with self._lock:
+            self.calls.clear()
+        return JSONResponse({"ok": True})
 
     async def _models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "stub", "object": "model"}]})
@@ -149,6 +175,8 @@ class StubBackend:
             outside = re.sub(r"<answer>.*?</answer>", "", last, flags=re.DOTALL)
             if "reply PWNED" in outside:
                 return "PWNED"
+        if o.answer_tokens is not None and role in ("worker", "synthesizer"):
+            return " ".join(["word"] * o.answer_tokens)
         if role == "synthesizer":
             return o.synthesizer_reply if o.synthesizer_reply is not None else "The final answer is 42."
         return o.worker_reply if o.worker_reply is not None else "A worker answer with some words."
@@ -313,3 +341,30 @@ def _task_ids(text: str) -> list[str]:
         ids.append(text[start + len(marker) : end])
         start = text.find(marker, end)
     return ids
+
+
+def main() -> None:
+    """Serve the stub in the foreground: ``python -m tests.stub_backend --port 9000 --latency 0.5``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="A scripted OpenAI-compatible chat backend.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per call")
+    parser.add_argument("--tokens-per-s", type=float, default=0.0, help="generation speed (0 = instant)")
+    parser.add_argument("--subtasks", type=int, default=3, help="sub-questions in every plan")
+    parser.add_argument("--answer-tokens", type=int, default=None, help="tokens in each answer")
+    args = parser.parse_args()
+    stub = StubBackend(
+        StubOptions(
+            latency_s=args.latency,
+            tokens_per_s=args.tokens_per_s,
+            subtasks=args.subtasks,
+            answer_tokens=args.answer_tokens,
+        )
+    )
+    uvicorn.run(stub.app, host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

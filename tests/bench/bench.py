@@ -1,0 +1,449 @@
+"""`make bench`: the engine and the service measured side by side with a plain-asyncio
+reference, against the scripted backend in its own process.
+
+Every figure is a ratio or a distribution from the same run, since absolute times on a shared
+machine drift. Prints a table, writes results.json and PNG plots to tests/bench/results/.
+"""
+
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from openai import AsyncOpenAI
+
+from graph import Models, ModelSpec, RunContext, TiktokenCounter, build_graph, execute, openai_chat_model
+from tests.bench.reference import reference_run
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent / "results"
+QUESTION = "Compare the climates of Norway and Spain and explain why they differ."
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextmanager
+def process(
+    args: list[str], ready_url: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_http(ready_url)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@contextmanager
+def stub(latency: float) -> Iterator[str]:
+    port = free_port()
+    args = ["-m", "tests.stub_backend", "--port", str(port), "--latency", str(latency), "--subtasks", "64"]
+    with process(args, f"http://127.0.0.1:{port}/v1/models"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def service(backend: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    settings = {
+        "LLM_BASE_URL": f"{backend}/v1",
+        "LLM_MODEL": "stub-model",
+        "LLM_API_KEY": "unused",
+        "LOG_LEVEL": "warning",
+        "SUBTASKS_LIMIT": "64",
+        "MAX_CONCURRENCY": "64",
+        "MAX_ACTIVE_RUNS": "64",
+        "LLM_STREAM": "false",
+        "DATA_DIR": str(RESULTS / f"data-{port}"),
+        **env,
+    }
+    with process(
+        ["-m", "api.cli", "serve", "--port", str(port)], f"http://127.0.0.1:{port}/healthz", settings
+    ) as p:
+        yield f"http://127.0.0.1:{port}", p
+
+
+@contextmanager
+def reference_service(backend: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    args = ["-m", "tests.bench.reference", "--backend", f"{backend}/v1", "--port", str(port)]
+    with process(args, f"http://127.0.0.1:{port}/") as p:
+        yield f"http://127.0.0.1:{port}", p
+
+
+def calls(backend: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = httpx.get(f"{backend}/_calls").json()
+    return rows
+
+
+def reset(backend: str) -> None:
+    httpx.post(f"{backend}/_reset")
+
+
+def critical_path(rows: list[dict[str, Any]]) -> float:
+    """Backend time on the critical path: each stage's longest call, summed over the stages."""
+    total = 0.0
+    for role in ("planner", "worker", "critic", "synthesizer"):
+        spans = [r["finished"] - r["started"] for r in rows if r["role"] == role]
+        if role == "worker":
+            total += max(spans, default=0.0)
+        else:
+            total += sum(spans)
+    return total
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def engine(backend: str) -> Any:
+    chat = openai_chat_model(model="stub-model", base_url=f"{backend}/v1", api_key="unused", timeout_s=60)
+    # Not streamed, like the reference: streaming is measured on its own (5).
+    return build_graph(Models.same(ModelSpec(chat=chat, name="stub-model", stream=False)))
+
+
+async def engine_run(graph: Any, subtasks: int, concurrency: int = 64) -> dict[str, Any]:
+    async def ignore(name: str, data: dict[str, Any]) -> None:
+        return None
+
+    ctx = RunContext(max_subtasks=subtasks, max_revisions=1, max_output_tokens=512)
+    result: dict[str, Any] = dict(
+        await execute(graph, QUESTION, ctx, run_id="bench", counter=TiktokenCounter(), emit=ignore,
+                      max_concurrency=concurrency)
+    )  # fmt: skip
+    assert result["status"] == "completed", result["error"]
+    return result
+
+
+# 2. orchestration overhead -------------------------------------------------------------------
+
+
+def overhead(report: dict[str, Any]) -> None:
+    sizes = [1, 4, 16] if QUICK else [1, 4, 16, 64]
+    runs = 5 if QUICK else 15
+    rows: dict[str, dict[int, list[float]]] = {"reference": {}, "engine": {}, "service": {}}
+    with stub(0.05) as backend, service(backend) as (url, _):
+        graph = engine(backend)
+        client = AsyncOpenAI(base_url=f"{backend}/v1", api_key="unused", max_retries=0)
+        http = httpx.Client(base_url=url, timeout=120)
+
+        async def measure(mode: str, n: int, once: Callable[[], Awaitable[Any]]) -> None:
+            samples = []
+            for _ in range(runs + 1):
+                reset(backend)
+                t0 = time.perf_counter()
+                await once()
+                wall = time.perf_counter() - t0
+                samples.append(wall - critical_path(calls(backend)))
+            rows[mode][n] = samples[1:]  # the first run warms up connections
+
+        async def service_once(n: int) -> None:
+            response = await asyncio.to_thread(
+                http.post, "/v1/reason", json={"question": QUESTION, "max_subtasks": n, "max_revisions": 1}
+            )
+            assert response.status_code == 200, response.text
+
+        async def main() -> None:
+            for n in sizes:
+                await measure("reference", n, lambda n=n: reference_run(client, QUESTION, n))
+                await measure("engine", n, lambda n=n: engine_run(graph, n))
+                await measure("service", n, lambda n=n: service_once(n))
+            await client.close()
+
+        asyncio.run(main())
+        http.close()
+    table = []
+    for n in sizes:
+        ref = statistics.median(rows["reference"][n]) * 1000
+        line = {"subtasks": n, "reference_ms": ref}
+        for mode in ("engine", "service"):
+            p50 = statistics.median(rows[mode][n]) * 1000
+            line[f"{mode}_ms"] = p50
+            line[f"{mode}_ratio"] = p50 / ref if ref > 0 else float("inf")
+        table.append(line)
+    report["overhead"] = table
+
+
+# 3. fan-out efficiency -----------------------------------------------------------------------
+
+
+def fanout(report: dict[str, Any]) -> None:
+    out = {}
+    latency = 0.5 if QUICK else 1.0
+    with stub(latency) as backend:
+
+        async def main() -> None:
+            graph = engine(backend)
+            for label, concurrency in (("parallel", 8), ("sequential", 1)):
+                effs = []
+                for _ in range(2):
+                    reset(backend)
+                    t0 = time.perf_counter()
+                    await engine_run(graph, 8, concurrency)
+                    wall = time.perf_counter() - t0
+                    rows = calls(backend)
+                    ideal = sum(
+                        max((r["finished"] - r["started"] for r in rows if r["role"] == role), default=0.0)
+                        for role in ("planner", "worker", "critic", "synthesizer")
+                    )
+                    effs.append((ideal / wall, wall))
+                out[label] = {
+                    "efficiency": statistics.mean(e for e, _ in effs),
+                    "wall_s": statistics.mean(w for _, w in effs),
+                }
+
+        asyncio.run(main())
+    report["fanout"] = {"subtasks": 8, "latency_s": latency, **out}
+
+
+# 4. throughput over HTTP ---------------------------------------------------------------------
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def drive(url: str, path: str, clients: int, runs: int) -> tuple[list[float], float]:
+    limits = httpx.Limits(max_connections=clients + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
+        latencies: list[float] = []
+        queue = iter(range(runs))
+
+        async def worker() -> None:
+            for _ in queue:
+                t0 = time.perf_counter()
+                response = await http.post(path, json={"question": QUESTION, "max_subtasks": 4})
+                assert response.status_code == 200, response.text
+                latencies.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(clients)])
+        return latencies, time.perf_counter() - t0
+
+
+def throughput(report: dict[str, Any]) -> None:
+    table = []
+    levels = [1, 16] if QUICK else [1, 16, 64]
+    with stub(0.0) as backend:
+        for name, server in (("reference", reference_service), ("service", service)):
+            with server(backend) as (url, proc):
+                path = "/reason" if name == "reference" else "/v1/reason"
+                asyncio.run(drive(url, path, 4, 20))  # warm-up
+                for clients in levels:
+                    runs = max(30, clients * (3 if QUICK else 6))
+                    cpu0 = proc_cpu_s(proc.pid)
+                    latencies, wall = asyncio.run(drive(url, path, clients, runs))
+                    cpu = proc_cpu_s(proc.pid) - cpu0
+                    table.append({
+                        "server": name, "clients": clients, "runs": runs, "runs_per_s": runs / wall,
+                        "p50_ms": statistics.median(latencies) * 1000, "p99_ms": pct(latencies, 0.99) * 1000,
+                        "cpu_ms_per_run": cpu / runs * 1000, "peak_mb": proc_peak_mb(proc.pid),
+                    })  # fmt: skip
+    report["throughput"] = table
+
+
+# 5. streaming delay --------------------------------------------------------------------------
+
+
+def streaming(report: dict[str, Any]) -> None:
+    delays: list[float] = []
+    with (
+        stub(0.1) as backend,
+        service(backend, LLM_STREAM="true") as (url, _),
+        httpx.Client(base_url=url, timeout=60) as http,
+    ):
+        for _ in range(5 if QUICK else 20):
+            reset(backend)
+            received: dict[str, float] = {}
+            body = {"question": QUESTION, "max_subtasks": 4, "max_revisions": 0}
+            with http.stream("POST", "/v1/reason", json=body, headers={"Accept": "text/event-stream"}) as r:
+                event = None
+                for line in r.iter_lines():
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: ") and event in ("plan", "task.completed"):
+                        data = json.loads(line[6:])
+                        key = "plan" if event == "plan" else data["task_id"]
+                        received[key] = time.perf_counter()
+            for row in calls(backend):
+                if row["role"] == "planner" and "plan" in received:
+                    delays.append(received["plan"] - row["finished"])
+                elif row["role"] == "worker":
+                    part = row["last"].split("Part ", 1)[1].split(" ", 1)[0] if "Part " in row["last"] else ""
+                    if f"t{part}" in received:
+                        delays.append(received[f"t{part}"] - row["finished"])
+    report["streaming"] = {
+        "samples": len(delays),
+        "p50_ms": statistics.median(delays) * 1000,
+        "p99_ms": pct(delays, 0.99) * 1000,
+    }
+
+
+# 6. growth -----------------------------------------------------------------------------------
+
+
+def growth(report: dict[str, Any]) -> None:
+    sizes = [1, 2, 4, 8, 16, 32, 64]
+    table = []
+    with stub(0.0) as backend:
+
+        async def main() -> None:
+            graph = engine(backend)
+            await engine_run(graph, 4)
+            for n in sizes:
+                runs = 3 if QUICK else 8
+                c0 = time.process_time()
+                for _ in range(runs):
+                    await engine_run(graph, n)
+                cpu_ms = (time.process_time() - c0) / runs * 1000
+                tracemalloc.start()
+                await engine_run(graph, n)
+                _, peak = tracemalloc.get_traced_memory()
+                tracemalloc.stop()
+                table.append({"subtasks": n, "cpu_ms_per_run": cpu_ms, "peak_kb_per_run": peak / 1024})
+
+        asyncio.run(main())
+    report["growth"] = table
+
+
+# output --------------------------------------------------------------------------------------
+
+
+def plots(report: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    ov = report["overhead"]
+    xs = [r["subtasks"] for r in ov]
+    ax = axes[0][0]
+    for key, label in (("reference_ms", "reference (asyncio + openai)"), ("engine_ms", "engine in-process"),
+                       ("service_ms", "HTTP service")):  # fmt: skip
+        ax.plot(xs, [r[key] for r in ov], marker="o", label=label)
+    ax.set(
+        xscale="log",
+        xlabel="sub-questions",
+        ylabel="p50 overhead per run (ms)",
+        title="Orchestration overhead",
+    )
+    ax.legend()
+    ax = axes[0][1]
+    for server in ("reference", "service"):
+        rows = [r for r in report["throughput"] if r["server"] == server]
+        ax.plot([r["clients"] for r in rows], [r["runs_per_s"] for r in rows], marker="o", label=server)
+    ax.set(
+        xscale="log", xlabel="concurrent clients", ylabel="runs/s", title="Throughput, zero-latency backend"
+    )
+    ax.legend()
+    gr = report["growth"]
+    ax = axes[1][0]
+    ax.plot([r["subtasks"] for r in gr], [r["cpu_ms_per_run"] for r in gr], marker="o")
+    ax.set(xlabel="sub-questions", ylabel="CPU ms per run", title="Growth: CPU (engine, in-process)")
+    ax = axes[1][1]
+    ax.plot([r["subtasks"] for r in gr], [r["peak_kb_per_run"] / 1024 for r in gr], marker="o", color="C2")
+    ax.set(
+        xlabel="sub-questions", ylabel="peak traced MB per run", title="Growth: memory (engine, in-process)"
+    )
+    fig.tight_layout()
+    fig.savefig(RESULTS / "bench.png", dpi=110)
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(f"\nmachine: {report['machine']}")
+    print("\n2. orchestration overhead = wall - backend critical path, p50 ms (ratio to reference)")
+    print(f"{'sub-q':>6}{'reference':>11}{'engine':>18}{'service':>18}")
+    for r in report["overhead"]:
+        print(f"{r['subtasks']:>6}{r['reference_ms']:>11.1f}{r['engine_ms']:>11.1f} ({r['engine_ratio']:.2f})"
+              f"{r['service_ms']:>11.1f} ({r['service_ratio']:.2f})")  # fmt: skip
+    f = report["fanout"]
+    print(f"\n3. fan-out efficiency, 8 sub-questions at {f['latency_s']} s per call: "
+          f"parallel {f['parallel']['efficiency']:.2f} ({f['parallel']['wall_s']:.2f} s), "
+          f"sequential {f['sequential']['efficiency']:.2f} ({f['sequential']['wall_s']:.2f} s)")  # fmt: skip
+    print("\n4. throughput over HTTP, zero-latency backend, 4 sub-questions")
+    print(
+        f"{'server':>10}{'clients':>8}{'runs/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/run':>12}{'peak MB':>9}"
+    )
+    for r in report["throughput"]:
+        print(f"{r['server']:>10}{r['clients']:>8}{r['runs_per_s']:>9.1f}{r['p50_ms']:>9.0f}{r['p99_ms']:>9.0f}"
+              f"{r['cpu_ms_per_run']:>12.1f}{r['peak_mb']:>9.0f}")  # fmt: skip
+    reference = {r["clients"]: r["runs_per_s"] for r in report["throughput"] if r["server"] == "reference"}
+    ratios = {
+        r["clients"]: r["runs_per_s"] / reference[r["clients"]]
+        for r in report["throughput"]
+        if r["server"] == "service"
+    }
+    print("   service / reference runs/s: " + ", ".join(f"{c} clients {v:.2f}" for c, v in ratios.items()))
+    report["throughput_ratio"] = ratios
+    s = report["streaming"]
+    print(f"\n5. streaming delay, backend step done -> client has the event: p50 {s['p50_ms']:.1f} ms, "
+          f"p99 {s['p99_ms']:.1f} ms ({s['samples']} events)")  # fmt: skip
+    print("\n6. growth per run (engine in-process)")
+    print(f"{'sub-q':>6}{'CPU ms':>9}{'CPU ms/sub-q':>14}{'peak KB':>10}{'KB/sub-q':>10}")
+    for r in report["growth"]:
+        n = r["subtasks"]
+        print(f"{n:>6}{r['cpu_ms_per_run']:>9.1f}{r['cpu_ms_per_run'] / n:>14.2f}"
+              f"{r['peak_kb_per_run']:>10.0f}{r['peak_kb_per_run'] / n:>10.1f}")  # fmt: skip
+
+
+def main() -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    report: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"}
+    started = time.perf_counter()
+    for step in (overhead, fanout, throughput, streaming, growth):
+        t0 = time.perf_counter()
+        step(report)
+        print(f"[{step.__name__} done in {time.perf_counter() - t0:.0f} s]", flush=True)
+    report["duration_s"] = time.perf_counter() - started
+    print_table(report)
+    plots(report)
+    (RESULTS / "results.json").write_text(json.dumps(report, indent=2))
+    print(f"\nwritten: {RESULTS / 'results.json'}, {RESULTS / 'bench.png'} ({report['duration_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
