@@ -15,6 +15,10 @@ from api.settings import Settings
 
 log = logging.getLogger(__name__)
 
+KEEP_ALIVE_S = 75
+"""Idle keep-alive connections stay open this long (uvicorn's 5 s default races busy clients
+that reuse a pooled connection just as the server closes it)."""
+
 
 class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: FastAPI, grace_s: float) -> None:
@@ -57,5 +61,6 @@ def serve(settings: Settings) -> None:
         log_level=settings.log_level,
         log_config=None,
         timeout_graceful_shutdown=5,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     DrainingServer(config, app, settings.shutdown_grace_s).run()

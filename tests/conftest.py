@@ -12,6 +12,7 @@ import uvicorn
 
 from api.app import create_app
 from api.backend import Backend
+from api.serve import KEEP_ALIVE_S
 from api.settings import Settings
 from graph import Models, ModelSpec, TiktokenCounter, openai_chat_model
 from tests.stub_backend import StubBackend, StubOptions
@@ -46,7 +47,11 @@ class Service:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(settings, backend), host="127.0.0.1", port=self.port, log_level="warning"
+            create_app(settings, backend),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -1,0 +1,237 @@
+"""`make eval`: answer quality and token cost of the reasoner against one direct call to the
+same backend, on GSM8K (numeric answers) and on multi-part questions with checkable parts.
+
+The backend is the service's own: the embedded model unless LLM_BASE_URL (and LLM_MODEL, ...)
+are set, exactly as for `make run`.
+"""
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import HumanMessage
+
+from api.backend import check_settings, open_backend
+from api.settings import Settings
+from graph import RunContext, build_graph, execute
+from graph.calls import call_text
+
+DATA = Path(__file__).resolve().parent / "data"
+RESULTS = Path(__file__).resolve().parent / "results"
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def gsm8k(n: int, seed: int) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in (DATA / "gsm8k-test-200.jsonl").read_text().splitlines() if line]
+    picked = random.Random(seed).sample(rows, min(n, len(rows)))
+    return [
+        {"set": "gsm8k", "question": r["question"], "gold": r["answer"].rsplit("####", 1)[1].strip()}
+        for r in picked
+    ]
+
+
+def multipart() -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in (DATA / "multipart.jsonl").read_text().splitlines() if line]
+    return [{"set": "multipart", "question": r["question"], "parts": r["parts"]} for r in rows]
+
+
+def as_number(text: str) -> float | None:
+    try:
+        return float(text.replace(",", "").rstrip("."))
+    except ValueError:
+        return None
+
+
+def grade(item: dict[str, Any], reply: str) -> bool:
+    if item["set"] == "gsm8k":
+        numbers = NUMBER.findall(reply)
+        got = as_number(numbers[-1]) if numbers else None
+        return got is not None and got == as_number(item["gold"])
+    text = reply.lower()
+
+    def has(alternative: str) -> bool:
+        if as_number(alternative) is not None:
+            return any(as_number(n) == as_number(alternative) for n in NUMBER.findall(text))
+        return alternative.lower() in text
+
+    return all(any(has(alt) for alt in part) for part in item["parts"])
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 0.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    settings = Settings()
+    check_settings(settings)
+    items = gsm8k(args.n, args.seed) + (multipart() if args.multipart else [])
+    rows: list[dict[str, Any]] = []
+    async with open_backend(settings) as backend:
+        graph = build_graph(backend.models)
+        gate = asyncio.Semaphore(args.concurrency)
+
+        def context() -> RunContext:
+            return RunContext(
+                max_subtasks=args.subtasks,
+                max_revisions=args.revisions,
+                max_output_tokens=args.max_output_tokens,
+                timeout_s=settings.llm_timeout_s,
+                max_attempts=settings.llm_max_attempts,
+            )
+
+        async def direct(item: dict[str, Any]) -> dict[str, Any]:
+            count = await backend.counter.count(item["question"])
+            ctx = context()
+            text, calls = await call_text(
+                backend.models.synthesizer, [HumanMessage(item["question"])], ctx, node="synthesizer"
+            )
+            completion = sum(c["completion_tokens"] for c in calls)
+            total = sum(c["prompt_tokens"] + c["completion_tokens"] for c in calls)
+            return {"reply": text, "input": count.tokens, "output": completion,
+                    "reasoning": total - count.tokens - completion, "total": total}  # fmt: skip
+
+        async def reasoner(item: dict[str, Any]) -> dict[str, Any]:
+            async def ignore(name: str, data: dict[str, Any]) -> None:
+                return None
+
+            result = await execute(
+                graph, item["question"], context(), run_id="eval", counter=backend.counter, emit=ignore,
+                max_concurrency=settings.max_concurrency,
+            )  # fmt: skip
+            usage = result["usage"]
+            return {
+                "reply": result["answer"],
+                "input": usage["input_tokens"],
+                "output": usage["output_tokens"],
+                "reasoning": usage["reasoning_tokens"],
+                "total": usage["total_tokens"],
+                "status": result["status"],
+            }
+
+        async def one(index: int, item: dict[str, Any]) -> None:
+            async with gate:
+                for mode, run in (("direct", direct), ("reasoner", reasoner)):
+                    t0 = time.perf_counter()
+                    try:
+                        out = await run(item)
+                    except Exception as exc:  # a failed call counts as a wrong answer, tokens unknown
+                        out = {
+                            "reply": "",
+                            "input": 0,
+                            "output": 0,
+                            "reasoning": 0,
+                            "total": 0,
+                            "error": str(exc),
+                        }
+                    out.update(mode=mode, set=item["set"], correct=grade(item, out["reply"]),
+                               seconds=time.perf_counter() - t0, question=item["question"])  # fmt: skip
+                    rows.append(out)
+                print(f"  [{index + 1}/{len(items)}] {item['set']}", file=sys.stderr, flush=True)
+
+        await asyncio.gather(*[one(i, item) for i, item in enumerate(items)])
+        backend_name = (
+            "embedded SmolLM2-135M-Instruct" if backend.embedded else backend.models.synthesizer.name
+        )
+    return {"backend": backend_name, "args": vars(args), "rows": rows}
+
+
+def summarize(report: dict[str, Any]) -> list[dict[str, Any]]:
+    table = []
+    rows = report["rows"]
+    for subset in ("gsm8k", "multipart", "all"):
+        for mode in ("direct", "reasoner"):
+            chosen = [r for r in rows if r["mode"] == mode and (subset == "all" or r["set"] == subset)]
+            if not chosen:
+                continue
+            right = sum(r["correct"] for r in chosen)
+            low, high = wilson(right, len(chosen))
+            tokens = statistics.mean(r["total"] for r in chosen)
+            accuracy = right / len(chosen)
+            table.append({
+                "set": subset, "mode": mode, "n": len(chosen), "accuracy": accuracy,
+                "ci_low": low, "ci_high": high,
+                "input": statistics.mean(r["input"] for r in chosen),
+                "output": statistics.mean(r["output"] for r in chosen),
+                "reasoning": statistics.mean(r["reasoning"] for r in chosen),
+                "total": tokens, "accuracy_per_1k_tokens": accuracy / (tokens / 1000) if tokens else 0.0,
+                "seconds": statistics.mean(r["seconds"] for r in chosen),
+            })  # fmt: skip
+    return table
+
+
+def show(report: dict[str, Any], table: list[dict[str, Any]]) -> None:
+    print(f"\nbackend: {report['backend']}; options: {report['args']}")
+    print(f"{'set':<10}{'mode':<10}{'n':>4}{'accuracy':>10}{'95% CI':>15}{'input':>8}{'output':>8}"
+          f"{'reasoning':>10}{'total':>8}{'acc/1k tok':>11}{'s/q':>7}")  # fmt: skip
+    for r in table:
+        ci = f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+        print(f"{r['set']:<10}{r['mode']:<10}{r['n']:>4}{r['accuracy']:>10.2f}{ci:>15}{r['input']:>8.0f}"
+              f"{r['output']:>8.0f}{r['reasoning']:>10.0f}{r['total']:>8.0f}{r['accuracy_per_1k_tokens']:>11.3f}"
+              f"{r['seconds']:>7.1f}")  # fmt: skip
+
+
+def plot(table: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in table if r["set"] != "all"]
+    labels = [f"{r['set']}\n{r['mode']}" for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    acc = [r["accuracy"] for r in rows]
+    err = [[a - r["ci_low"] for a, r in zip(acc, rows, strict=True)],
+           [r["ci_high"] - a for a, r in zip(acc, rows, strict=True)]]  # fmt: skip
+    left.bar(labels, acc, yerr=err, capsize=4, color=["C0" if r["mode"] == "direct" else "C1" for r in rows])
+    left.set(ylim=(0, 1), ylabel="accuracy (95% Wilson CI)", title="Accuracy")
+    bottom = [0.0] * len(rows)
+    for key, color in (("input", "C2"), ("output", "C0"), ("reasoning", "C1")):
+        values = [r[key] for r in rows]
+        right.bar(labels, values, bottom=bottom, label=key, color=color)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    right.set(ylabel="tokens per question", title="Tokens")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=10, help="GSM8K questions (of 200)")
+    parser.add_argument("--seed", type=int, default=0, help="which GSM8K questions")
+    parser.add_argument(
+        "--no-multipart", dest="multipart", action="store_false", help="skip the multi-part set"
+    )
+    parser.add_argument("--concurrency", type=int, default=1, help="questions in flight at once")
+    parser.add_argument("--subtasks", type=int, default=4)
+    parser.add_argument("--revisions", type=int, default=1)
+    parser.add_argument("--max-output-tokens", type=int, default=384)
+    parser.add_argument("--out", default="eval", help="name of the results files under tests/bench/results/")
+    args = parser.parse_args()
+    report = asyncio.run(evaluate(args))
+    table = summarize(report)
+    report["summary"] = table
+    show(report, table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2))
+    plot(table, RESULTS / f"{args.out}.png")
+    print(f"\nwritten: {RESULTS / (args.out + '.json')}, {RESULTS / (args.out + '.png')}")
+
+
+if __name__ == "__main__":
+    main()
