@@ -298,7 +298,12 @@ class StubBackend:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            timeout_keep_alive=75,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -363,7 +368,7 @@ def main() -> None:
             answer_tokens=args.answer_tokens,
         )
     )
-    uvicorn.run(stub.app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(stub.app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=75)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ def test_a_burst_of_200_runs(stub: StubBackend, settings: Settings) -> None:
             usage["input_tokens"] + usage["output_tokens"] + usage["reasoning_tokens"]
             == usage["total_tokens"]
         )
-        assert len(result["calls"]) == 1 + 3 + 1 + 1
+        succeeded = sorted(c["node"] for c in result["calls"] if c["error"] is None)
+        assert succeeded == ["critic", "planner", "synthesizer", "worker", "worker", "worker"]
     assert listed["has_more"] is True
     assert after - before < 40, f"memory grew by {after - before:.1f} MB over a burst"
     latencies.sort()
