@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 from openai import AsyncOpenAI
 
 from graph import Models, ModelSpec, RunContext, TiktokenCounter, build_graph, execute, openai_chat_model
@@ -347,6 +350,80 @@ def growth(report: dict[str, Any]) -> None:
     report["growth"] = table
 
 
+# 7. where the overhead goes -----------------------------------------------------------------
+
+
+class ScriptedChat(BaseChatModel):
+    """An in-memory chat model: the engine's own cost, with no HTTP and no SDK."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        system = str(messages[0].content)
+        if "planner" in system:
+            text = json.dumps({"subquestions": [f"Part {i}?" for i in range(1, 5)]})
+        elif "strict reviewer" in system:
+            text = json.dumps({"verdicts": []})
+        else:
+            text = "An answer with some words."
+        usage = {"input_tokens": 50, "output_tokens": 10, "total_tokens": 60}
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(text, usage_metadata=usage))])
+
+
+def attribution(report: dict[str, Any]) -> None:
+    """Per-call cost of the SDK alone and through ChatOpenAI, and the engine's own per-run cost."""
+    messages = [
+        {"role": "system", "content": "You are a careful expert."},
+        {"role": "user", "content": QUESTION},
+    ]
+    calls_n = 100 if QUICK else 300
+    with stub(0.0) as backend:
+
+        async def main() -> dict[str, float]:
+            raw = AsyncOpenAI(base_url=f"{backend}/v1", api_key="unused", max_retries=0)
+            chat = openai_chat_model(
+                model="stub-model", base_url=f"{backend}/v1", api_key="unused", timeout_s=60
+            )
+            lc = [SystemMessage(messages[0]["content"]), HumanMessage(messages[1]["content"])]
+
+            async def sdk() -> None:
+                await raw.chat.completions.create(
+                    model="stub-model",
+                    messages=messages,  # type: ignore[arg-type]
+                    max_tokens=64,
+                )
+
+            async def langchain() -> None:
+                await chat.ainvoke(lc, extra_body={"max_tokens": 64})
+
+            out = {}
+            for name, call in (
+                ("sdk", sdk),
+                ("chatopenai", langchain),
+                ("sdk", sdk),
+                ("chatopenai", langchain),
+            ):
+                t0 = time.perf_counter()
+                for _ in range(calls_n):
+                    await call()
+                out[f"{name}_ms_per_call"] = (time.perf_counter() - t0) / calls_n * 1000
+            await raw.close()
+            graph = build_graph(Models.same(ModelSpec(chat=ScriptedChat(), name="scripted", stream=False)))
+            for _ in range(10):
+                await engine_run(graph, 4)
+            t0 = time.perf_counter()
+            for _ in range(100):
+                await engine_run(graph, 4)
+            out["engine_ms_per_run_no_http"] = (time.perf_counter() - t0) / 100 * 1000
+            return out
+
+        report["attribution"] = asyncio.run(main())
+
+
 # output --------------------------------------------------------------------------------------
 
 
@@ -420,6 +497,12 @@ def print_table(report: dict[str, Any]) -> None:
     s = report["streaming"]
     print(f"\n5. streaming delay, backend step done -> client has the event: p50 {s['p50_ms']:.1f} ms, "
           f"p99 {s['p99_ms']:.1f} ms ({s['samples']} events)")  # fmt: skip
+    a = report["attribution"]
+    print(
+        f"\n7. where the overhead goes: one call through the openai SDK {a['sdk_ms_per_call']:.2f} ms, "
+        f"through ChatOpenAI {a['chatopenai_ms_per_call']:.2f} ms (zero-latency stub); one engine run "
+        f"with an in-memory model (4 sub-questions, 7 calls, no HTTP) {a['engine_ms_per_run_no_http']:.2f} ms"
+    )
     print("\n6. growth per run (engine in-process)")
     print(f"{'sub-q':>6}{'CPU ms':>9}{'CPU ms/sub-q':>14}{'peak KB':>10}{'KB/sub-q':>10}")
     for r in report["growth"]:
@@ -434,7 +517,7 @@ def main() -> None:
                 if line.startswith("model name")), platform.processor())  # fmt: skip
     report: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"}
     started = time.perf_counter()
-    for step in (overhead, fanout, throughput, streaming, growth):
+    for step in (overhead, fanout, throughput, streaming, growth, attribution):
         t0 = time.perf_counter()
         step(report)
         print(f"[{step.__name__} done in {time.perf_counter() - t0:.0f} s]", flush=True)
