@@ -373,6 +373,11 @@ class ScriptedChat(BaseChatModel):
         usage = {"input_tokens": 50, "output_tokens": 10, "total_tokens": 60}
         return ChatResult(generations=[ChatGeneration(message=AIMessage(text, usage_metadata=usage))])
 
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        return self._generate(messages)
+
 
 def attribution(report: dict[str, Any]) -> None:
     """Per-call cost of the SDK alone and through ChatOpenAI, and the engine's own per-run cost."""
