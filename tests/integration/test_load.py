@@ -5,6 +5,7 @@ import asyncio
 import gc
 import statistics
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -23,25 +24,34 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS")
 
 
-async def burst(url: str) -> tuple[list[str], list[float], float]:
-    limits = httpx.Limits(max_connections=RUNS + 10, max_keepalive_connections=RUNS + 10)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+async def burst(url: str) -> tuple[list[str], float]:
+    """Submit every run at once, then follow each to its end (a bounded connection pool: the
+    client must not starve the service it shares this process with)."""
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
 
-        async def one(i: int) -> tuple[str, float]:
-            started = time.perf_counter()
+        async def submit(i: int) -> str:
             response = await http.post("/v1/runs", json={"question": f"Question number {i}?"})
             assert response.status_code == 202, response.text
-            run_id = response.json()["run_id"]
+            run_id: str = response.json()["run_id"]
+            return run_id
+
+        async def follow(run_id: str) -> None:
+            last = ""
             async with http.stream("GET", f"/v1/runs/{run_id}/events") as events:
                 async for line in events.aiter_lines():
-                    if line.startswith("event: run."):
+                    if line.startswith("event: "):
                         last = line
-            assert last in ("event: run.started", "event: run.completed")
-            return run_id, time.perf_counter() - started
+            assert last == "event: run.completed", (run_id, last)
 
         t0 = time.perf_counter()
-        done = await asyncio.gather(*[one(i) for i in range(RUNS)])
-        return [d[0] for d in done], [d[1] for d in done], time.perf_counter() - t0
+        run_ids = await asyncio.gather(*[submit(i) for i in range(RUNS)])
+        await asyncio.gather(*[follow(run_id) for run_id in run_ids])
+        return run_ids, time.perf_counter() - t0
+
+
+def seconds(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
 def test_a_burst_of_200_runs(stub: StubBackend, settings: Settings) -> None:
@@ -50,7 +60,7 @@ def test_a_burst_of_200_runs(stub: StubBackend, settings: Settings) -> None:
         asyncio.run(burst(service.url))  # warm-up: allocator, caches, connections
         gc.collect()
         before = rss_mb()
-        run_ids, latencies, wall = asyncio.run(burst(service.url))
+        run_ids, wall = asyncio.run(burst(service.url))
         gc.collect()
         after = rss_mb()
         with httpx.Client(base_url=service.url, timeout=30) as http:
@@ -71,12 +81,14 @@ def test_a_burst_of_200_runs(stub: StubBackend, settings: Settings) -> None:
         succeeded = sorted(c["node"] for c in result["calls"] if c["error"] is None)
         assert succeeded == ["critic", "planner", "synthesizer", "worker", "worker", "worker"]
     assert listed["has_more"] is True
+    latencies = [seconds(view["created_at"], view["updated_at"]) for view in results]
     assert after - before < 40, f"memory grew by {after - before:.1f} MB over a burst"
     latencies.sort()
     p50 = statistics.median(latencies)
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     REPORT.append(
         f"load: {RUNS} runs at once (3 sub-questions each, zero-latency stub in the same process): "
-        f"{RUNS / wall:.1f} runs/s, latency p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+        f"{RUNS / wall:.1f} runs/s, latency (submitted to stored) p50 {p50 * 1000:.0f} ms, "
+        f"p99 {p99 * 1000:.0f} ms, "
         f"RSS {before:.0f} MB before and {after:.0f} MB after the burst"
     )
