@@ -16,7 +16,7 @@ from api.backend import Backend
 from api.schemas import Effort, ReasonRequest
 from api.settings import Settings
 from api.store import Event, RunStore, Status
-from graph import Graph, Result, RunContext, build_graph, execute
+from graph import Graph, Result, RunContext, TokenCount, build_graph, execute
 from graph.budget import MIN_CALL_OUTPUT, Budget, Shape, estimated_cost, fit
 from graph.result import RunStatus, assemble
 
@@ -95,7 +95,7 @@ class Runner:
             revisions = request.max_revisions
         return Shape(min(subtasks, s.subtasks_limit), min(revisions, s.revisions_limit), s.max_output_tokens)
 
-    async def check(self, request: ReasonRequest) -> Shape:
+    async def check(self, request: ReasonRequest, count: TokenCount) -> Shape:
         """Refuse what cannot run (too long, budget too small, service full) and fit the rest."""
         if not self.accepting:
             raise RunRejected(503, "the service is shutting down", code="shutting_down")
@@ -104,7 +104,6 @@ class Runner:
             raise RunRejected(
                 429, "too many runs in progress; retry later", code="too_many_runs", retry_after=5
             )
-        count = await self.backend.counter.count(request.question)
         if count.tokens > self.settings.max_question_tokens:
             raise RunRejected(
                 400,
@@ -150,15 +149,15 @@ class Runner:
         ``completion_budget`` caps everything but the question (reasoning + output), as OpenAI's
         ``max_completion_tokens`` does.
         """
+        count = await self.backend.counter.count(request.question)
         if completion_budget is not None:
-            count = await self.backend.counter.count(request.question)
             request = request.model_copy(update={"token_budget": completion_budget + count.tokens})
-        shape = await self.check(request)
+        shape = await self.check(request, count)
         run_id = new_run_id()
         self.store.create(run_id, request.question, request.model_dump(exclude_none=True))
         live = LiveRun(run_id)
         self._live[run_id] = live
-        live.task = asyncio.create_task(self._run(live, request, shape), name=run_id)
+        live.task = asyncio.create_task(self._run(live, request, shape, count), name=run_id)
         return run_id
 
     async def _emit(self, live: LiveRun, name: str, data: dict[str, Any]) -> None:
@@ -168,11 +167,11 @@ class Runner:
         async with live.changed:
             live.changed.notify_all()
 
-    async def _run(self, live: LiveRun, request: ReasonRequest, shape: Shape) -> None:
+    async def _run(self, live: LiveRun, request: ReasonRequest, shape: Shape, count: TokenCount) -> None:
         run_id = live.run_id
         try:
             async with self._slots:
-                await self._execute(live, request, shape)
+                await self._execute(live, request, shape, count)
         except asyncio.CancelledError:
             # Cancelled while queued, or outside the graph's own cancellation handling.
             if live.stored:
@@ -199,7 +198,7 @@ class Runner:
             async with live.changed:
                 live.changed.notify_all()
 
-    async def _execute(self, live: LiveRun, request: ReasonRequest, shape: Shape) -> None:
+    async def _execute(self, live: LiveRun, request: ReasonRequest, shape: Shape, count: TokenCount) -> None:
         run_id = live.run_id
         ctx = self.context_for(request, shape)
         try:
@@ -217,7 +216,7 @@ class Runner:
                 request.question,
                 ctx,
                 run_id=run_id,
-                counter=self.backend.counter,
+                question_count=count,
                 emit=lambda name, data: self._emit(live, name, data),
                 max_concurrency=self.settings.max_concurrency,
             )

@@ -11,7 +11,7 @@ from graph.context import RunContext
 from graph.errors import ModelCallError
 from graph.result import Result, RunError, assemble
 from graph.state import OutputState
-from graph.tokens import TokenCounter
+from graph.tokens import TokenCount
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ async def execute(
     ctx: RunContext,
     *,
     run_id: str,
-    counter: TokenCounter,
+    question_count: TokenCount,
     emit: Emit,
     max_concurrency: int,
 ) -> Result:
@@ -67,14 +67,13 @@ async def execute(
     except Exception as exc:
         log.exception("run %s failed with an internal error", run_id)
         error = RunError(kind="internal_error", message=type(exc).__name__, node=None)
-    count = await counter.count(question)
     result = assemble(
         run_id=run_id,
         question=question,
         state=state,
         calls=ctx.ledger,
-        question_tokens=count.tokens,
-        question_exact=count.exact,
+        question_tokens=question_count.tokens,
+        question_exact=question_count.exact,
         total_ms=(time.perf_counter() - started) * 1000,
         error=error,
         budget_exhausted=ctx.budget.exhausted,

@@ -143,10 +143,18 @@ async def engine_run(graph: Any, subtasks: int, concurrency: int = 64) -> dict[s
         return None
 
     ctx = RunContext(max_subtasks=subtasks, max_revisions=1, max_output_tokens=512)
+    count = await TiktokenCounter().count(QUESTION)
     result: dict[str, Any] = dict(
-        await execute(graph, QUESTION, ctx, run_id="bench", counter=TiktokenCounter(), emit=ignore,
-                      max_concurrency=concurrency)
-    )  # fmt: skip
+        await execute(
+            graph,
+            QUESTION,
+            ctx,
+            run_id="bench",
+            question_count=count,
+            emit=ignore,
+            max_concurrency=concurrency,
+        )
+    )
     assert result["status"] == "completed", result["error"]
     return result
 

@@ -108,7 +108,8 @@ async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 return None
 
             result = await execute(
-                graph, item["question"], context(), run_id="eval", counter=backend.counter, emit=ignore,
+                graph, item["question"], context(), run_id="eval",
+                question_count=await backend.counter.count(item["question"]), emit=ignore,
                 max_concurrency=settings.max_concurrency,
             )  # fmt: skip
             usage = result["usage"]

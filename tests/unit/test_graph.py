@@ -23,7 +23,7 @@ async def run(stub: StubBackend, question: str = "How do tides work?", **ctx: An
         question,
         RunContext(**{"max_attempts": 2, "retry_initial_s": 0.01, **ctx}),
         run_id="run_test",
-        counter=TiktokenCounter(),
+        question_count=await TiktokenCounter().count(question),
         emit=emit,
         max_concurrency=16,
     )
