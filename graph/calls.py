@@ -272,15 +272,16 @@ async def call_structured(
     schema: dict[str, Any],
     *,
     node: NodeName,
-) -> tuple[T | None, str | None, list[CallRecord]]:
+) -> tuple[T | None, str | None]:
     """Ask for JSON following ``schema``; one repair attempt if the reply does not validate.
 
-    Returns the parsed object (or None) and, when parsing failed, why.
+    Returns the parsed object (or None) and, when parsing failed, why. The calls are in the
+    run's ledger.
     """
     fmt = response_format(spec, node, schema)
-    text, rows = await call_text(spec, messages, ctx, node=node, response_format=fmt)
+    text, _ = await call_text(spec, messages, ctx, node=node, response_format=fmt)
     try:
-        return parse_json(text, model), None, rows
+        return parse_json(text, model), None
     except ValueError as exc:
         error = str(exc)
     repair = [
@@ -288,9 +289,8 @@ async def call_structured(
         AIMessage(content=text),
         HumanMessage(content=REPAIR_USER.format(error=error, schema=json.dumps(schema))),
     ]
-    text, more = await call_text(spec, repair, ctx, node=node, response_format=fmt)
-    rows += more
+    text, _ = await call_text(spec, repair, ctx, node=node, response_format=fmt)
     try:
-        return parse_json(text, model), None, rows
+        return parse_json(text, model), None
     except ValueError as exc:
-        return None, f"{error}; after one repair attempt: {exc}", rows
+        return None, f"{error}; after one repair attempt: {exc}"

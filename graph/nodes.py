@@ -1,5 +1,6 @@
-"""The four agents. Each node reads the state, calls its model through ``calls`` and returns
-only what it changed, plus its ledger rows. Progress goes out through the stream writer."""
+"""The four agents. Each node reads the state, calls its model through ``graph.calls`` (which
+records every attempt in the run's ledger) and returns only what it changed. Progress goes out
+through the stream writer."""
 
 from typing import Any
 
@@ -84,7 +85,7 @@ class Nodes:
         budget = ctx.budget
         budget.synthesis_reserve = synthesis_cost(ctx.max_subtasks, ctx.max_output_tokens, question_tokens)
         try:
-            plan, error, _ = await call_structured(
+            plan, error = await call_structured(
                 self.models.planner, messages, ctx, Plan, plan_schema(ctx.max_subtasks), node="planner"
             )
         except ModelCallError as exc:
@@ -183,7 +184,7 @@ class Nodes:
         ]
         fallbacks: list[Fallback] = []
         try:
-            critique, error, _ = await call_structured(
+            critique, error = await call_structured(
                 self.models.critic,
                 messages,
                 ctx,
