@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.runner import RunRejected
+from api.runner import RunNotFound, RunRejected
 from api.schemas import ErrorBody, ErrorResponse
 from graph import ErrorKind
 
@@ -85,6 +85,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.body, exc.headers)
+
+    @app.exception_handler(RunNotFound)
+    async def _no_run(request: Request, exc: RunNotFound) -> JSONResponse:
+        body = ErrorBody(
+            message=f"no run with id {exc.args[0]!r}",
+            type="invalid_request_error",
+            param="run_id",
+            code="run_not_found",
+        )
+        return error_response(404, body)
 
     @app.exception_handler(RunRejected)
     async def _rejected(request: Request, exc: RunRejected) -> JSONResponse:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from api.backend import Backend
 from api.schemas import Effort, ReasonRequest
 from api.settings import Settings
-from api.store import Event, RunStore, Status
+from api.store import Event, RunRecord, RunStore, Status
 from graph import Graph, Result, RunContext, TokenCount, build_graph, execute
 from graph.budget import MIN_CALL_OUTPUT, Budget, Shape, estimated_cost, fit
 from graph.result import RunStatus, assemble
@@ -80,6 +80,8 @@ class Runner:
         self.graph: Graph = build_graph(backend.models)
         self.accepting = True
         self.followers = 0
+        self._unfollowed = asyncio.Event()
+        self._unfollowed.set()
         self._live: dict[str, LiveRun] = {}
         self._slots = asyncio.Semaphore(settings.max_active_runs)
 
@@ -274,6 +276,7 @@ class Runner:
             return
         seen = max(0, after)
         self.followers += 1
+        self._unfollowed.clear()
         try:
             while True:
                 while seen < len(live.events):
@@ -285,6 +288,8 @@ class Runner:
                     yield HEARTBEAT
         finally:
             self.followers -= 1
+            if not self.followers:
+                self._unfollowed.set()
 
     async def _wait_for_more(self, live: LiveRun, seen: int) -> bool:
         """Wait until the run has more than ``seen`` events or ends; False on a heartbeat timeout."""
@@ -299,11 +304,14 @@ class Runner:
             return False
         return True
 
-    def status(self, run_id: str) -> Status:
+    def record(self, run_id: str) -> RunRecord:
         record = self.store.get(run_id)
         if record is None:
             raise RunNotFound(run_id)
-        return record.status
+        return record
+
+    def status(self, run_id: str) -> Status:
+        return self.record(run_id).status
 
     async def cancel(self, run_id: str, reason: Literal["cancelled", "interrupted"] = "cancelled") -> bool:
         """Stop a live run: no further model calls. False if it had already finished."""
@@ -326,6 +334,14 @@ class Runner:
             for live in list(self._live.values()):
                 if live.task in pending:
                     await self.cancel(live.run_id, "interrupted")
+
+    async def streams_closed(self, timeout_s: float) -> bool:
+        """Wait until no stream follows a live run; False if some still do after ``timeout_s``."""
+        try:
+            await asyncio.wait_for(self._unfollowed.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     def recover(self) -> list[str]:
         """Mark runs a previous process left unfinished as interrupted."""

@@ -45,10 +45,7 @@ class DrainingServer(uvicorn.Server):
         runner: Runner = self.app.state.runner
         log.info("draining: no new runs", extra={"in_flight": runner.active, "grace_s": self.grace_s})
         await runner.shutdown(self.grace_s)
-        for _ in range(100):  # give open streams up to 5 s to send their final events
-            if not runner.followers:
-                break
-            await asyncio.sleep(0.05)
+        await runner.streams_closed(timeout_s=5)  # let open streams send their final events
         self.should_exit = True
 
 

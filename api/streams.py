@@ -39,9 +39,8 @@ def run_events_response(
 ) -> StreamingResponse:
     """Replay the run's events after ``after``, follow it live, heartbeat while idle.
 
-    A client that goes away does not stop the run unless ``cancel_on_disconnect``.
+    The run must exist. A client that goes away does not stop the run unless ``cancel_on_disconnect``.
     """
-    runner.status(run_id)  # RunNotFound before the response starts
 
     async def frames() -> AsyncIterator[str]:
         ended = False

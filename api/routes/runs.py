@@ -9,9 +9,8 @@ from pydantic import BaseModel
 from api.deps import RunnerDep, SettingsDep
 from api.errors import ApiError, documented
 from api.events import SSE_RESPONSE_DOC
-from api.runner import RunNotFound
 from api.schemas import ReasonRequest
-from api.store import RunRecord, Status
+from api.store import Status
 from api.streams import last_event_id, run_events_response
 from graph import Result
 
@@ -45,13 +44,6 @@ class RunPage(BaseModel):
     data: list[RunSummary]
     has_more: bool
     next_before: str | None = None
-
-
-def _record(runner: RunnerDep, run_id: str) -> RunRecord:
-    record = runner.store.get(run_id)
-    if record is None:
-        raise ApiError(404, f"no run with id {run_id!r}", code="run_not_found", param="run_id")
-    return record
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses=documented(400, 401, 413, 422, 429, 503))
@@ -92,7 +84,7 @@ async def list_runs(
 @router.get("/{run_id}", responses=documented(401, 404, 422))
 async def get_run(run_id: str, runner: RunnerDep) -> RunView:
     """The run's status and, once it has finished, its result."""
-    r = _record(runner, run_id)
+    r = runner.record(run_id)
     return RunView(
         run_id=r.id,
         status=r.status,
@@ -115,7 +107,7 @@ async def run_events(
     last_event: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Replay the run's events from the start (or after `Last-Event-ID`), then follow it live."""
-    _record(runner, run_id)
+    runner.record(run_id)
     return run_events_response(
         runner,
         run_id,
@@ -127,10 +119,7 @@ async def run_events(
 @router.post("/{run_id}/cancel", responses=documented(401, 404, 409, 413, 422))
 async def cancel_run(run_id: str, runner: RunnerDep) -> RunAccepted:
     """Stop the run: no further model calls; it ends as `cancelled`."""
-    try:
-        stopped = await runner.cancel(run_id)
-    except RunNotFound:
-        raise ApiError(404, f"no run with id {run_id!r}", code="run_not_found", param="run_id") from None
+    stopped = await runner.cancel(run_id)
     current = runner.status(run_id)
     if not stopped:
         raise ApiError(409, f"run {run_id} has already finished ({current})", code="run_finished")
