@@ -28,16 +28,19 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
-    """Build the app. Pass ``backend`` to use ready models (tests); otherwise the lifespan
-    opens the one the settings name, starting the embedded model if needed."""
+    """Build the app. Pass ``backend`` to use ready models (tests; the app closes it on
+    shutdown); otherwise the lifespan opens the one the settings name, starting the embedded
+    model if needed."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            ready = (
-                backend if backend is not None else await stack.enter_async_context(open_backend(settings))
-            )
+            if backend is None:
+                ready = await stack.enter_async_context(open_backend(settings))
+            else:
+                ready = backend
+                stack.push_async_callback(backend.aclose)  # the app owns the backend it was given
             log.info("model backend ready", extra={"base_url": ready.base_url, "embedded": ready.embedded})
             store = SQLiteRunStore(settings.data_dir / "reasoner.db")
             stack.callback(store.close)

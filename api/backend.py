@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import httpx
+import openai
 
 from api.local_model import MODEL_ALIAS, LocalModelServer, bundled_model_path
 from api.settings import ROLES, Role, Settings
@@ -39,6 +40,12 @@ class Backend:
     base_url: str
     embedded: bool
     api_key: str | None = None
+    http_client: openai.DefaultAsyncHttpxClient | None = None
+    """The models' connections; whoever holds the backend closes it with ``aclose``."""
+
+    async def aclose(self) -> None:
+        if self.http_client is not None:
+            await self.http_client.aclose()
 
     async def ping(self, timeout_s: float = 3.0) -> bool:
         """True if the backend answers ``GET /models``."""
@@ -55,10 +62,16 @@ def _is_openai(base_url: str) -> bool:
     return urlparse(base_url).hostname == "api.openai.com"
 
 
-def _models(settings: Settings, base_url: str, embedded: bool) -> Models:
-    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+def _api_key(settings: Settings, embedded: bool) -> str | None:
     if embedded:
-        key = LOCAL_API_KEY
+        return LOCAL_API_KEY
+    return settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+
+
+def _models(
+    settings: Settings, base_url: str, embedded: bool, http_client: openai.DefaultAsyncHttpxClient
+) -> Models:
+    key = _api_key(settings, embedded)
     structured: StructuredOutput
     if settings.llm_structured_output == "auto":
         structured = "json_object" if embedded else "json_schema"
@@ -83,6 +96,7 @@ def _models(settings: Settings, base_url: str, embedded: bool) -> Models:
             base_url=base_url,
             api_key=key or "not-set",
             timeout_s=settings.llm_timeout_s,
+            http_client=http_client,
         )
         return ModelSpec(
             chat=chat, name=name, structured_output=structured, token_cap_param=cap, stream=stream
@@ -131,18 +145,19 @@ def _embedded_server(settings: Settings) -> Iterator[str | None]:
 @asynccontextmanager
 async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
     """Yield a ready backend; the embedded server (if any) stops when the block exits."""
+    check_settings(settings)
     with _embedded_server(settings) as local_url:
         base_url = local_url or settings.llm_base_url or ""
         embedded = local_url is not None
-        models = _models(settings, base_url, embedded)
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient() as client, openai.DefaultAsyncHttpxClient() as http_client:
+            models = _models(settings, base_url, embedded, http_client)
             fallback = TiktokenCounter(models.synthesizer.name)
             counter: TokenCounter = LlamaCppCounter(base_url, client, fallback) if embedded else fallback
-            key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
             yield Backend(
                 models=models,
                 counter=counter,
                 base_url=base_url,
                 embedded=embedded,
-                api_key=LOCAL_API_KEY if embedded else key,
+                api_key=_api_key(settings, embedded),
+                http_client=http_client,
             )

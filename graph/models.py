@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import Literal
 
+import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
@@ -51,12 +52,14 @@ def openai_chat_model(
     base_url: str | None,
     api_key: str,
     timeout_s: float,
+    http_client: openai.DefaultAsyncHttpxClient | None = None,
 ) -> ChatOpenAI:
     """A ChatOpenAI client for any OpenAI-compatible backend.
 
     The SDK's own retries are off: the graph runs the one retry loop, so every attempt
     is counted in the ledger. ``stream_usage`` is on so streamed calls carry usage where
-    the backend supports it.
+    the backend supports it. Pass ``http_client`` to own the connections (and close them);
+    without it langchain-openai shares one client per base URL for the whole process.
     """
     return ChatOpenAI(
         model=model,
@@ -66,4 +69,5 @@ def openai_chat_model(
         max_retries=0,
         stream_usage=True,
         openai_proxy=None,
+        http_async_client=http_client,
     )

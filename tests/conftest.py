@@ -1,17 +1,18 @@
 """Shared fixtures: the scripted backend, models pointed at it, and the real HTTP app."""
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import openai
 import pytest
 import uvicorn
 
 from api.app import create_app
 from api.backend import Backend
+from api.local_model import free_port
 from api.serve import KEEP_ALIVE_S
 from api.settings import Settings
 from graph import Models, ModelSpec, TiktokenCounter, openai_chat_model
@@ -24,18 +25,28 @@ def stub() -> Iterator[StubBackend]:
         yield backend
 
 
-def stub_models(stub: StubBackend, api_key: str = "sk-test", **spec: Any) -> Models:
-    chat = openai_chat_model(model="stub-model", base_url=stub.base_url, api_key=api_key, timeout_s=10)
+def stub_models(
+    stub: StubBackend,
+    api_key: str = "sk-test",
+    http_client: openai.DefaultAsyncHttpxClient | None = None,
+    **spec: Any,
+) -> Models:
+    chat = openai_chat_model(
+        model="stub-model", base_url=stub.base_url, api_key=api_key, timeout_s=10, http_client=http_client
+    )
     return Models.same(ModelSpec(chat=chat, name="stub-model", **spec))
 
 
 def stub_backend(stub: StubBackend, api_key: str = "sk-test", **spec: Any) -> Backend:
+    """A backend on the stub with its own connections, which the app closes on shutdown."""
+    http_client = openai.DefaultAsyncHttpxClient()
     return Backend(
-        models=stub_models(stub, api_key, **spec),
+        models=stub_models(stub, api_key, http_client, **spec),
         counter=TiktokenCounter(),
         base_url=stub.base_url,
         embedded=False,
         api_key=api_key,
+        http_client=http_client,
     )
 
 
@@ -43,9 +54,7 @@ class Service:
     """The real app served by uvicorn on a loopback port, in a background thread."""
 
     def __init__(self, settings: Settings, backend: Backend | None) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         config = uvicorn.Config(
             create_app(settings, backend),
             host="127.0.0.1",
