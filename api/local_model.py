@@ -39,7 +39,8 @@ def bundled_model_path() -> Path:
     raise LocalModelError(f"no .gguf file inside the {BUNDLED_PACKAGE} package")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -72,7 +73,7 @@ class LocalModelServer:
                 "llama-cpp-python is not installed: run `make install`, "
                 "or set LLM_BASE_URL to use another backend"
             )
-        self.port = _free_port()
+        self.port = free_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [
             sys.executable, "-m", "llama_cpp.server",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import threading
 import time
 import uuid
@@ -24,6 +23,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from api.local_model import free_port
 
 
 @dataclass
@@ -294,9 +295,7 @@ class StubBackend:
             self.calls.append(Recorded(role, body, started, time.perf_counter(), prompt, completion, status))
 
     def start(self) -> StubBackend:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",

@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.outputs import ChatGeneration, ChatResult
 from openai import AsyncOpenAI
 
+from api.local_model import free_port
 from graph import Models, ModelSpec, RunContext, TiktokenCounter, build_graph, execute, openai_chat_model
 from tests.bench.reference import reference_run
 
@@ -33,13 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
 QUESTION = "Compare the climates of Norway and Spain and explain why they differ."
 QUICK = os.environ.get("BENCH_QUICK") == "1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_http(url: str, timeout: float = 60) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage
 
-from api.backend import check_settings, open_backend
+from api.backend import open_backend
 from api.settings import Settings
 from graph import RunContext, build_graph, execute
 from graph.calls import call_text
@@ -76,7 +76,6 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings()
-    check_settings(settings)
     items = gsm8k(args.n, args.seed) + (multipart() if args.multipart else [])
     rows: list[dict[str, Any]] = []
     async with open_backend(settings) as backend:

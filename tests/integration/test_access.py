@@ -110,7 +110,7 @@ def test_no_secret_in_logs_errors_events_or_the_store(stub: StubBackend, setting
         root.setLevel(previous)
     stored = b"".join(p.read_bytes() for p in Path(settings.data_dir).glob("reasoner.db*"))
     everything = "\n".join(seen) + log_text.getvalue()
-    assert "upstream_auth" in everything and "run.failed" not in API_KEY
+    assert "upstream_auth" in everything, "the failure itself is reported"
     for secret in (API_KEY, BACKEND_KEY, "5ecret"):
         assert secret not in everything
         assert secret.encode() not in stored

@@ -4,7 +4,6 @@ leave nothing behind."""
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,18 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from api.local_model import free_port
 from tests.conftest import Service
 from tests.sse import frames
 from tests.stub_backend import StubBackend
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Served:
@@ -103,30 +96,24 @@ def stored_status(data_dir: Path, run_id: str) -> tuple[str, str]:
     return status, check
 
 
-def test_sigterm_lets_in_flight_runs_finish(stub: StubBackend, data_dir: Path) -> None:
-    stub.options.latency_s = 0.4
-    served = Served(stub, data_dir, grace_s=20)
+@pytest.mark.parametrize(
+    ("latency_s", "grace_s", "final"),
+    [(0.4, 20, "completed"), (1.5, 0.5, "interrupted")],
+    ids=["finishes-within-grace", "interrupted-past-grace"],
+)
+def test_sigterm_drains_in_flight_runs(
+    stub: StubBackend, data_dir: Path, latency_s: float, grace_s: float, final: str
+) -> None:
+    stub.options.latency_s = latency_s
+    served = Served(stub, data_dir, grace_s=grace_s)
     try:
         run_id, names, ready, refused = run_until_sigterm(served)
-        assert served.process.wait(timeout=30) is not None
+        served.process.wait(timeout=30)  # the server exits by itself once drained
     finally:
         served.stop()
     assert (ready, refused) == (503, 503)
-    assert names[-1] == "run.completed"
-    assert stored_status(data_dir, run_id) == ("completed", "ok")
-
-
-def test_sigterm_stores_runs_past_the_grace_period_as_interrupted(stub: StubBackend, data_dir: Path) -> None:
-    stub.options.latency_s = 1.5
-    served = Served(stub, data_dir, grace_s=0.5)
-    try:
-        run_id, names, ready, refused = run_until_sigterm(served)
-        served.process.wait(timeout=30)
-    finally:
-        served.stop()
-    assert (ready, refused) == (503, 503)
-    assert names[-1] == "run.interrupted"
-    assert stored_status(data_dir, run_id) == ("interrupted", "ok")
+    assert names[-1] == f"run.{final}"
+    assert stored_status(data_dir, run_id) == (final, "ok")
 
 
 def test_a_dropped_stream_leaves_no_follower_behind(service: Service, stub: StubBackend) -> None:

@@ -72,20 +72,18 @@ async def test_malformed_body_is_a_failed_call(stub: StubBackend) -> None:
     assert all("malformed" in (r["error"] or "malformed") for r in rows[:2])
 
 
-async def test_max_tokens_field_for_llama_cpp(stub: StubBackend) -> None:
-    spec = stub_models(stub, token_cap_param="max_tokens").worker
+@pytest.mark.parametrize(
+    ("param", "other"), [("max_tokens", "max_completion_tokens"), ("max_completion_tokens", "max_tokens")]
+)
+async def test_the_cap_goes_in_the_field_the_backend_honours(
+    stub: StubBackend, param: str, other: str
+) -> None:
+    """llama.cpp honours only max_tokens; OpenAI wants max_completion_tokens."""
+    spec = stub_models(stub, token_cap_param=param).worker
     await call_text(spec, MESSAGES, RunContext(max_output_tokens=77), node="worker")
     body = stub.calls[0].body
-    assert body["max_tokens"] == 77
-    assert "max_completion_tokens" not in body
-
-
-async def test_max_completion_tokens_field_for_openai(stub: StubBackend) -> None:
-    spec = stub_models(stub, token_cap_param="max_completion_tokens").worker
-    await call_text(spec, MESSAGES, RunContext(max_output_tokens=77), node="worker")
-    body = stub.calls[0].body
-    assert body["max_completion_tokens"] == 77
-    assert "max_tokens" not in body
+    assert body[param] == 77
+    assert other not in body
 
 
 async def test_usage_missing_from_a_stream_is_estimated_and_marked(stub: StubBackend) -> None:
