@@ -1,5 +1,7 @@
 """The FastAPI application factory. The graph is compiled once, in the lifespan."""
 
+import asyncio
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -16,6 +18,7 @@ from api.backend import Backend, open_backend
 from api.errors import install_error_handlers
 from api.events import StreamEvent
 from api.limits import BodySizeLimit
+from api.lookup import RunLookup
 from api.routes import health, openai, page, reason, runs
 from api.routes.page import STATIC
 from api.runner import Runner
@@ -24,7 +27,14 @@ from api.sqlite_store import SQLiteRunStore
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
@@ -37,19 +47,21 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             if backend is None:
-                ready = await stack.enter_async_context(open_backend(settings))
+                ready = await stack.enter_async_context(open_backend(settings, stop=app.state.startup_stop))
             else:
                 ready = backend
                 stack.push_async_callback(backend.aclose)  # the app owns the backend it was given
             log.info("model backend ready", extra={"base_url": ready.base_url, "embedded": ready.embedded})
             store = SQLiteRunStore(settings.data_dir / "reasoner.db")
-            stack.callback(store.close)
+            await store.open()
+            stack.push_async_callback(store.close)
             runner = Runner(settings, ready, store)
-            interrupted = runner.recover()
+            interrupted = await runner.recover()
             if interrupted:
                 log.warning("marked runs of a previous process as interrupted", extra={"runs": interrupted})
             app.state.runner = runner
-            if not settings.keys and settings.host not in LOOPBACK:
+            app.state.lookup = RunLookup(runner, settings.sse_heartbeat_s)
+            if not settings.keys and not is_loopback(settings.host):
                 log.warning(
                     "API_KEYS is not set and the service listens beyond loopback: anyone who can "
                     "reach it can spend your model backend's tokens",
@@ -66,6 +78,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Set by a signal that arrives during startup: the embedded model's start is abandoned.
+    app.state.startup_stop = asyncio.Event()
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(page.router)

@@ -1,9 +1,10 @@
 """Turns settings into the models the graph calls and starts the embedded model when needed."""
 
+import asyncio
 import importlib.util
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -128,25 +129,29 @@ def check_settings(settings: Settings) -> None:
         )
 
 
-@contextmanager
-def _embedded_server(settings: Settings) -> Iterator[str | None]:
+@asynccontextmanager
+async def _embedded_server(settings: Settings, stop: asyncio.Event | None) -> AsyncIterator[str | None]:
     if not settings.embedded:
         yield None
         return
-    with LocalModelServer(
+    async with LocalModelServer(
         settings.local_model_path,
         n_ctx=settings.local_model_ctx,
         startup_s=settings.local_model_startup_s,
         log_dir=settings.data_dir,
+        stop=stop,
     ) as server:
         yield server.base_url
 
 
 @asynccontextmanager
-async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
-    """Yield a ready backend; the embedded server (if any) stops when the block exits."""
+async def open_backend(settings: Settings, *, stop: asyncio.Event | None = None) -> AsyncIterator[Backend]:
+    """Yield a ready backend; the embedded server (if any) stops when the block exits.
+
+    Setting ``stop`` while the embedded model starts abandons the start (``StartupStopped``).
+    """
     check_settings(settings)
-    with _embedded_server(settings) as local_url:
+    async with _embedded_server(settings, stop) as local_url:
         base_url = local_url or settings.llm_base_url or ""
         embedded = local_url is not None
         async with httpx.AsyncClient() as client, openai.DefaultAsyncHttpxClient() as http_client:

@@ -3,21 +3,36 @@
 import argparse
 import asyncio
 import json
-import sqlite3
 import sys
-from typing import Any
+from typing import cast
 
 from pydantic import ValidationError
 
 from api.backend import ConfigurationError, check_settings, open_backend
+from api.errors import ApiError
 from api.local_model import LocalModelError
 from api.logs import configure_logging
+from api.lookup import RunLookup
 from api.runner import Runner
 from api.schemas import ReasonRequest
 from api.settings import Settings
 from api.sqlite_store import SQLiteRunStore
-from api.store import Event
+from api.store import Event, StorageUnavailable
 from graph import Result
+from graph.events import (
+    CRITIQUE,
+    PLAN,
+    STAGE,
+    TASK_COMPLETED,
+    TASK_FAILED,
+    TASK_STARTED,
+    CritiqueMade,
+    PlanMade,
+    StageStarted,
+    TaskCompleted,
+    TaskFailed,
+    TaskStarted,
+)
 
 
 def _short(text: str, width: int = 100) -> str:
@@ -27,20 +42,27 @@ def _short(text: str, width: int = 100) -> str:
 
 def _show(event: Event) -> None:
     """Print one step of the run as it happens."""
-    data: dict[str, Any] = event.data
-    if event.event == "plan":
-        print(f"plan: {len(data['subtasks'])} sub-question(s)")
-        for task in data["subtasks"]:
+    if event.event == STAGE:
+        stage = cast(StageStarted, event.data)
+        if stage["stage"] in ("reviewing", "writing"):
+            print(f"{stage['stage']}…")
+    elif event.event == PLAN:
+        plan = cast(PlanMade, event.data)
+        print(f"plan: {len(plan['subtasks'])} sub-question(s)")
+        for task in plan["subtasks"]:
             print(f"  {task['id']}: {_short(task['question'])}")
-    elif event.event == "task.started":
-        print(f"  worker {data['task_id']} (attempt {data['attempt']}) started")
-    elif event.event == "task.completed":
-        tokens = data["usage"]["total_tokens"]
-        print(f"  worker {data['task_id']} done, {tokens} tokens: {_short(data['answer'], 70)}")
-    elif event.event == "task.failed":
-        print(f"  worker {data['task_id']} failed: {data['error']}")
-    elif event.event == "critique":
-        for verdict in data["verdicts"]:
+    elif event.event == TASK_STARTED:
+        started = cast(TaskStarted, event.data)
+        print(f"  worker {started['task_id']} (attempt {started['attempt']}) started")
+    elif event.event == TASK_COMPLETED:
+        done = cast(TaskCompleted, event.data)
+        tokens = done["usage"]["total_tokens"]
+        print(f"  worker {done['task_id']} done, {tokens} tokens: {_short(done['answer'], 70)}")
+    elif event.event == TASK_FAILED:
+        failed = cast(TaskFailed, event.data)
+        print(f"  worker {failed['task_id']} failed: {failed['error']}")
+    elif event.event == CRITIQUE:
+        for verdict in cast(CritiqueMade, event.data)["verdicts"]:
             note = f": {_short(verdict['feedback'], 60)}" if verdict["feedback"] else ""
             print(f"critic: {verdict['task_id']} {verdict['verdict']}{note}")
     sys.stdout.flush()
@@ -62,25 +84,29 @@ def token_table(result: Result) -> str:
     return "\n".join(rows)
 
 
-def _open_store(settings: Settings) -> SQLiteRunStore:
+async def _open_store(settings: Settings) -> SQLiteRunStore:
+    store = SQLiteRunStore(settings.data_dir / "reasoner.db")
     try:
-        return SQLiteRunStore(settings.data_dir / "reasoner.db")
-    except (OSError, sqlite3.Error) as exc:
+        await store.open()
+    except StorageUnavailable as exc:
         raise ConfigurationError(f"cannot use DATA_DIR {settings.data_dir}: {exc}") from exc
+    return store
 
 
 async def _ask(settings: Settings, request: ReasonRequest, as_json: bool) -> int:
-    store = _open_store(settings)
+    store = await _open_store(settings)
     try:
         async with open_backend(settings) as backend:
             runner = Runner(settings, backend, store)
+            lookup = RunLookup(runner, settings.sse_heartbeat_s)
             run_id = await runner.submit(request)
-            async for event in runner.follow(run_id):
+            async for event in lookup.follow(run_id):
                 if event is not None and not as_json:
                     _show(event)
-            result = await runner.wait(run_id)
+            result = await lookup.wait(run_id)
+            await runner.shutdown(0)
     finally:
-        store.close()
+        await store.close()
     if as_json:
         print(json.dumps(result, indent=2))
     elif result["error"] is None:
@@ -100,7 +126,11 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     from api.serve import serve
 
     check_settings(settings)
-    _open_store(settings).close()
+
+    async def can_store() -> None:
+        await (await _open_store(settings)).close()
+
+    asyncio.run(can_store())
     serve(settings.model_copy(update={"host": host or settings.host, "port": port or settings.port}))
     return 0
 
@@ -140,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: invalid {where or 'setting'}: {first['msg']}", file=sys.stderr)
     except (ConfigurationError, LocalModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+    except ApiError as exc:
+        print(f"error: {exc.body.code}: {exc.body.message}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

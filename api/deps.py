@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.lookup import RunLookup
 from api.runner import Runner
 from api.settings import Settings
 
@@ -13,10 +14,16 @@ def get_runner(request: Request) -> Runner:
     return runner
 
 
+def get_lookup(request: Request) -> RunLookup:
+    lookup: RunLookup = request.app.state.lookup
+    return lookup
+
+
 def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
 RunnerDep = Annotated[Runner, Depends(get_runner)]
+LookupDep = Annotated[RunLookup, Depends(get_lookup)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -8,9 +8,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.runner import RunNotFound, RunRejected
 from api.schemas import ErrorBody, ErrorResponse
-from graph import ErrorKind
+from api.store import RunNotFound, StorageUnavailable
+from graph import ErrorKind, Result
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +29,14 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     409: "Conflict with the resource's state",
     413: "Request body too large",
     422: "Invalid request body or parameters",
+    500: "The run failed with an internal error",
     429: "Too many runs in progress (see Retry-After)",
     502: "The model backend failed",
-    503: "Shutting down or not ready",
+    503: "Shutting down, not ready, or storage unavailable",
     504: "The model backend or the run's deadline timed out",
 }
 
-RUN_ERRORS = (400, 401, 413, 422, 429, 502, 503, 504)
+RUN_ERRORS = (400, 401, 413, 422, 429, 500, 502, 503, 504)
 """What a route that starts a run can answer besides success."""
 
 
@@ -50,8 +51,8 @@ class ApiError(Exception):
         status: int,
         message: str,
         *,
+        code: str,
         type: str = "invalid_request_error",
-        code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -59,6 +60,18 @@ class ApiError(Exception):
         self.status = status
         self.body = ErrorBody(message=message, type=type, param=param, code=code)
         self.headers = headers
+
+
+def raise_for_failure(result: Result) -> None:
+    """A failed run as an error response, with its cause in ``code``."""
+    error = result["error"]
+    if error is not None:
+        raise ApiError(
+            UPSTREAM_STATUS.get(error["kind"], 502),
+            f"run {result['run_id']} failed in the {error['node'] or 'engine'}: {error['message']}",
+            type="server_error" if error["kind"] == "internal_error" else "upstream_error",
+            code=error["kind"],
+        )
 
 
 def error_response(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -96,15 +109,15 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return error_response(404, body)
 
-    @app.exception_handler(RunRejected)
-    async def _rejected(request: Request, exc: RunRejected) -> JSONResponse:
-        kind = "rate_limit_error" if exc.status == 429 else "invalid_request_error"
-        if exc.status >= 500:
-            kind = "server_error"
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-        return error_response(
-            exc.status, ErrorBody(message=exc.message, type=kind, param=exc.param, code=exc.code), headers
+    @app.exception_handler(StorageUnavailable)
+    async def _storage(request: Request, exc: StorageUnavailable) -> JSONResponse:
+        log.error("storage unavailable on %s %s: %s", request.method, request.url.path, exc)
+        body = ErrorBody(
+            message="the run store is unavailable; retry later",
+            type="server_error",
+            code="storage_unavailable",
         )
+        return error_response(503, body, {"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,137 +1,29 @@
-"""The run's event vocabulary, as typed models (they document the stream in OpenAPI), and
-their server-sent-event encoding."""
+"""The event vocabulary (graph/events.py) on the wire: the SSE model that documents the stream in
+OpenAPI, and the server-sent-event encoding."""
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 
 from api.store import Event
-from graph import NodeUsage, Result, RunError, Usage
-from graph.state import SubTask, VerdictRecord
-
-EventName = Literal[
-    "run.started",
-    "plan",
-    "task.started",
-    "task.completed",
-    "task.failed",
-    "critique",
-    "answer.delta",
-    "usage",
-    "run.completed",
-    "run.failed",
-    "run.cancelled",
-    "run.interrupted",
-]
-
-TERMINAL_EVENTS: frozenset[str] = frozenset(
-    {"run.completed", "run.failed", "run.cancelled", "run.interrupted"}
-)
-
-
-class RunStarted(BaseModel):
-    run_id: str
-    question: str
-    settings: dict[str, int]
-
-
-class PlanEvent(BaseModel):
-    subtasks: list[SubTask]
-
-
-class TaskStarted(BaseModel):
-    task_id: str
-    attempt: int
-
-
-class TaskTokens(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class TaskCompleted(BaseModel):
-    task_id: str
-    attempt: int
-    answer: str
-    usage: TaskTokens
-
-
-class TaskFailed(BaseModel):
-    task_id: str
-    attempt: int
-    error: str
-
-
-class CritiqueEvent(BaseModel):
-    round: int
-    verdicts: list[VerdictRecord]
-
-
-class AnswerDelta(BaseModel):
-    text: str
-
-
-class UsageEvent(BaseModel):
-    usage: Usage
-    by_node: dict[str, NodeUsage]
-
-
-class RunCompleted(BaseModel):
-    result: Result
-
-
-class RunFailed(BaseModel):
-    error: RunError | None
-    result: Result | None = None
-
-
-class RunStopped(BaseModel):
-    """``run.cancelled`` and ``run.interrupted``."""
-
-    run_id: str
-    result: Result | None = None
-
-
-EVENT_MODELS: dict[str, type[BaseModel]] = {
-    "run.started": RunStarted,
-    "plan": PlanEvent,
-    "task.started": TaskStarted,
-    "task.completed": TaskCompleted,
-    "task.failed": TaskFailed,
-    "critique": CritiqueEvent,
-    "answer.delta": AnswerDelta,
-    "usage": UsageEvent,
-    "run.completed": RunCompleted,
-    "run.failed": RunFailed,
-    "run.cancelled": RunStopped,
-    "run.interrupted": RunStopped,
-}
+from graph.events import EventData, EventName
 
 
 class StreamEvent(BaseModel):
     """One server-sent event: ``id:`` counts up by one within a run, ``event:`` names it and
-    ``data:`` is one JSON object whose shape depends on the name (see the *Event models)."""
+    ``data:`` is one JSON object whose shape depends on the name (graph/events.py)."""
 
     id: int
     event: EventName
-    data: (
-        RunStarted
-        | PlanEvent
-        | TaskStarted
-        | TaskCompleted
-        | TaskFailed
-        | CritiqueEvent
-        | AnswerDelta
-        | UsageEvent
-        | RunCompleted
-        | RunFailed
-        | RunStopped
-    )
+    data: EventData
 
 
 HEARTBEAT_FRAME = ": heartbeat\n\n"
+
+RECONNECT_MS = 3000
+RETRY_FRAME = f"retry: {RECONNECT_MS}\n\n"
+"""How long a browser's EventSource waits before it reconnects to a dropped stream."""
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -156,7 +48,7 @@ def encode(event: Event) -> str:
     return f"id: {event.id}\nevent: {event.event}\ndata: {data}\n\n"
 
 
-def encode_data(payload: dict[str, Any] | str) -> str:
+def encode_data(payload: Any) -> str:
     """A bare ``data:`` frame, as OpenAI-style streams use."""
     text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
     return f"data: {text}\n\n"

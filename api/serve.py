@@ -10,6 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.app import create_app
+from api.lookup import RunLookup
 from api.runner import Runner
 from api.settings import Settings
 
@@ -30,6 +31,8 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         runner: Runner | None = getattr(self.app.state, "runner", None)
+        if runner is None:
+            self.app.state.startup_stop.set()
         if self._drain_requested or runner is None:
             super().handle_exit(sig, frame)
             return
@@ -45,7 +48,8 @@ class DrainingServer(uvicorn.Server):
         runner: Runner = self.app.state.runner
         log.info("draining: no new runs", extra={"in_flight": runner.active, "grace_s": self.grace_s})
         await runner.shutdown(self.grace_s)
-        await runner.streams_closed(timeout_s=5)  # let open streams send their final events
+        lookup: RunLookup = self.app.state.lookup
+        await lookup.streams_closed(timeout_s=5)  # let open streams send their final events
         self.should_exit = True
 
 

@@ -1,58 +1,80 @@
-"""Turning a run's events into a server-sent-event response."""
+"""Turning a run's events into a server-sent-event response: the one follow loop, with
+heartbeats and cancel-on-disconnect, for every face that streams (the runs API, the OpenAI
+route)."""
 
-import asyncio
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from fastapi.responses import StreamingResponse
 
 from api.errors import ApiError
-from api.events import HEARTBEAT_FRAME, SSE_HEADERS, TERMINAL_EVENTS, encode
-from api.runner import Runner
-
-_background: set[asyncio.Task[bool]] = set()
+from api.events import HEARTBEAT_FRAME, RETRY_FRAME, SSE_HEADERS, encode
+from api.lookup import RunLookup
+from api.store import Event
+from graph.events import TERMINAL_EVENTS
 
 MAX_EVENT_ID = 2**53
+EVENT_ID = re.compile(r"[0-9]{1,16}")
+
+Render = Callable[[Event], Iterable[str]]
+"""The frames one event becomes on this face (none, one or several)."""
 
 
 def last_event_id(header: str | None) -> int:
     if header is None or not header.strip():
         return 0
-    try:
-        value = int(header.strip())
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_EVENT_ID:
+    text = header.strip()
+    if not EVENT_ID.fullmatch(text) or int(text) > MAX_EVENT_ID:
         raise ApiError(
-            400, "Last-Event-ID must be an event id (a non-negative integer)", param="Last-Event-ID"
+            400,
+            "Last-Event-ID must be an event id (a non-negative integer)",
+            param="Last-Event-ID",
+            code="invalid_last_event_id",
         )
-    return value
+    return int(text)
 
 
-def cancel_later(runner: Runner, run_id: str) -> None:
-    task = asyncio.create_task(runner.cancel(run_id))
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+async def follow_frames(
+    lookup: RunLookup,
+    run_id: str,
+    render: Render,
+    *,
+    after: int = 0,
+    first: Iterable[str] = (),
+    last: Iterable[str] = (),
+    cancel_on_disconnect: bool,
+) -> AsyncIterator[str]:
+    """``first``, the run's events rendered as they come with heartbeats while it is quiet,
+    then ``last``. A client that goes away before the end cancels the run only if
+    ``cancel_on_disconnect``."""
+    ended = False
+    try:
+        for frame in first:
+            yield frame
+        async for event in lookup.follow(run_id, after):
+            if event is None:
+                yield HEARTBEAT_FRAME
+                continue
+            ended = ended or event.event in TERMINAL_EVENTS
+            for frame in render(event):
+                yield frame
+        for frame in last:
+            yield frame
+    finally:
+        if not ended and cancel_on_disconnect:
+            lookup.runner.cancel_later(run_id)
 
 
 def run_events_response(
-    runner: Runner, run_id: str, *, after: int, cancel_on_disconnect: bool
+    lookup: RunLookup, run_id: str, *, after: int, cancel_on_disconnect: bool
 ) -> StreamingResponse:
-    """Replay the run's events after ``after``, follow it live, heartbeat while idle.
-
-    The run must exist. A client that goes away does not stop the run unless ``cancel_on_disconnect``.
-    """
-
-    async def frames() -> AsyncIterator[str]:
-        ended = False
-        try:
-            async for event in runner.follow(run_id, after):
-                if event is None:
-                    yield HEARTBEAT_FRAME
-                    continue
-                yield encode(event)
-                ended = ended or event.event in TERMINAL_EVENTS
-        finally:
-            if not ended and cancel_on_disconnect:
-                cancel_later(runner, run_id)
-
-    return StreamingResponse(frames(), media_type="text/event-stream", headers=SSE_HEADERS)
+    """The run's events after ``after`` as named SSE events, then live until it ends."""
+    frames = follow_frames(
+        lookup,
+        run_id,
+        lambda event: (encode(event),),
+        after=after,
+        first=(RETRY_FRAME,),
+        cancel_on_disconnect=cancel_on_disconnect,
+    )
+    return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)

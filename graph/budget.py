@@ -101,6 +101,12 @@ def synthesis_cost(subtasks: int, output_tokens: int, question_tokens: int) -> i
     return math.ceil(prompt * PROMPT_SAFETY) + PROMPT_OVERHEAD + output_tokens
 
 
+def smallest_budget(question_tokens: int) -> int:
+    """The least ``token_budget`` that can answer a question of this size: one sub-question,
+    no revision, the shortest answers worth sending."""
+    return estimated_cost(Shape(1, 0, MIN_CALL_OUTPUT * 2), question_tokens)
+
+
 def fit(shape: Shape, question_tokens: int, budget: int | None) -> Shape:
     """Shrink a run until its estimated cost fits the budget: first no revisions, then shorter
     answers, then fewer sub-questions. The budget's own bookkeeping still enforces the limit."""

@@ -76,10 +76,10 @@ def classify(exc: BaseException) -> _Failure:
     return _Failure("internal_error", f"unexpected error ({type(exc).__name__})", False, None)
 
 
-def _backoff(ctx: RunContext, attempt: int, retry_after: float | None) -> float:
+def _backoff(ctx: RunContext, retry: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return retry_after
-    ceiling = min(ctx.retry_max_s, ctx.retry_initial_s * 2 ** (attempt - 1))
+    ceiling = min(ctx.retry_max_s, ctx.retry_initial_s * 2**retry)
     return random.uniform(ceiling / 2, ceiling)
 
 
@@ -125,10 +125,14 @@ async def call_text(
     *,
     node: NodeName,
     task_id: str | None = None,
+    attempt: int = 1,
     response_format: dict[str, Any] | None = None,
     on_delta: Callable[[str], None] | None = None,
 ) -> tuple[str, list[CallRecord]]:
-    """Call the model with retries; every attempt is one ledger row.
+    """Call the model with retries; every try is one ledger row.
+
+    ``attempt`` is the node's attempt at its task (a worker's revision is attempt 2, the
+    critic's round n is attempt n), numbered as in the events; each row adds its ``retry``.
 
     Raises ModelCallError (with the rows spent) when the call fails for good.
     """
@@ -136,7 +140,7 @@ async def call_text(
     prompt_estimate = estimate_messages(messages)
     rows: list[CallRecord] = []
     deltas = _Deltas(on_delta) if on_delta is not None else None
-    for attempt in range(1, ctx.max_attempts + 1):
+    for retry in range(ctx.max_attempts):
         if deltas is not None:
             deltas.new_attempt()
         time_left = _time_left(ctx, for_synthesis)
@@ -148,7 +152,7 @@ async def call_text(
             raise ModelCallError("budget_exhausted", str(exc), node) from exc
         kwargs = _cap_kwargs(spec, cap, response_format)
         timeout = ctx.timeout_s if time_left is None else min(ctx.timeout_s, time_left)
-        row = functools.partial(_row, spec, node, task_id, attempt, _now(), time.perf_counter())
+        row = functools.partial(_row, spec, node, task_id, attempt, retry, _now(), time.perf_counter())
         try:
             async with asyncio.timeout(timeout):
                 message = await _invoke(spec, messages, kwargs, deltas)
@@ -162,9 +166,9 @@ async def call_text(
             if failure.kind == "upstream_timeout" and timeout < ctx.timeout_s:
                 failure = _Failure("deadline_exceeded", "the run's deadline has passed", False, None)
             _record(ctx, rows, row(0, 0, False, failure.message))
-            if not failure.retryable or attempt == ctx.max_attempts:
+            if not failure.retryable or retry == ctx.max_attempts - 1:
                 raise ModelCallError(failure.kind, failure.message, node) from exc
-            await asyncio.sleep(_backoff(ctx, attempt, failure.retry_after))
+            await asyncio.sleep(_backoff(ctx, retry, failure.retry_after))
             continue
         text = message.text
         usage = message.usage_metadata
@@ -219,6 +223,7 @@ def _row(
     node: NodeName,
     task_id: str | None,
     attempt: int,
+    retry: int,
     started_at: str,
     t0: float,
     prompt: int,
@@ -230,6 +235,7 @@ def _row(
         node=node,
         task_id=task_id,
         attempt=attempt,
+        retry=retry,
         model=spec.name,
         prompt_tokens=prompt,
         completion_tokens=completion,
@@ -272,6 +278,7 @@ async def call_structured(
     schema: dict[str, Any],
     *,
     node: NodeName,
+    attempt: int = 1,
 ) -> tuple[T | None, str | None]:
     """Ask for JSON following ``schema``; one repair attempt if the reply does not validate.
 
@@ -279,7 +286,7 @@ async def call_structured(
     run's ledger.
     """
     fmt = response_format(spec, node, schema)
-    text, _ = await call_text(spec, messages, ctx, node=node, response_format=fmt)
+    text, _ = await call_text(spec, messages, ctx, node=node, attempt=attempt, response_format=fmt)
     try:
         return parse_json(text, model), None
     except ValueError as exc:
@@ -289,7 +296,7 @@ async def call_structured(
         AIMessage(content=text),
         HumanMessage(content=REPAIR_USER.format(error=error, schema=json.dumps(schema))),
     ]
-    text, _ = await call_text(spec, repair, ctx, node=node, response_format=fmt)
+    text, _ = await call_text(spec, repair, ctx, node=node, attempt=attempt, response_format=fmt)
     try:
         return parse_json(text, model), None
     except ValueError as exc:

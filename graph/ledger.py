@@ -14,6 +14,9 @@ class CallRecord(TypedDict):
     node: NodeName
     task_id: str | None
     attempt: int
+    """The node's attempt at its task, as the events number it: a worker's revision is 2."""
+    retry: int
+    """0 for the first try of this call, 1 for its first retry, and so on."""
     model: str
     prompt_tokens: int
     completion_tokens: int

@@ -11,6 +11,25 @@ from graph.budget import synthesis_cost
 from graph.calls import call_structured, call_text
 from graph.context import RunContext
 from graph.errors import ErrorKind, ModelCallError
+from graph.events import (
+    ANSWER_DELTA,
+    CRITIQUE,
+    PLAN,
+    STAGE,
+    TASK_COMPLETED,
+    TASK_FAILED,
+    TASK_STARTED,
+    AnswerDelta,
+    CritiqueMade,
+    PlanMade,
+    ProgressEvent,
+    Stage,
+    StageStarted,
+    TaskCompleted,
+    TaskFailed,
+    TaskStarted,
+    TaskTokens,
+)
 from graph.ledger import CallRecord
 from graph.models import Models
 from graph.prompts import (
@@ -49,14 +68,14 @@ LIMITS: dict[ErrorKind, str] = {
 """Failures that come from the run's own limits, not from the backend."""
 
 
-def _tokens(rows: list[CallRecord]) -> dict[str, int]:
+def _tokens(rows: list[CallRecord]) -> TaskTokens:
     prompt = sum(r["prompt_tokens"] for r in rows)
     completion = sum(r["completion_tokens"] for r in rows)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
+    return TaskTokens(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+def _stage(stage: Stage, round_: int | None = None) -> ProgressEvent:
+    return ProgressEvent(event=STAGE, data=StageStarted(stage=stage, round=round_))
 
 
 def _subanswer_blocks(answers: list[SubAnswer]) -> str:
@@ -77,6 +96,7 @@ class Nodes:
     async def planner(self, state: InputState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = runtime.context
         question = state["question"]
+        runtime.stream_writer(_stage("planning"))
         messages: list[BaseMessage] = [
             SystemMessage(PLANNER_SYSTEM.format(max_subtasks=ctx.max_subtasks)),
             HumanMessage(PLANNER_USER.format(question=quote(question))),
@@ -106,7 +126,8 @@ class Nodes:
             questions = plan.subquestions[: ctx.max_subtasks]
         subtasks = [SubTask(id=f"t{i}", question=q) for i, q in enumerate(questions, start=1)]
         budget.synthesis_reserve = synthesis_cost(len(subtasks), ctx.max_output_tokens, question_tokens)
-        runtime.stream_writer({"event": "plan", "data": {"subtasks": subtasks}})
+        runtime.stream_writer(ProgressEvent(event=PLAN, data=PlanMade(subtasks=subtasks)))
+        runtime.stream_writer(_stage("answering"))
         return {
             "plan": subtasks,
             "fallbacks": fallbacks,
@@ -118,7 +139,7 @@ class Nodes:
         ctx = runtime.context
         task, attempt = state["task"], state["attempt"]
         emit = runtime.stream_writer
-        emit({"event": "task.started", "data": {"task_id": task["id"], "attempt": attempt}})
+        emit(ProgressEvent(event=TASK_STARTED, data=TaskStarted(task_id=task["id"], attempt=attempt)))
         if state["feedback"] is None:
             user = WORKER_USER.format(question=quote(state["question"]), subquestion=quote(task["question"]))
         else:
@@ -130,13 +151,14 @@ class Nodes:
             )
         messages: list[BaseMessage] = [SystemMessage(WORKER_SYSTEM), HumanMessage(user)]
         try:
-            text, rows = await call_text(self.models.worker, messages, ctx, node="worker", task_id=task["id"])
+            text, rows = await call_text(
+                self.models.worker, messages, ctx, node="worker", task_id=task["id"], attempt=attempt
+            )
         except ModelCallError as exc:
             emit(
-                {
-                    "event": "task.failed",
-                    "data": {"task_id": task["id"], "attempt": attempt, "error": exc.message},
-                }
+                ProgressEvent(
+                    event=TASK_FAILED, data=TaskFailed(task_id=task["id"], attempt=attempt, error=exc.message)
+                )
             )
             failed = SubAnswer(
                 task_id=task["id"],
@@ -148,17 +170,8 @@ class Nodes:
             )
             return {"subanswers": {task["id"]: failed}}
         answer = text.strip()
-        emit(
-            {
-                "event": "task.completed",
-                "data": {
-                    "task_id": task["id"],
-                    "attempt": attempt,
-                    "answer": answer,
-                    "usage": _tokens(rows),
-                },
-            }
-        )
+        completed = TaskCompleted(task_id=task["id"], attempt=attempt, answer=answer, usage=_tokens(rows))
+        emit(ProgressEvent(event=TASK_COMPLETED, data=completed))
         done = SubAnswer(
             task_id=task["id"],
             question=task["question"],
@@ -175,6 +188,7 @@ class Nodes:
         if state["revisions"] >= ctx.max_revisions or not answered or ctx.budget.exhausted:
             return {"pending": []}
         round_ = state["revisions"] + 1
+        runtime.stream_writer(_stage("reviewing", round_))
         task_ids = [a["task_id"] for a in answered]
         messages: list[BaseMessage] = [
             SystemMessage(CRITIC_SYSTEM),
@@ -191,6 +205,7 @@ class Nodes:
                 Critique,
                 critique_schema(task_ids),
                 node="critic",
+                attempt=round_,
             )
         except ModelCallError as exc:
             critique = None
@@ -217,12 +232,16 @@ class Nodes:
             )
             for t in task_ids
         ]
-        runtime.stream_writer({"event": "critique", "data": {"round": round_, "verdicts": verdicts}})
+        runtime.stream_writer(
+            ProgressEvent(event=CRITIQUE, data=CritiqueMade(round=round_, verdicts=verdicts))
+        )
         pending = [
             Revision(task_id=v["task_id"], feedback=v["feedback"] or DEFAULT_FEEDBACK)
             for v in verdicts
             if v["verdict"] == "revise"
         ]
+        if pending:
+            runtime.stream_writer(_stage("revising", round_))
         return {
             "critique": verdicts,
             "fallbacks": fallbacks,
@@ -232,6 +251,7 @@ class Nodes:
 
     async def synthesizer(self, state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = runtime.context
+        runtime.stream_writer(_stage("writing"))
         answers = [state["subanswers"][t["id"]] for t in state["plan"] if t["id"] in state["subanswers"]]
         answered = [a for a in answers if a["status"] == "ok"]
         missing = [a["question"] for a in answers if a["status"] != "ok"]
@@ -249,7 +269,7 @@ class Nodes:
 
         def on_delta(delta: str) -> None:
             streamed.append(delta)
-            runtime.stream_writer({"event": "answer.delta", "data": {"text": delta}})
+            runtime.stream_writer(ProgressEvent(event=ANSWER_DELTA, data=AnswerDelta(text=delta)))
 
         try:
             text, _ = await call_text(

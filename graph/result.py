@@ -9,7 +9,7 @@ from graph.errors import ErrorKind
 from graph.ledger import CallRecord, NodeName, NodeUsage, Usage, by_node, summarize
 from graph.state import Fallback, OutputState, SubAnswer, SubTask, VerdictRecord
 
-RunStatus = Literal["completed", "partial", "failed", "cancelled", "interrupted"]
+RunStatus = Literal["completed", "partial", "failed", "cancelled"]
 
 
 class RunError(TypedDict):

@@ -9,13 +9,14 @@ from typing import Any, cast
 from graph.builder import Graph
 from graph.context import RunContext
 from graph.errors import ModelCallError
+from graph.events import USAGE, EventData, EventName, ProgressEvent, UsageReport
 from graph.result import Result, RunError, assemble
 from graph.state import OutputState
 from graph.tokens import TokenCount
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+Emit = Callable[[EventName, EventData], Awaitable[None]]
 """Receives each progress event (name, data) the moment the graph produces it."""
 
 
@@ -54,7 +55,7 @@ async def execute(
             if mode == "values":
                 state = cast(OutputState, chunk)
             else:
-                event = cast(dict[str, Any], chunk)
+                event = cast(ProgressEvent, chunk)
                 await emit(event["event"], event["data"])
     except asyncio.CancelledError:
         # The caller cancelled the run: stop, but still account for what was spent.
@@ -79,5 +80,5 @@ async def execute(
         budget_exhausted=ctx.budget.exhausted,
         status="cancelled" if cancelled else None,
     )
-    await emit("usage", {"usage": result["usage"], "by_node": result["by_node"]})
+    await emit(USAGE, UsageReport(usage=result["usage"], by_node=result["by_node"]))
     return result

@@ -11,15 +11,17 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz")
 async def healthz() -> Health:
-    """The process is up."""
+    """The process is up. Touches neither storage nor the model backend."""
     return Health()
 
 
 @router.get("/readyz", responses=documented(503))
 async def readyz(runner: RunnerDep) -> Health:
-    """Ready for runs: not shutting down, and the model backend answers."""
+    """Ready for runs: not shutting down, the run store takes writes, the model backend answers."""
     if not runner.accepting:
         raise ApiError(503, "the service is shutting down", type="server_error", code="shutting_down")
+    if not runner.store.healthy:
+        raise ApiError(503, "the run store cannot write", type="server_error", code="storage_unavailable")
     if not await runner.backend.ping():
         raise ApiError(
             503, "the model backend is not answering", type="server_error", code="upstream_unavailable"

@@ -1,110 +1,54 @@
 """An OpenAI-compatible face: the service as a "reasoning model" for any OpenAI client."""
 
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from collections.abc import Iterator
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Path
-from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
 
-from api.deps import RunnerDep, SettingsDep
-from api.errors import RUN_ERRORS, ApiError, documented
-from api.events import HEARTBEAT_FRAME, SSE_HEADERS, TERMINAL_EVENTS, encode_data
-from api.routes.reason import raise_for_failure
-from api.runner import Runner
-from api.schemas import Effort, ErrorBody, ReasonRequest
+from api.deps import LookupDep, RunnerDep, SettingsDep
+from api.errors import RUN_ERRORS, ApiError, documented, raise_for_failure
+from api.events import SSE_HEADERS, encode_data
+from api.schemas import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionRequest,
+    Choice,
+    CompletionTokensDetails,
+    CompletionUsage,
+    Effort,
+    ErrorBody,
+    Model,
+    ModelList,
+    ReasonRequest,
+)
 from api.settings import Settings
-from api.streams import cancel_later
-from graph import Result, Usage
+from api.store import Event
+from api.streams import follow_frames
+from graph import Usage
+from graph.events import (
+    ANSWER_DELTA,
+    CRITIQUE,
+    PLAN,
+    RUN_COMPLETED,
+    TASK_COMPLETED,
+    TASK_FAILED,
+    TERMINAL_EVENTS,
+    AnswerDelta,
+    CritiqueMade,
+    PlanMade,
+    RunEnded,
+    TaskCompleted,
+    TaskFailed,
+)
 from graph.prompts import CONVERSATION_QUESTION
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-
-class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    type: str
-    text: str | None = None
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[ContentPart] | None = None
-
-    @property
-    def text(self) -> str:
-        if isinstance(self.content, list):
-            return "".join(part.text or "" for part in self.content if part.type == "text")
-        return self.content or ""
-
-
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    include_usage: bool = False
-
-
-class ChatCompletionRequest(BaseModel):
-    """OpenAI's chat completion request. Sampling fields are accepted and ignored."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
-    max_completion_tokens: int | None = Field(
-        None, ge=1, le=100_000_000, description="caps reasoning + output tokens, as OpenAI's does"
-    )
-    max_tokens: int | None = Field(None, ge=1, le=100_000_000, description="legacy max_completion_tokens")
-
-
-class CompletionTokensDetails(BaseModel):
-    reasoning_tokens: int
-
-
-class CompletionUsage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    completion_tokens_details: CompletionTokensDetails
-
-
-class AssistantMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str
-
-
-class Choice(BaseModel):
-    index: int = 0
-    message: AssistantMessage
-    finish_reason: Literal["stop"] = "stop"
-
-
-class ChatCompletion(BaseModel):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: CompletionUsage
-
-
-class Model(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int = 0
-    owned_by: str = "reasoner"
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Model]
+RUN_ID_HEADER = "X-Run-Id"
+"""Names the run behind a chat completion, so it can be fetched from the runs API."""
 
 
 def completion_usage(usage: Usage) -> CompletionUsage:
@@ -117,13 +61,40 @@ def completion_usage(usage: Usage) -> CompletionUsage:
     )
 
 
+UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call")
+"""Request fields this model cannot honour: it calls no tools."""
+
+
+def unsupported_parameter(body: ChatCompletionRequest) -> str | None:
+    """The first field of the request that would be silently ignored, if any."""
+    extra = body.model_extra or {}
+    for name in UNSUPPORTED:
+        if extra.get(name) not in (None, [], "none"):
+            return name
+    if body.n is not None and body.n > 1:
+        return "n"
+    response_format = extra.get("response_format")
+    if response_format is not None and response_format != {"type": "text"}:
+        return "response_format"
+    if extra.get("logprobs"):
+        return "logprobs"
+    return None
+
+
 def to_reason_request(body: ChatCompletionRequest) -> ReasonRequest:
-    """The last user message is the question; earlier messages are its context."""
-    users = [i for i, m in enumerate(body.messages) if m.role == "user"]
-    if not users or not body.messages[users[-1]].text.strip():
-        raise ApiError(400, "the last user message is missing or empty", param="messages")
-    last = users[-1]
+    """The last message, from the user, is the question; earlier messages are its context."""
+    if (name := unsupported_parameter(body)) is not None:
+        raise ApiError(
+            400, f"{name} is not supported by this model", param=name, code="unsupported_parameter"
+        )
+    last = len(body.messages) - 1
+    if body.messages[last].role != "user":
+        raise ApiError(
+            400, "the last message must be from the user", param="messages", code="invalid_messages"
+        )
     question = body.messages[last].text.strip()
+    if not question:
+        raise ApiError(400, "the last message is empty", param="messages", code="invalid_messages")
     context = [m for m in body.messages[:last] if m.text.strip()]
     if context:
         lines = "\n".join(f"{m.role}: {m.text.strip()}" for m in context)
@@ -133,7 +104,12 @@ def to_reason_request(body: ChatCompletionRequest) -> ReasonRequest:
         return ReasonRequest(question=question, reasoning_effort=effort)
     except ValidationError as exc:
         message = exc.errors()[0]["msg"]
-        raise ApiError(400, f"the conversation cannot be a question: {message}", param="messages") from None
+        raise ApiError(
+            400,
+            f"the conversation cannot be a question: {message}",
+            param="messages",
+            code="invalid_messages",
+        ) from None
 
 
 def _check_model(body: ChatCompletionRequest, settings: Settings) -> None:
@@ -165,13 +141,18 @@ async def get_model(model_id: Annotated[str, Path()], settings: SettingsDep) -> 
         **documented(404, *RUN_ERRORS),
         200: {
             "description": "A chat completion, or with `stream: true` chat.completion.chunk events "
-            "ending with `data: [DONE]`",
+            "(the run's progress in `delta.reasoning_content`, then the answer in `delta.content`) "
+            "ending with `data: [DONE]`. The `X-Run-Id` header names the run.",
             "content": {"text/event-stream": {}},
         },
     },
 )
 async def chat_completions(
-    body: ChatCompletionRequest, runner: RunnerDep, settings: SettingsDep
+    body: ChatCompletionRequest,
+    runner: RunnerDep,
+    lookup: LookupDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> ChatCompletion | StreamingResponse:
     """Answer the conversation's last user message with the full reasoning pipeline."""
     _check_model(body, settings)
@@ -180,9 +161,19 @@ async def chat_completions(
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _chunks(runner, run_id, body.model, created, include_usage, settings.cancel_on_disconnect)
-        return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
-    result = await runner.wait(run_id)
+        chunks = ChunkWriter(run_id, body.model, created, include_usage)
+        frames = follow_frames(
+            lookup,
+            run_id,
+            chunks.render,
+            first=(chunks.chunk({"role": "assistant", "content": ""}),),
+            last=(encode_data("[DONE]"),),
+            cancel_on_disconnect=settings.cancel_on_disconnect,
+        )
+        headers = {**SSE_HEADERS, RUN_ID_HEADER: run_id}
+        return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
+    response.headers[RUN_ID_HEADER] = run_id
+    result = await lookup.wait(run_id)
     raise_for_failure(result)
     return ChatCompletion(
         id=f"chatcmpl-{run_id}",
@@ -193,41 +184,61 @@ async def chat_completions(
     )
 
 
-async def _chunks(
-    runner: Runner, run_id: str, model: str, created: int, include_usage: bool, cancel_on_disconnect: bool
-) -> AsyncIterator[str]:
-    base: dict[str, Any] = {
-        "id": f"chatcmpl-{run_id}",
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-    }
+def reasoning_text(event: Event) -> str | None:
+    """The run's progress as the "thinking" text of a streamed reply (``delta.reasoning_content``)."""
+    if event.event == PLAN:
+        plan = cast(PlanMade, event.data)
+        tasks = "".join(f"- {t['id']}: {t['question']}\n" for t in plan["subtasks"])
+        return f"Plan:\n{tasks}\n"
+    if event.event == TASK_COMPLETED:
+        done = cast(TaskCompleted, event.data)
+        return f"{done['task_id']} (attempt {done['attempt']}): {done['answer']}\n\n"
+    if event.event == TASK_FAILED:
+        failed = cast(TaskFailed, event.data)
+        return f"{failed['task_id']} (attempt {failed['attempt']}) failed: {failed['error']}\n\n"
+    if event.event == CRITIQUE:
+        critique = cast(CritiqueMade, event.data)
+        lines = [
+            f"- {v['task_id']}: {v['verdict']}" + (f" ({v['feedback']})" if v["feedback"] else "")
+            for v in critique["verdicts"]
+        ]
+        return f"Review, round {critique['round']}:\n" + "\n".join(lines) + "\n\n"
+    return None
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        return encode_data({**base, "choices": [choice]})
 
-    ended = False
-    try:
-        yield chunk({"role": "assistant", "content": ""})
-        async for event in runner.follow(run_id):
-            if event is None:
-                yield HEARTBEAT_FRAME
-                continue
-            ended = ended or event.event in TERMINAL_EVENTS
-            if event.event == "answer.delta":
-                yield chunk({"content": event.data["text"]})
-            elif event.event == "run.completed":
-                result: Result = event.data["result"]
-                yield chunk({}, "stop")
-                if include_usage:
-                    usage = completion_usage(result["usage"]).model_dump()
-                    yield encode_data({**base, "choices": [], "usage": usage})
-            elif event.event in TERMINAL_EVENTS:
-                error = event.data.get("error") or {"kind": "run_stopped", "message": "the run was stopped"}
-                body = ErrorBody(message=error["message"], type="upstream_error", code=error["kind"])
-                yield encode_data({"error": body.model_dump()})
-        yield encode_data("[DONE]")
-    finally:
-        if not ended and cancel_on_disconnect:
-            cancel_later(runner, run_id)
+class ChunkWriter:
+    """A run's events as ``chat.completion.chunk`` frames."""
+
+    def __init__(self, run_id: str, model: str, created: int, include_usage: bool) -> None:
+        self.base: dict[str, Any] = {
+            "id": f"chatcmpl-{run_id}",
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+        }
+        self.include_usage = include_usage
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return encode_data({**self.base, "choices": [choice]})
+
+    def render(self, event: Event) -> Iterator[str]:
+        if event.event == ANSWER_DELTA:
+            yield self.chunk({"content": cast(AnswerDelta, event.data)["text"]})
+        elif (thinking := reasoning_text(event)) is not None:
+            yield self.chunk({"reasoning_content": thinking})
+        elif event.event in TERMINAL_EVENTS:
+            ended = cast(RunEnded, event.data)
+            if event.event == RUN_COMPLETED and ended["result"] is not None:
+                yield self.chunk({}, "stop")
+                if self.include_usage:
+                    usage = completion_usage(ended["result"]["usage"]).model_dump()
+                    yield encode_data({**self.base, "choices": [], "usage": usage})
+                return
+            error = ended["error"]
+            body = ErrorBody(
+                message=error["message"] if error else "the run was stopped before it answered",
+                type="server_error" if error and error["kind"] == "internal_error" else "upstream_error",
+                code=error["kind"] if error else "run_stopped",
+            )
+            yield encode_data({"error": body.model_dump()})

@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 
-from api.deps import RunnerDep, SettingsDep
-from api.errors import RUN_ERRORS, UPSTREAM_STATUS, ApiError, documented
+from api.deps import LookupDep, RunnerDep, SettingsDep
+from api.errors import RUN_ERRORS, documented, raise_for_failure
 from api.events import SSE_RESPONSE_DOC
 from api.schemas import ReasonRequest
 from api.streams import run_events_response
@@ -17,17 +17,6 @@ router = APIRouter(prefix="/v1", tags=["reason"])
 
 def wants_events(accept: str | None) -> bool:
     return accept is not None and "text/event-stream" in accept.lower()
-
-
-def raise_for_failure(result: Result) -> None:
-    error = result["error"]
-    if error is not None:
-        raise ApiError(
-            UPSTREAM_STATUS.get(error["kind"], 502),
-            f"run {result['run_id']} failed in the {error['node'] or 'engine'}: {error['message']}",
-            type="upstream_error",
-            code=error["kind"],
-        )
 
 
 @router.post(
@@ -44,6 +33,7 @@ def raise_for_failure(result: Result) -> None:
 async def reason(
     body: ReasonRequest,
     runner: RunnerDep,
+    lookup: LookupDep,
     settings: SettingsDep,
     accept: Annotated[str | None, Header()] = None,
 ) -> Result | StreamingResponse:
@@ -54,8 +44,8 @@ async def reason(
     run_id = await runner.submit(body)
     if wants_events(accept):
         return run_events_response(
-            runner, run_id, after=0, cancel_on_disconnect=settings.cancel_on_disconnect
+            lookup, run_id, after=0, cancel_on_disconnect=settings.cancel_on_disconnect
         )
-    result = await runner.wait(run_id)
+    result = await lookup.wait(run_id)
     raise_for_failure(result)
     return result

@@ -3,66 +3,35 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, status
-from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from fastapi.responses import Response, StreamingResponse
 
-from api.deps import RunnerDep, SettingsDep
+from api.deps import LookupDep, RunnerDep, SettingsDep
 from api.errors import ApiError, documented
 from api.events import SSE_RESPONSE_DOC
-from api.schemas import ReasonRequest
-from api.store import Status
+from api.schemas import ReasonRequest, RunAccepted, RunPage, RunSummary, RunView
+from api.store import TERMINAL
 from api.streams import last_event_id, run_events_response
-from graph import Result
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
-
-
-class RunAccepted(BaseModel):
-    run_id: str
-    status: Status
-
-
-class RunView(BaseModel):
-    run_id: str
-    status: Status
-    question: str
-    created_at: str
-    updated_at: str
-    result: Result | None = None
-
-
-class RunSummary(BaseModel):
-    run_id: str
-    status: Status
-    question: str
-    created_at: str
-    updated_at: str
-    total_tokens: int | None = None
-
-
-class RunPage(BaseModel):
-    data: list[RunSummary]
-    has_more: bool
-    next_before: str | None = None
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses=documented(400, 401, 413, 422, 429, 503))
 async def start_run(body: ReasonRequest, runner: RunnerDep) -> RunAccepted:
     """Start a run in the background; follow it with `GET /v1/runs/{run_id}/events`."""
     run_id = await runner.submit(body)
-    return RunAccepted(run_id=run_id, status=runner.status(run_id))
+    return RunAccepted(run_id=run_id, status="queued")
 
 
-@router.get("", responses=documented(401, 422))
+@router.get("", responses=documented(401, 422, 503))
 async def list_runs(
-    runner: RunnerDep,
+    lookup: LookupDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     before: Annotated[
         str | None, Query(max_length=64, description="next_before of the previous page")
     ] = None,
 ) -> RunPage:
     """Recent runs, newest first."""
-    records = runner.store.recent(limit + 1, before)
+    records = await lookup.store.recent(limit + 1, before)
     page = records[:limit]
     return RunPage(
         data=[
@@ -81,10 +50,10 @@ async def list_runs(
     )
 
 
-@router.get("/{run_id}", responses=documented(401, 404, 422))
-async def get_run(run_id: str, runner: RunnerDep) -> RunView:
+@router.get("/{run_id}", responses=documented(401, 404, 422, 503))
+async def get_run(run_id: str, lookup: LookupDep) -> RunView:
     """The run's status and, once it has finished, its result."""
-    r = runner.record(run_id)
+    r = await lookup.get(run_id)
     return RunView(
         run_id=r.id,
         status=r.status,
@@ -98,29 +67,40 @@ async def get_run(run_id: str, runner: RunnerDep) -> RunView:
 @router.get(
     "/{run_id}/events",
     response_class=StreamingResponse,
-    responses={**documented(400, 401, 404, 422), **SSE_RESPONSE_DOC},
+    responses={
+        **documented(400, 401, 404, 422, 503),
+        **SSE_RESPONSE_DOC,
+        204: {"description": "The run has ended and the client has its last event: do not reconnect"},
+    },
 )
 async def run_events(
     run_id: str,
-    runner: RunnerDep,
+    lookup: LookupDep,
     settings: SettingsDep,
     last_event: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> StreamingResponse:
-    """Replay the run's events from the start (or after `Last-Event-ID`), then follow it live."""
-    runner.record(run_id)
+) -> Response:
+    """Replay the run's events from the start (or after `Last-Event-ID`), then follow it live.
+
+    A finished run whose events the client already has answers 204, which tells a browser's
+    `EventSource` to stop reconnecting.
+    """
+    after = last_event_id(last_event)
+    record = await lookup.get(run_id)
+    if record.status in TERMINAL and await lookup.last_event_id(run_id) <= after:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
     return run_events_response(
-        runner,
+        lookup,
         run_id,
-        after=last_event_id(last_event),
+        after=after,
         cancel_on_disconnect=settings.cancel_on_disconnect,
     )
 
 
-@router.post("/{run_id}/cancel", responses=documented(401, 404, 409, 413, 422))
-async def cancel_run(run_id: str, runner: RunnerDep) -> RunAccepted:
+@router.post("/{run_id}/cancel", responses=documented(401, 404, 409, 413, 422, 503))
+async def cancel_run(run_id: str, runner: RunnerDep, lookup: LookupDep) -> RunAccepted:
     """Stop the run: no further model calls; it ends as `cancelled`."""
-    stopped = await runner.cancel(run_id)
-    current = runner.status(run_id)
-    if not stopped:
-        raise ApiError(409, f"run {run_id} has already finished ({current})", code="run_finished")
-    return RunAccepted(run_id=run_id, status=current)
+    await lookup.get(run_id)
+    if not await runner.cancel(run_id):
+        current = (await lookup.get(run_id)).status
+        raise ApiError(409, f"run {run_id} is not running here ({current})", code="run_finished")
+    return RunAccepted(run_id=run_id, status=(await lookup.get(run_id)).status)

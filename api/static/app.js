@@ -7,6 +7,16 @@
 const $ = (id) => document.getElementById(id);
 const TERMINAL = new Set(["run.completed", "run.failed", "run.cancelled", "run.interrupted"]);
 let current = null; // {runId, abort: AbortController}
+let stagesReported = false; // once the run sends `stage` events, they alone drive the status line
+const taskTokens = new Map(); // task id -> Map(attempt -> total tokens, or null for a failed attempt)
+
+const STAGES = {
+  planning: "Planning",
+  answering: "Workers are answering",
+  reviewing: "The critic is reviewing the answers",
+  revising: "Workers are revising answers",
+  writing: "Writing the answer",
+};
 
 function headers(extra = {}) {
   const key = $("apikey").value.trim() || sessionStorage.getItem("reasoner-key") || "";
@@ -20,8 +30,14 @@ function showError(message) {
 
 function setStatus(text) { $("status").textContent = text; }
 
+function progress(text) {
+  if (!stagesReported) setStatus(text);
+}
+
 function reset() {
   showError("");
+  stagesReported = false;
+  taskTokens.clear();
   for (const id of ["plan", "workers", "critique"]) $(id).replaceChildren();
   $("answer").textContent = "";
   $("usage-nodes").querySelector("tbody").replaceChildren();
@@ -44,7 +60,8 @@ function card(taskId) {
     node.dataset.task = taskId;
     const title = el("h3");
     title.append(el("span", {}, taskId), el("span", { className: "badge" }, "waiting"));
-    node.append(title, el("div", { className: "q" }), el("div", { className: "a" }), el("div", { className: "t" }));
+    node.append(title, el("div", { className: "q" }), el("div", { className: "a" }), el("div", { className: "t" }),
+      el("div", { className: "e" }));
     $("workers").append(node);
     $("workers-section").hidden = false;
   }
@@ -57,6 +74,20 @@ function setCard(taskId, state, badge) {
   node.classList.add(state);
   node.querySelector(".badge").textContent = badge;
   return node;
+}
+
+function recordAttempt(taskId, attempt, tokens) {
+  // The card shows the tokens of all its attempts; a failed attempt reports none.
+  const attempts = taskTokens.get(taskId) ?? new Map();
+  taskTokens.set(taskId, attempts.set(attempt, tokens));
+  const rows = [...attempts].sort(([a], [b]) => a - b);
+  const reported = rows.filter(([, t]) => t !== null);
+  let text = "";
+  if (reported.length) {
+    text = `${reported.reduce((sum, [, t]) => sum + t, 0)} tokens`;
+    if (rows.length > 1) text += ` (${rows.map(([n, t]) => `attempt ${n}: ${t ?? "failed"}`).join(", ")})`;
+  }
+  card(taskId).querySelector(".t").textContent = text;
 }
 
 function showUsage(usage, byNode) {
@@ -80,36 +111,53 @@ function showUsage(usage, byNode) {
 }
 
 const handlers = {
-  "run.started": (d) => { $("question").value = d.question; setStatus("Planning…"); },
+  "run.started": (d) => {
+    $("question").value = d.question;
+    if ("reasoning_effort" in d) $("effort").value = d.reasoning_effort ?? "";
+    progress("Planning…");
+  },
+  stage: (d) => {
+    stagesReported = true;
+    setStatus(`${STAGES[d.stage] ?? d.stage}${d.round ? ` (round ${d.round})` : ""}…`);
+  },
   plan: (d) => {
     $("plan-section").hidden = false;
     $("plan").replaceChildren(...d.subtasks.map((t) => el("li", {}, `${t.id}: ${t.question}`)));
     for (const t of d.subtasks) card(t.id).querySelector(".q").textContent = t.question;
-    setStatus("Workers are answering…");
+    progress("Workers are answering…");
   },
-  "task.started": (d) => setCard(d.task_id, "running", d.attempt > 1 ? `revising (${d.attempt})` : "running"),
+  "task.started": (d) => {
+    const node = setCard(d.task_id, "running", d.attempt > 1 ? `revising (${d.attempt})` : "running");
+    node.querySelector(".e").textContent = "";
+  },
   "task.completed": (d) => {
     const node = setCard(d.task_id, "done", d.attempt > 1 ? `done (${d.attempt})` : "done");
     node.querySelector(".a").textContent = d.answer;
-    node.querySelector(".t").textContent = `${d.usage.total_tokens} tokens`;
+    recordAttempt(d.task_id, d.attempt, d.usage.total_tokens);
   },
   "task.failed": (d) => {
     const node = setCard(d.task_id, "failed", "failed");
-    node.querySelector(".t").textContent = d.error;
+    node.querySelector(".e").textContent = d.error;
+    recordAttempt(d.task_id, d.attempt, null);
   },
   critique: (d) => {
     $("critique-section").hidden = false;
     for (const v of d.verdicts) {
-      const item = el("li", { className: `verdict-${v.verdict}` },
-        `round ${v.round} · ${v.task_id}: ${v.verdict}${v.feedback ? ` — ${v.feedback}` : ""}`);
+      const item = el("li", { className: `verdict-${v.verdict}` });
+      item.append(el("span", { className: "verdict" }, `round ${v.round} · ${v.task_id}: ${v.verdict}`));
+      if (v.feedback) {
+        item.append(el("div", { className: "feedback" }, v.feedback));
+      } else if (v.verdict === "revise") {
+        item.append(el("div", { className: "feedback missing" }, "The critic gave no reason."));
+      }
       $("critique").append(item);
     }
-    setStatus("The critic has reviewed the answers.");
+    progress("The critic has reviewed the answers.");
   },
   "answer.delta": (d) => {
     $("answer-section").hidden = false;
     $("answer").textContent += d.text;
-    setStatus("Writing the answer…");
+    progress("Writing the answer…");
   },
   usage: (d) => showUsage(d.usage, d.by_node),
   "run.completed": (d) => {
@@ -145,6 +193,13 @@ function parseFrames(buffer, onEvent) {
   return buffer;
 }
 
+async function endedStatus(runId) {
+  // The run's status if it is over, else null.
+  const view = await fetch(`/v1/runs/${encodeURIComponent(runId)}`, { headers: headers() });
+  const run = view.ok ? await view.json() : null;
+  return run && !["queued", "running"].includes(run.status) ? run.status : null;
+}
+
 async function follow(runId) {
   const abort = new AbortController();
   current = { runId, abort };
@@ -158,6 +213,12 @@ async function follow(runId) {
         headers: headers(lastId ? { "Last-Event-ID": String(lastId) } : {}),
         signal: abort.signal,
       });
+      if (response.status === 204) {
+        // No Content: the run is over and this page already has every event it sent.
+        const status = await endedStatus(runId).catch(() => null);
+        setStatus(status ? `The run ended: ${status}.` : "The run has ended.");
+        break;
+      }
       if (!response.ok) {
         const body = await response.json().catch(() => ({}));
         showError(body.error ? body.error.message : `HTTP ${response.status}`);
@@ -179,10 +240,9 @@ async function follow(runId) {
       if (!finished) {
         // The stream ended without a final event: if the run is over (say, another process
         // owned it), stop; otherwise reconnect after a pause.
-        const view = await fetch(`/v1/runs/${encodeURIComponent(runId)}`, { headers: headers() });
-        const run = view.ok ? await view.json() : null;
-        if (run && !["queued", "running"].includes(run.status)) {
-          setStatus(`The run ended: ${run.status}.`);
+        const status = await endedStatus(runId);
+        if (status) {
+          setStatus(`The run ended: ${status}.`);
           finished = true;
         } else {
           await new Promise((resolve) => setTimeout(resolve, 1000));

@@ -1,11 +1,13 @@
 """The web page in a real browser: headless Chromium driven by Playwright."""
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Route, expect, sync_playwright
 
 from tests.conftest import Service
 from tests.stub_backend import StubBackend
@@ -36,10 +38,29 @@ def browser(tmp_path: Path) -> Iterator[BrowserContext]:
         context.close()
 
 
-def ask(page: Page, url: str, question: str) -> None:
+ANSWER = "The final answer is 42."
+
+
+def ask(page: Page, url: str, question: str, effort: str = "") -> None:
     page.goto(url)
     page.fill("#question", question)
+    page.select_option("#effort", effort)
     page.click("#submit")
+
+
+def record_status(page: Page) -> None:
+    """Keep every text the status line shows in ``window.statuses``, in order (each change
+    is a mutation record, so none is lost when several happen in one task)."""
+    page.evaluate(
+        """() => {
+            window.statuses = [];
+            new MutationObserver((records) => {
+                for (const record of records) {
+                    for (const node of record.addedNodes) window.statuses.push(node.textContent);
+                }
+            }).observe(document.getElementById("status"), {childList: true});
+        }"""
+    )
 
 
 def test_question_in_live_cards_answer_and_tokens_out(
@@ -69,3 +90,160 @@ def test_errors_are_shown_plainly(browser: BrowserContext, service: Service) -> 
     page = browser.new_page()
     page.goto(f"{service.url}/#run=run_doesnotexist")
     expect(page.locator("#error")).to_contain_text("no run with id")
+
+
+def test_status_shows_the_stage_that_is_running(
+    browser: BrowserContext, service: Service, stub: StubBackend
+) -> None:
+    """Every stage is on screen while its calls run (each takes 0.5 s); the order is checked
+    on the recorded texts, so it does not depend on when expect() polls."""
+    stub.options.latency_s = 0.5
+    stub.options.subtasks = 2
+    stub.options.revise_first_round = True
+    page = browser.new_page()
+    page.goto(service.url)
+    record_status(page)
+    page.fill("#question", "Why is the sky blue?")
+    page.click("#submit")
+    expect(page.locator("#status")).to_have_text(re.compile(r"^Done in"), timeout=20_000)
+    expected = [
+        "Planning…",
+        "Workers are answering…",
+        "The critic is reviewing the answers (round 1)…",
+        "Workers are revising answers (round 1)…",
+        "Writing the answer…",
+    ]
+    statuses = page.evaluate("window.statuses")
+    remaining = iter(statuses)
+    assert all(text in remaining for text in expected), statuses  # each shown, in this order
+
+
+def test_revise_verdicts_show_their_feedback(
+    browser: BrowserContext, service: Service, stub: StubBackend
+) -> None:
+    stub.options.subtasks = 3
+    stub.options.revise_first_round = True
+    page = browser.new_page()
+    ask(page, service.url, "Why is the sky blue?")
+    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    feedback = page.locator("#critique li.verdict-revise .feedback")
+    expect(feedback).to_have_text(["more detail"] * 3)
+    for item in feedback.all():
+        expect(item).to_be_visible()
+
+
+def test_worker_cards_add_up_to_the_worker_row(
+    browser: BrowserContext, service: Service, stub: StubBackend
+) -> None:
+    stub.options.subtasks = 3
+    stub.options.revise_first_round = True
+    page = browser.new_page()
+    ask(page, service.url, "Why is the sky blue?")
+    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    pattern = re.compile(r"^(\d+) tokens \(attempt 1: (\d+), attempt 2: (\d+)\)$")
+    expect(page.locator(".card .t")).to_have_text([pattern] * 3)
+    totals = []
+    for text in page.locator(".card .t").all_inner_texts():
+        match = pattern.fullmatch(text)
+        assert match is not None
+        total, first, second = map(int, match.groups())
+        assert total == first + second
+        totals.append(total)
+    worker_row = page.locator("#usage-nodes tbody tr", has_text="worker").locator("td")
+    assert sum(totals) == int(worker_row.nth(4).inner_text())
+    assert sum(totals) == sum(c.prompt_tokens + c.completion_tokens for c in stub.calls_of("worker"))
+
+
+def test_page_fits_a_phone(browser: BrowserContext, service: Service, stub: StubBackend) -> None:
+    stub.options.worker_reply = "See https://example.com/" + "a" * 200
+    page = browser.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    ask(page, service.url, "Why is the sky blue?")
+    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    expect(page.locator("#usage-nodes tbody tr")).to_have_count(4)
+    expect(page.locator(".card.done")).to_have_count(3)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_favicon_is_served(client: httpx.Client) -> None:
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"] == "image/svg+xml"
+    assert icon.text.lstrip().startswith("<svg")
+    assert '<link rel="icon" href="/favicon.ico" type="image/svg+xml">' in client.get("/").text
+
+
+def test_reload_restores_the_effort(browser: BrowserContext, service: Service, stub: StubBackend) -> None:
+    page = browser.new_page()
+    ask(page, service.url, "Why is the sky blue?", effort="low")
+    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    expect(page.locator("#plan li")).to_have_count(2)
+
+    page.reload()
+    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    expect(page.locator("#effort")).to_have_value("low")
+
+    fresh = browser.new_page()
+    fresh.goto(page.url)
+    expect(fresh.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    expect(fresh.locator("#effort")).to_have_value("low")
+
+
+@pytest.mark.parametrize("lookup_works", [True, False], ids=["status-found", "status-unavailable"])
+def test_no_content_from_a_finished_stream_ends_the_run(
+    browser: BrowserContext, service: Service, stub: StubBackend, lookup_works: bool
+) -> None:
+    page = browser.new_page()
+    ask(page, service.url, "Why is the sky blue?")
+    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+
+    streams: list[str] = []
+
+    def no_content(route: Route) -> None:
+        streams.append(route.request.url)
+        route.fulfill(status=204)
+
+    fresh = browser.new_page()
+    fresh.route("**/v1/runs/*/events", no_content)
+    if not lookup_works:
+        fresh.route(re.compile(r"/v1/runs/run_\w+$"), lambda route: route.fulfill(status=503))
+    fresh.goto(page.url)
+    ended = "The run ended: completed." if lookup_works else "The run has ended."
+    expect(fresh.locator("#status")).to_have_text(ended)
+    expect(fresh.locator("#error")).to_be_hidden()
+    expect(fresh.locator("#submit")).to_be_enabled()
+    expect(fresh.locator("#cancel")).to_be_hidden()
+    assert len(streams) == 1
+
+
+NATIVE_EVENT_SOURCE = """
+async (url) => {
+  const seen = { opens: 0, errors: 0, events: [] };
+  const source = new EventSource(url);
+  source.addEventListener("open", () => seen.opens++);
+  source.addEventListener("run.completed", (e) => seen.events.push(["run.completed", e.lastEventId]));
+  source.onmessage = (e) => seen.events.push(["message", e.lastEventId]);
+  await new Promise((resolve) => {
+    source.addEventListener("error", () => {
+      seen.errors++;
+      if (source.readyState === EventSource.CLOSED) resolve();
+    });
+  });
+  return seen;
+}
+"""
+
+
+def test_a_native_event_source_closes_by_itself_after_the_run(
+    browser: BrowserContext, service: Service, client: httpx.Client
+) -> None:
+    result = client.post("/v1/reason", json={"question": "Q?", "max_revisions": 0}).json()
+    page = browser.new_page()
+    requests: list[int] = []
+    page.on("response", lambda r: requests.append(r.status) if "/events" in r.url else None)
+    page.goto(service.url)
+    seen = page.evaluate(NATIVE_EVENT_SOURCE, f"/v1/runs/{result['run_id']}/events")
+    # The whole run once, then one reconnect with Last-Event-ID that gets 204 and closes it.
+    assert seen["events"] == [["run.completed", seen["events"][-1][1]]], "every event is named"
+    assert seen["opens"] == 1
+    assert requests == [200, 204]

@@ -1,5 +1,6 @@
 """Runs outlive the process that ran them; runs it left unfinished are marked interrupted."""
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -7,6 +8,7 @@ import httpx
 from api.settings import Settings
 from api.sqlite_store import SQLiteRunStore
 from api.store import Event
+from graph.events import RUN_STARTED, RunSettings, RunStarted
 from tests.conftest import Service, stub_backend
 from tests.sse import frames
 from tests.stub_backend import StubBackend
@@ -28,14 +30,20 @@ def test_a_finished_run_survives_a_restart(stub: StubBackend, settings: Settings
     assert [r["run_id"] for r in listed] == [result["run_id"]]
 
 
-def test_runs_left_in_flight_are_marked_interrupted(stub: StubBackend, settings: Settings) -> None:
-    store = SQLiteRunStore(Path(settings.data_dir) / "reasoner.db")
-    store.create("run_orphan", "Q?", {"question": "Q?"})
+async def orphan(path: Path) -> None:
+    """A run that a process stored as running and never finished."""
+    store = SQLiteRunStore(path)
+    await store.open()
+    await store.create("run_orphan", "Q?", {"question": "Q?"})
     store.set_status("run_orphan", "running")
-    store.append(
-        Event(1, "run_orphan", "run.started", {"run_id": "run_orphan", "question": "Q?", "settings": {}})
-    )
-    store.close()
+    settings = RunSettings(max_subtasks=1, max_revisions=0, max_output_tokens=16)
+    started = RunStarted(run_id="run_orphan", question="Q?", reasoning_effort=None, settings=settings)
+    store.append(Event(1, "run_orphan", RUN_STARTED, started))
+    await store.close()
+
+
+def test_runs_left_in_flight_are_marked_interrupted(stub: StubBackend, settings: Settings) -> None:
+    asyncio.run(orphan(Path(settings.data_dir) / "reasoner.db"))
     with Service(settings, stub_backend(stub)) as service, httpx.Client(base_url=service.url) as http:
         assert http.get("/v1/runs/run_orphan").json()["status"] == "interrupted"
         with http.stream("GET", "/v1/runs/run_orphan/events") as response:

@@ -21,7 +21,7 @@ def test_persistent_5xx_is_retried_a_bounded_number_of_times(client: httpx.Clien
     run_id = client.get("/v1/runs").json()["data"][0]["run_id"]
     result = client.get(f"/v1/runs/{run_id}").json()["result"]
     assert result["status"] == "failed"
-    assert [c["attempt"] for c in result["calls"]] == [1, 2]
+    assert [(c["attempt"], c["retry"]) for c in result["calls"]] == [(1, 0), (1, 1)]
 
 
 def test_429_honours_retry_after(client: httpx.Client, stub: StubBackend) -> None:

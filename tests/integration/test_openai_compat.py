@@ -4,6 +4,7 @@ import httpx
 import openai
 import pytest
 from langchain_openai import ChatOpenAI
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 from pydantic import SecretStr
 
 from tests.conftest import Service
@@ -118,3 +119,103 @@ def test_backend_failure_reaches_the_client(sdk: openai.OpenAI, stub: StubBacken
         sdk.chat.completions.create(model="reasoner", messages=[{"role": "user", "content": "Q?"}])
     assert failed.value.status_code == 502
     assert failed.value.code == "upstream_auth"
+
+
+def test_nullable_fields_are_sent_as_null(client: httpx.Client) -> None:
+    response = client.post(
+        "/v1/chat/completions", json={"model": "reasoner", "messages": [{"role": "user", "content": "Q?"}]}
+    )
+    choice = response.json()["choices"][0]
+    assert "logprobs" in choice and choice["logprobs"] is None
+    assert "refusal" in choice["message"] and choice["message"]["refusal"] is None
+    assert response.headers["x-run-id"].startswith("run_")
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"n": 2}, "n"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"logprobs": True}, "logprobs"),
+    ],
+)
+def test_parameters_it_cannot_honour_are_refused(
+    client: httpx.Client, stub: StubBackend, extra: dict[str, object], param: str
+) -> None:
+    body = {"model": "reasoner", "messages": [{"role": "user", "content": "Q?"}], **extra}
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("unsupported_parameter", param)
+    assert param in error["message"]
+    assert stub.calls == []
+
+
+def test_harmless_defaults_of_those_parameters_are_accepted(client: httpx.Client) -> None:
+    body = {
+        "model": "reasoner",
+        "messages": [{"role": "user", "content": "Q?"}],
+        "n": 1,
+        "tools": [],
+        "tool_choice": "none",
+        "response_format": {"type": "text"},
+        "logprobs": False,
+    }
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}],
+        [{"role": "user", "content": "  "}],
+        [{"role": "system", "content": "Be brief."}],
+    ],
+)
+def test_every_400_carries_a_code(client: httpx.Client, messages: list[dict[str, str]]) -> None:
+    response = client.post("/v1/chat/completions", json={"model": "reasoner", "messages": messages})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_messages", "messages")
+
+
+def reasoning_of(chunks: list[ChatCompletionChunk]) -> list[str | None]:
+    """Per chunk with a choice: its ``delta.reasoning_content`` (an extra field for the SDK)."""
+    return [(c.choices[0].delta.model_extra or {}).get("reasoning_content") for c in chunks if c.choices]
+
+
+def test_the_stream_thinks_aloud_before_it_answers(sdk: openai.OpenAI, stub: StubBackend) -> None:
+    stub.options.revise_first_round = True
+    chunks = list(
+        sdk.chat.completions.create(
+            model="reasoner", messages=[{"role": "user", "content": "Why is the sky blue?"}], stream=True
+        )
+    )
+    contents = [c.choices[0].delta.content for c in chunks if c.choices]
+    thoughts = reasoning_of(chunks)
+    first_thought = next(i for i, t in enumerate(thoughts) if t)
+    first_answer = next(i for i, c in enumerate(contents) if c)
+    assert first_thought < first_answer
+    assert not any(thoughts[first_answer:]), "the answer comes after the thinking"
+    text = "".join(t or "" for t in thoughts)
+    assert text.startswith("Plan:\n- t1: Part 1 of the question?\n")
+    assert "Review, round 1:\n- t1: revise (more detail)" in text
+    assert "t1 (attempt 2): A worker answer with some words." in text
+
+
+def test_streamed_and_plain_replies_agree(sdk: openai.OpenAI, stub: StubBackend) -> None:
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Why is the sky blue?"}]
+    plain = sdk.chat.completions.create(model="reasoner", messages=messages)
+    chunks = list(
+        sdk.chat.completions.create(
+            model="reasoner", messages=messages, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == plain.choices[0].message.content
+    assert chunks[-1].usage == plain.usage
+    assert plain.usage is not None
+    assert 2 * plain.usage.total_tokens == sum(c.prompt_tokens + c.completion_tokens for c in stub.calls)

@@ -22,7 +22,7 @@ async def test_retryable_status_is_retried_and_every_attempt_is_a_row(stub: Stub
     stub.inject("worker", Fault(status=status))
     text, rows = await call_text(stub_models(stub).worker, MESSAGES, fast(), node="worker", task_id="t1")
     assert text
-    assert [r["attempt"] for r in rows] == [1, 2]
+    assert [(r["attempt"], r["retry"]) for r in rows] == [(1, 0), (1, 1)]
     assert rows[0]["error"] is not None and rows[1]["error"] is None
     assert len(stub.calls) == 2
 

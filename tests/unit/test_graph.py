@@ -10,9 +10,18 @@ from graph.tokens import estimate
 from tests.conftest import stub_models
 from tests.stub_backend import StubBackend
 
+Events = list[tuple[str, dict[str, Any]]]
+
 
 async def run(stub: StubBackend, question: str = "How do tides work?", **ctx: Any) -> Result:
-    events: list[tuple[str, dict[str, Any]]] = []
+    result, _ = await run_with_events(stub, question, **ctx)
+    return result
+
+
+async def run_with_events(
+    stub: StubBackend, question: str = "How do tides work?", **ctx: Any
+) -> tuple[Result, Events]:
+    events: Events = []
 
     async def emit(name: str, data: dict[str, Any]) -> None:
         events.append((name, data))
@@ -28,9 +37,9 @@ async def run(stub: StubBackend, question: str = "How do tides work?", **ctx: An
         max_concurrency=16,
     )
     result_events = [name for name, _ in events]
-    assert result_events[0] == "plan"
+    assert result_events[:2] == ["stage", "plan"]
     assert result_events[-1] == "usage"
-    return result
+    return result, events
 
 
 @pytest.mark.parametrize("width", [1, 3, 6])
@@ -78,6 +87,16 @@ async def test_revision_loop_is_bounded(stub: StubBackend) -> None:
     assert [v["round"] for v in result["critique"] if v["task_id"] == "t1"] == [1, 2]
     revision_prompt = stub.calls_of("worker")[-1].body["messages"][-1]["content"]
     assert "<reviewer_feedback>\nwrong" in revision_prompt
+
+
+async def test_attempts_are_numbered_alike_in_calls_and_events(stub: StubBackend) -> None:
+    stub.options.subtasks = 1
+    stub.options.revise_first_round = True
+    result, events = await run_with_events(stub, max_revisions=1)
+    started = [data["attempt"] for name, data in events if name == "task.started"]
+    rows = [c["attempt"] for c in result["calls"] if c["node"] == "worker"]
+    assert started == rows == [1, 2]
+    assert result["subanswers"][0]["attempts"] == 2
 
 
 async def test_no_revisions_means_no_critic_call(stub: StubBackend) -> None:
@@ -164,6 +183,6 @@ async def test_synthesizer_failure_fails_the_run_with_its_calls(stub: StubBacken
         "node": "synthesizer",
     }
     synth = [c for c in result["calls"] if c["node"] == "synthesizer"]
-    assert [c["attempt"] for c in synth] == [1, 2]
+    assert [(c["attempt"], c["retry"]) for c in synth] == [(1, 0), (1, 1)]
     assert all(c["error"] for c in synth)
     assert result["answer"] == ""

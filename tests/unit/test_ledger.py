@@ -12,6 +12,7 @@ def row(
         node=node,  # type: ignore[typeddict-item]
         task_id=None,
         attempt=1,
+        retry=0,
         model="m",
         prompt_tokens=prompt,
         completion_tokens=completion,
