@@ -12,7 +12,7 @@ import httpx
 import openai
 
 from api.local_model import MODEL_ALIAS, LocalModelServer, bundled_model_path
-from api.settings import ROLES, Role, Settings
+from api.settings import Settings
 from graph import (
     LlamaCppCounter,
     Models,
@@ -21,7 +21,8 @@ from graph import (
     TokenCounter,
     openai_chat_model,
 )
-from graph.models import StructuredOutput, TokenCapParam
+from graph.ledger import NODES, NodeName
+from graph.models import StructuredMode, StructuredOutput, TokenCapParam
 
 log = logging.getLogger(__name__)
 
@@ -70,23 +71,35 @@ def _api_key(settings: Settings, embedded: bool) -> str | None:
 
 
 def _models(
-    settings: Settings, base_url: str, embedded: bool, http_client: openai.DefaultAsyncHttpxClient
+    settings: Settings,
+    base_url: str,
+    embedded: bool,
+    http_client: openai.DefaultAsyncHttpxClient,
+    *,
+    llama_cpp_python: bool,
 ) -> Models:
     key = _api_key(settings, embedded)
-    structured: StructuredOutput
-    if settings.llm_structured_output == "auto":
-        structured = "json_object" if embedded else "json_schema"
-    else:
-        structured = settings.llm_structured_output
+    # One structured-output mode per model name, so roles that share a model learn together.
+    modes: dict[str, StructuredMode] = {}
+
+    def structured(name: str) -> StructuredMode:
+        if name not in modes:
+            if settings.llm_structured_output == "auto":
+                first: StructuredOutput = "json_object" if embedded else "json_schema"
+                modes[name] = StructuredMode(first, adaptive=True)
+            else:
+                modes[name] = StructuredMode(settings.llm_structured_output)
+        return modes[name]
+
     cap: TokenCapParam
     if settings.llm_max_tokens_param == "auto":
         cap = "max_completion_tokens" if _is_openai(base_url) else "max_tokens"
     else:
         cap = settings.llm_max_tokens_param
-    # llama.cpp reports no usage on streamed calls: stream only where usage stays exact.
-    stream = settings.llm_stream if settings.llm_stream is not None else not embedded
+    # llama-cpp-python reports no usage on streamed calls: stream only where usage stays exact.
+    stream = settings.llm_stream if settings.llm_stream is not None else not llama_cpp_python
 
-    def spec(role: Role) -> ModelSpec:
+    def spec(role: NodeName) -> ModelSpec:
         name = MODEL_ALIAS if embedded else settings.model_for(role)
         if not name:
             raise ConfigurationError(
@@ -100,7 +113,7 @@ def _models(
             http_client=http_client,
         )
         return ModelSpec(
-            chat=chat, name=name, structured_output=structured, token_cap_param=cap, stream=stream
+            chat=chat, name=name, structured=structured(name), token_cap_param=cap, stream=stream
         )
 
     return Models(
@@ -122,11 +135,21 @@ def check_settings(settings: Settings) -> None:
                 "llama-cpp-python is not installed: run `make install`, or set LLM_BASE_URL"
             )
         return
-    missing = [role for role in ROLES if not settings.model_for(role)]
+    missing = [role for role in NODES if not settings.model_for(role)]
     if missing:
         raise ConfigurationError(
             f"LLM_MODEL (or {missing[0].upper()}_MODEL) must be set when LLM_BASE_URL is set"
         )
+
+
+async def is_llama_cpp_python(client: httpx.AsyncClient, base_url: str) -> bool:
+    """True if the backend answers llama-cpp-python's own tokenize endpoint (no tokens spent)."""
+    root = base_url.rstrip("/").removesuffix("/v1")
+    try:
+        response = await client.post(f"{root}/extras/tokenize/count", json={"input": "x"}, timeout=3.0)
+        return response.status_code == 200 and isinstance(response.json().get("count"), int)
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return False
 
 
 @asynccontextmanager
@@ -155,9 +178,16 @@ async def open_backend(settings: Settings, *, stop: asyncio.Event | None = None)
         base_url = local_url or settings.llm_base_url or ""
         embedded = local_url is not None
         async with httpx.AsyncClient() as client, openai.DefaultAsyncHttpxClient() as http_client:
-            models = _models(settings, base_url, embedded, http_client)
+            llama = embedded or await is_llama_cpp_python(client, base_url)
+            if llama and not embedded:
+                log.info(
+                    "the backend is llama-cpp-python's server: its tokenizer counts the question, "
+                    "and calls are not streamed unless LLM_STREAM=true (it reports no usage on streams)",
+                    extra={"base_url": base_url},
+                )
+            models = _models(settings, base_url, embedded, http_client, llama_cpp_python=llama)
             fallback = TiktokenCounter(models.synthesizer.name)
-            counter: TokenCounter = LlamaCppCounter(base_url, client, fallback) if embedded else fallback
+            counter: TokenCounter = LlamaCppCounter(base_url, client, fallback) if llama else fallback
             yield Backend(
                 models=models,
                 counter=counter,

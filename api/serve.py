@@ -10,6 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.app import create_app
+from api.connections import guarded_protocol, raise_open_files_limit, throttle_accept_failures
 from api.lookup import RunLookup
 from api.runner import Runner
 from api.settings import Settings
@@ -53,15 +54,23 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def serve(settings: Settings) -> None:
-    app = create_app(settings)
-    config = uvicorn.Config(
+def server_config(app: FastAPI, settings: Settings, *, port: int | None = None) -> uvicorn.Config:
+    """How the service is served: keep-alive, request-head deadline, connection cap."""
+    return uvicorn.Config(
         app,
         host=settings.host,
-        port=settings.port,
+        port=settings.port if port is None else port,
         log_level=settings.log_level,
         log_config=None,
         timeout_graceful_shutdown=5,
         timeout_keep_alive=KEEP_ALIVE_S,
+        http=guarded_protocol(settings.header_timeout_s, settings.max_connections),
     )
-    DrainingServer(config, app, settings.shutdown_grace_s).run()
+
+
+def serve(settings: Settings) -> None:
+    limit = raise_open_files_limit()
+    throttle_accept_failures()
+    log.debug("open files limit", extra={"nofile": limit})
+    app = create_app(settings)
+    DrainingServer(server_config(app, settings), app, settings.shutdown_grace_s).run()

@@ -7,8 +7,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Role = Literal["planner", "worker", "critic", "synthesizer"]
-ROLES: tuple[Role, ...] = ("planner", "worker", "critic", "synthesizer")
+from graph.ledger import NodeName
 
 
 class Settings(BaseSettings):
@@ -63,6 +62,12 @@ class Settings(BaseSettings):
     sse_heartbeat_s: float = Field(15.0, gt=0, le=15.0)
     cancel_on_disconnect: bool = Field(False, description="a dropped stream cancels its run")
     shutdown_grace_s: float = Field(20.0, ge=0)
+    header_timeout_s: float = Field(
+        15.0, gt=0, le=3600, description="a connection must send a request's head within this"
+    )
+    max_connections: int = Field(
+        1000, ge=1, le=1_000_000, description="open connections beyond this get 503 at once"
+    )
 
     @property
     def embedded(self) -> bool:
@@ -77,7 +82,7 @@ class Settings(BaseSettings):
     def origins(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
-    def model_for(self, role: Role) -> str | None:
+    def model_for(self, role: NodeName) -> str | None:
         override: str | None = getattr(self, f"{role}_model")
         return override or self.llm_model
 

@@ -18,8 +18,9 @@ from graph.budget import BudgetExhausted
 from graph.context import RunContext
 from graph.errors import ErrorKind, ModelCallError
 from graph.ledger import CallRecord, NodeName
-from graph.models import ModelSpec
+from graph.models import ModelSpec, StructuredOutput
 from graph.prompts import REPAIR_USER
+from graph.state import Fallback
 from graph.tokens import estimate, estimate_messages
 
 T = TypeVar("T", bound=BaseModel)
@@ -28,12 +29,28 @@ MAX_RETRY_AFTER_S = 60.0
 
 
 class _Failure(Exception):
-    def __init__(self, kind: ErrorKind, message: str, retryable: bool, retry_after: float | None):
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        retryable: bool,
+        retry_after: float | None,
+        status: int | None = None,
+    ):
         super().__init__(message)
         self.kind: ErrorKind = kind
         self.message = message
         self.retryable = retryable
         self.retry_after = retry_after
+        self.status = status
+
+
+class MalformedResponse(Exception):
+    """The backend's response could not be read as a chat completion."""
+
+
+READING_ERRORS = (openai.APIError, ValueError, LookupError, TypeError, AttributeError)
+"""What the client libraries raise while reading a response they cannot make sense of."""
 
 
 def _now() -> str:
@@ -59,20 +76,24 @@ def classify(exc: BaseException) -> _Failure:
         return _Failure("upstream_timeout", "the model backend timed out", True, None)
     if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
         return _Failure("upstream_unavailable", "could not connect to the model backend", True, None)
+    if isinstance(exc, MalformedResponse) and isinstance(exc.__cause__, openai.APIStatusError):
+        exc = exc.__cause__
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         detail = f"the model backend answered HTTP {status}"
         if status in (401, 403):
-            return _Failure("upstream_auth", f"{detail}: the backend rejected the API key", False, None)
+            return _Failure(
+                "upstream_auth", f"{detail}: the backend rejected the API key", False, None, status
+            )
         if status == 429:
-            return _Failure("upstream_rate_limited", detail, True, _retry_after(exc.response))
+            return _Failure("upstream_rate_limited", detail, True, _retry_after(exc.response), status)
         if status in (408, 409) or status >= 500:
-            return _Failure("upstream_unavailable", detail, True, _retry_after(exc.response))
+            return _Failure("upstream_unavailable", detail, True, _retry_after(exc.response), status)
         code = exc.code if isinstance(exc.code, str) and exc.code.isidentifier() else None
-        return _Failure("upstream_bad_request", detail + (f" ({code})" if code else ""), False, None)
-    if isinstance(exc, openai.APIError | ValueError | LookupError | TypeError | AttributeError):
-        message = f"malformed backend response ({type(exc).__name__})"
-        return _Failure("upstream_bad_response", message, True, None)
+        return _Failure("upstream_bad_request", detail + (f" ({code})" if code else ""), False, None, status)
+    if isinstance(exc, MalformedResponse):
+        cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else str(exc)
+        return _Failure("upstream_bad_response", f"malformed backend response ({cause})", True, None)
     return _Failure("internal_error", f"unexpected error ({type(exc).__name__})", False, None)
 
 
@@ -101,20 +122,32 @@ async def _invoke(
     kwargs: dict[str, Any],
     on_delta: Callable[[str], None] | None,
 ) -> AIMessage | AIMessageChunk:
+    """One request. What goes wrong while the client reads the backend's response is a
+    MalformedResponse; an error in our own code (``on_delta``) stays what it is."""
     if on_delta is None or not spec.stream:
-        result = await spec.chat.ainvoke(messages, **kwargs)
+        try:
+            result = await spec.chat.ainvoke(messages, **kwargs)
+        except READING_ERRORS as exc:
+            raise MalformedResponse(type(exc).__name__) from exc
         if not isinstance(result, AIMessage):
-            raise TypeError(f"expected an AI message, got {type(result).__name__}")
+            raise MalformedResponse(f"expected an AI message, got {type(result).__name__}")
         return result
     full: AIMessageChunk | None = None
-    async for chunk in spec.chat.astream(messages, **kwargs):
+    chunks = aiter(spec.chat.astream(messages, **kwargs))
+    while True:
+        try:
+            chunk = await anext(chunks)
+        except StopAsyncIteration:
+            break
+        except READING_ERRORS as exc:
+            raise MalformedResponse(type(exc).__name__) from exc
         if not isinstance(chunk, AIMessageChunk):
-            raise TypeError(f"expected an AI message chunk, got {type(chunk).__name__}")
+            raise MalformedResponse(f"expected an AI message chunk, got {type(chunk).__name__}")
         if chunk.text:
             on_delta(chunk.text)
         full = chunk if full is None else full + chunk
     if full is None:
-        raise ValueError("the backend streamed no message")
+        raise MalformedResponse("the backend streamed no message")
     return full
 
 
@@ -166,8 +199,10 @@ async def call_text(
             if failure.kind == "upstream_timeout" and timeout < ctx.timeout_s:
                 failure = _Failure("deadline_exceeded", "the run's deadline has passed", False, None)
             _record(ctx, rows, row(0, 0, False, failure.message))
+            if failure.kind == "internal_error":
+                raise  # a bug here, not the backend's fault: never retried, never blamed upstream
             if not failure.retryable or retry == ctx.max_attempts - 1:
-                raise ModelCallError(failure.kind, failure.message, node) from exc
+                raise ModelCallError(failure.kind, failure.message, node, failure.status) from exc
             await asyncio.sleep(_backoff(ctx, retry, failure.retry_after))
             continue
         text = message.text
@@ -247,10 +282,10 @@ def _row(
     )
 
 
-def response_format(spec: ModelSpec, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
-    if spec.structured_output == "json_schema":
+def response_format(mode: StructuredOutput, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
+    if mode == "json_schema":
         return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
-    if spec.structured_output == "json_object":
+    if mode == "json_object":
         return {"type": "json_object", "schema": schema}
     return None
 
@@ -270,6 +305,34 @@ def parse_json(text: str, model: type[T]) -> T:
         raise ValueError(f"{where}: {first['msg']}") from exc
 
 
+async def _call_adapting(
+    spec: ModelSpec,
+    messages: list[BaseMessage],
+    ctx: RunContext,
+    schema: dict[str, Any],
+    fallbacks: list[Fallback],
+    *,
+    node: NodeName,
+    attempt: int,
+) -> str:
+    """One structured call; if the backend answers it with an HTTP error (not auth, not rate
+    limiting), try the next structured-output mode (the model's mode is adaptive)."""
+    while True:
+        mode = spec.structured.current
+        fmt = response_format(mode, node, schema)
+        try:
+            text, _ = await call_text(spec, messages, ctx, node=node, attempt=attempt, response_format=fmt)
+            return text
+        except ModelCallError as exc:
+            if exc.kind not in ("upstream_bad_request", "upstream_unavailable") or exc.status is None:
+                raise
+            fallback = spec.structured.downgrade(spec.name, mode)
+            if fallback is None:
+                raise
+            detail = f"the backend answered {mode} with HTTP {exc.status}; {fallback} from now on"
+            fallbacks.append(Fallback(node=node, kind="structured_output_downgrade", detail=detail))
+
+
 async def call_structured(
     spec: ModelSpec,
     messages: list[BaseMessage],
@@ -278,15 +341,16 @@ async def call_structured(
     schema: dict[str, Any],
     *,
     node: NodeName,
+    fallbacks: list[Fallback],
     attempt: int = 1,
 ) -> tuple[T | None, str | None]:
     """Ask for JSON following ``schema``; one repair attempt if the reply does not validate.
 
-    Returns the parsed object (or None) and, when parsing failed, why. The calls are in the
-    run's ledger.
+    Returns the parsed object (or None) and, when parsing failed, why. A structured-output
+    mode the backend rejected is added to ``fallbacks`` (even if the call then fails); the
+    calls are in the run's ledger.
     """
-    fmt = response_format(spec, node, schema)
-    text, _ = await call_text(spec, messages, ctx, node=node, attempt=attempt, response_format=fmt)
+    text = await _call_adapting(spec, messages, ctx, schema, fallbacks, node=node, attempt=attempt)
     try:
         return parse_json(text, model), None
     except ValueError as exc:
@@ -296,7 +360,7 @@ async def call_structured(
         AIMessage(content=text),
         HumanMessage(content=REPAIR_USER.format(error=error, schema=json.dumps(schema))),
     ]
-    text, _ = await call_text(spec, repair, ctx, node=node, attempt=attempt, response_format=fmt)
+    text = await _call_adapting(spec, repair, ctx, schema, fallbacks, node=node, attempt=attempt)
     try:
         return parse_json(text, model), None
     except ValueError as exc:

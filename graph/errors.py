@@ -18,8 +18,10 @@ ErrorKind = Literal[
 class ModelCallError(Exception):
     """A model call failed for good (after its retries); its attempts are in the run's ledger."""
 
-    def __init__(self, kind: ErrorKind, message: str, node: str) -> None:
+    def __init__(self, kind: ErrorKind, message: str, node: str, status: int | None = None) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
         self.message = message
         self.node = node
+        self.status = status
+        """The backend's HTTP status, when it answered with an error."""

@@ -1,6 +1,7 @@
 """The chat models the graph talks to, one per role, and how to call each backend."""
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Literal
 
 import openai
@@ -16,6 +17,35 @@ StructuredOutput = Literal["json_schema", "json_object", "none"]
 - ``none``: the schema is only described in the prompt.
 """
 
+DOWNGRADE: dict[StructuredOutput, StructuredOutput] = {"json_schema": "json_object", "json_object": "none"}
+"""The next mode to try when a backend rejects one."""
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StructuredMode:
+    """How one model is asked for JSON. When ``adaptive``, a mode the backend rejects is
+    replaced by the next one for the life of the process (shared by every role on the model)."""
+
+    current: StructuredOutput = "json_schema"
+    adaptive: bool = False
+
+    def downgrade(self, model: str, rejected: StructuredOutput) -> StructuredOutput | None:
+        """The mode to use after ``rejected`` failed; None if there is none left to try."""
+        if not self.adaptive or rejected == "none":
+            return None
+        if self.current == rejected:
+            self.current = DOWNGRADE[rejected]
+            log.warning(
+                "the backend rejected structured output %s; using %s from now on",
+                rejected,
+                self.current,
+                extra={"model": model},
+            )
+        return self.current
+
+
 TokenCapParam = Literal["max_tokens", "max_completion_tokens"]
 """The request field a backend honours as the output cap.
 
@@ -29,7 +59,7 @@ class ModelSpec:
 
     chat: BaseChatModel
     name: str
-    structured_output: StructuredOutput = "json_schema"
+    structured: StructuredMode = field(default_factory=StructuredMode)
     token_cap_param: TokenCapParam = "max_tokens"
     stream: bool = True
 

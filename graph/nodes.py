@@ -104,15 +104,21 @@ class Nodes:
         question_tokens = estimate(question)
         budget = ctx.budget
         budget.synthesis_reserve = synthesis_cost(ctx.max_subtasks, ctx.max_output_tokens, question_tokens)
+        fallbacks: list[Fallback] = []
         try:
             plan, error = await call_structured(
-                self.models.planner, messages, ctx, Plan, plan_schema(ctx.max_subtasks), node="planner"
+                self.models.planner,
+                messages,
+                ctx,
+                Plan,
+                plan_schema(ctx.max_subtasks),
+                node="planner",
+                fallbacks=fallbacks,
             )
         except ModelCallError as exc:
             if exc.kind not in LIMITS:
                 raise
             plan, error = None, f"{exc.kind}: {exc.message}"
-        fallbacks: list[Fallback] = []
         if plan is None:
             questions = [question]
             fallbacks.append(
@@ -160,15 +166,22 @@ class Nodes:
                     event=TASK_FAILED, data=TaskFailed(task_id=task["id"], attempt=attempt, error=exc.message)
                 )
             )
-            failed = SubAnswer(
+            error = f"{exc.kind}: {exc.message}"
+            previous = state["previous_answer"]
+            kept = SubAnswer(
                 task_id=task["id"],
                 question=task["question"],
-                answer=state["previous_answer"] or "",
-                status="ok" if state["previous_answer"] else "failed",
+                answer=previous or "",
+                status="ok" if previous else "failed",
                 attempts=attempt,
-                error=f"{exc.kind}: {exc.message}",
+                error=error,
             )
-            return {"subanswers": {task["id"]: failed}}
+            update: dict[str, Any] = {"subanswers": {task["id"]: kept}}
+            if previous:
+                # The critic asked for a revision that did not happen: say so.
+                detail = f"{task['id']}: revision {attempt} failed ({error}); the previous answer is kept"
+                update["fallbacks"] = [Fallback(node="worker", kind="revision_failed", detail=detail)]
+            return update
         answer = text.strip()
         completed = TaskCompleted(task_id=task["id"], attempt=attempt, answer=answer, usage=_tokens(rows))
         emit(ProgressEvent(event=TASK_COMPLETED, data=completed))
@@ -193,7 +206,7 @@ class Nodes:
         messages: list[BaseMessage] = [
             SystemMessage(CRITIC_SYSTEM),
             HumanMessage(
-                CRITIC_USER.format(question=state["question"], subanswers=_subanswer_blocks(answered))
+                CRITIC_USER.format(question=quote(state["question"]), subanswers=_subanswer_blocks(answered))
             ),
         ]
         fallbacks: list[Fallback] = []
@@ -205,6 +218,7 @@ class Nodes:
                 Critique,
                 critique_schema(task_ids),
                 node="critic",
+                fallbacks=fallbacks,
                 attempt=round_,
             )
         except ModelCallError as exc:

@@ -6,14 +6,24 @@ described as data, so it informs the next agent without instructing it.
 
 import re
 
-_TAGS = re.compile(
-    r"<(/?)(question|larger_question|subquestion|subanswer|answer|previous_answer|reviewer_feedback|unanswered)\b",
-    re.IGNORECASE,
+TAGS = (
+    "question",
+    "larger_question",
+    "subquestion",
+    "subanswer",
+    "answer",
+    "previous_answer",
+    "reviewer_feedback",
+    "unanswered",
 )
+"""Every tag our prompts put data in."""
+
+_TAGS = re.compile(rf"<(\s*/?\s*)({'|'.join(TAGS)})\b", re.IGNORECASE)
 
 
 def quote(text: str) -> str:
-    """Make text safe to place inside our tags: it cannot close them or open new ones."""
+    """Make text safe to place inside our tags: it cannot close them or open new ones, however
+    it spaces them (``< /question>``)."""
     return _TAGS.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", text)
 
 

@@ -7,8 +7,17 @@ import httpx
 
 from api.settings import Settings
 from api.sqlite_store import SQLiteRunStore
-from api.store import Event
-from graph.events import RUN_STARTED, RunSettings, RunStarted
+from api.store import REPLAY_PAGE, Event
+from graph.events import (
+    ANSWER_DELTA,
+    RUN_CANCELLED,
+    RUN_STARTED,
+    AnswerDelta,
+    RunEnded,
+    RunSettings,
+    RunStarted,
+)
+from graph.result import assemble
 from tests.conftest import Service, stub_backend
 from tests.sse import frames
 from tests.stub_backend import StubBackend
@@ -63,3 +72,40 @@ def test_idle_streams_get_a_heartbeat(stub: StubBackend, settings: Settings) -> 
         got = list(frames(response))
     assert any(f.comment for f in got)
     assert got[-1].event == "run.completed"
+
+
+async def long_run(path: Path, deltas: int) -> None:
+    """A finished run with a long event log, as a process left it."""
+    store = SQLiteRunStore(path)
+    await store.open()
+    await store.create("run_long", "Q?", {"question": "Q?"})
+    for i in range(1, deltas + 1):
+        store.append(Event(i, "run_long", ANSWER_DELTA, AnswerDelta(text=f"{i} ")))
+    empty = assemble(
+        run_id="run_long",
+        question="Q?",
+        state=None,
+        calls=[],
+        question_tokens=0,
+        question_exact=False,
+        total_ms=0.0,
+        error=None,
+        status="cancelled",
+    )
+    ended = RunEnded(run_id="run_long", result=empty, error=None)
+    await store.finish("run_long", "cancelled", empty, Event(deltas + 1, "run_long", RUN_CANCELLED, ended))
+    await store.close()
+
+
+def test_a_long_log_is_replayed_whole_in_pages(stub: StubBackend, settings: Settings) -> None:
+    n = 2 * REPLAY_PAGE + 17
+    asyncio.run(long_run(Path(settings.data_dir) / "reasoner.db", n))
+    with Service(settings, stub_backend(stub)) as service, httpx.Client(base_url=service.url) as http:
+        with http.stream("GET", "/v1/runs/run_long/events") as response:
+            ids = [f.id for f in frames(response) if not f.comment]
+        with http.stream(
+            "GET", "/v1/runs/run_long/events", headers={"Last-Event-ID": str(REPLAY_PAGE)}
+        ) as response:
+            rest = [f.id for f in frames(response) if not f.comment]
+    assert ids == list(range(1, n + 2))
+    assert rest == list(range(REPLAY_PAGE + 1, n + 2))

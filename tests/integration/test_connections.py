@@ -1,0 +1,107 @@
+"""Connections that send nothing, too many connections, and the log line when descriptors run out."""
+
+import json
+import logging
+import resource
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import uvicorn
+
+from api.app import create_app
+from api.connections import ACCEPT_FAILURE, Throttle, raise_open_files_limit
+from api.local_model import free_port
+from api.serve import server_config
+from api.settings import Settings
+from tests.conftest import stub_backend
+from tests.stub_backend import StubBackend
+
+
+@contextmanager
+def served(settings: Settings, stub: StubBackend) -> Iterator[int]:
+    """The app served exactly as `reasoner serve` configures uvicorn."""
+    port = free_port()
+    server = uvicorn.Server(server_config(create_app(settings, stub_backend(stub)), settings, port=port))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the service did not start"
+        time.sleep(0.01)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def closed_by_server(sock: socket.socket, within_s: float) -> tuple[bool, bytes]:
+    """Read until the server closes the connection or the time is up."""
+    sock.settimeout(within_s)
+    received = b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except TimeoutError:
+        return False, received
+    return True, received
+
+
+def test_a_connection_that_sends_no_request_is_closed(settings: Settings, stub: StubBackend) -> None:
+    quick = settings.model_copy(update={"header_timeout_s": 0.3, "log_level": "warning"})
+    with served(quick, stub) as port:
+        silent = socket.create_connection(("127.0.0.1", port))
+        dribbling = socket.create_connection(("127.0.0.1", port))
+        dribbling.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        assert closed_by_server(silent, 5)[0]
+        assert closed_by_server(dribbling, 5)[0]
+        assert time.monotonic() - started < 3
+        silent.close()
+        dribbling.close()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            assert http.get("/healthz").status_code == 200
+            assert http.post("/v1/reason", json={"question": "Q?"}).status_code == 200, "slow runs are fine"
+
+
+def test_connections_beyond_the_cap_get_503_in_the_error_shape(settings: Settings, stub: StubBackend) -> None:
+    capped = settings.model_copy(update={"max_connections": 3, "log_level": "warning"})
+    with served(capped, stub) as port:
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        extra = socket.create_connection(("127.0.0.1", port))
+        closed, reply = closed_by_server(extra, 5)
+        assert closed
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503")
+        assert json.loads(body)["error"]["code"] == "too_many_connections"
+        for sock in [*held, extra]:
+            sock.close()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+                break
+            except (httpx.HTTPError, AssertionError):
+                assert time.monotonic() < deadline, "freed connections count no more"
+
+
+def test_the_accept_failure_log_line_is_throttled() -> None:
+    throttle = Throttle(ACCEPT_FAILURE, every_s=60)
+    records = [logging.makeLogRecord({"msg": ACCEPT_FAILURE, "levelno": logging.ERROR}) for _ in range(1000)]
+    passed = [r for r in records if throttle.filter(r)]
+    assert len(passed) == 1
+    other = logging.makeLogRecord({"msg": "something else"})
+    assert throttle.filter(other)
+
+
+def test_the_open_files_limit_is_raised_to_the_hard_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+        assert raise_open_files_limit() == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -1,0 +1,95 @@
+"""Structured output that adapts to the backend, and errors classified by where they happen."""
+
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from graph import ModelCallError, RunContext
+from graph.calls import call_structured, call_text
+from graph.models import StructuredMode
+from graph.schemas import Plan, plan_schema
+from graph.state import Fallback
+from tests.conftest import stub_models
+from tests.stub_backend import Fault, StubBackend
+
+MESSAGES = [SystemMessage("You plan."), HumanMessage("Q?")]
+
+
+def fast() -> RunContext:
+    return RunContext(max_attempts=2, retry_initial_s=0.01, retry_max_s=0.02, timeout_s=5)
+
+
+def formats(stub: StubBackend) -> list[str | None]:
+    return [(c.body.get("response_format") or {}).get("type") for c in stub.calls]
+
+
+async def test_a_rejected_json_schema_falls_back_to_json_object_for_good(stub: StubBackend) -> None:
+    mode = StructuredMode("json_schema", adaptive=True)
+    spec = stub_models(stub, structured=mode).planner
+    stub.inject("planner", Fault(status=500), Fault(status=500))
+    ctx, fallbacks = fast(), list[Fallback]()
+    plan, error = await call_structured(
+        spec, MESSAGES, ctx, Plan, plan_schema(3), node="planner", fallbacks=fallbacks
+    )
+    assert plan is not None and error is None
+    assert formats(stub) == ["json_schema", "json_schema", "json_object"]
+    assert [r["error"] is None for r in ctx.ledger] == [False, False, True], "failed tries are ledger rows"
+    assert [f["kind"] for f in fallbacks] == ["structured_output_downgrade"]
+    assert "json_schema" in fallbacks[0]["detail"] and "HTTP 500" in fallbacks[0]["detail"]
+    assert mode.current == "json_object"
+
+    again: list[Fallback] = []
+    await call_structured(spec, MESSAGES, fast(), Plan, plan_schema(3), node="planner", fallbacks=again)
+    assert formats(stub)[-1] == "json_object", "the mode that worked is remembered"
+    assert again == []
+
+
+async def test_then_prompt_only_json(stub: StubBackend) -> None:
+    mode = StructuredMode("json_schema", adaptive=True)
+    spec = stub_models(stub, structured=mode).planner
+    stub.inject("planner", Fault(status=400), Fault(status=422))
+    fallbacks: list[Fallback] = []
+    plan, _ = await call_structured(
+        spec, MESSAGES, fast(), Plan, plan_schema(3), node="planner", fallbacks=fallbacks
+    )
+    assert plan is not None
+    assert formats(stub) == ["json_schema", "json_object", None]
+    assert len(fallbacks) == 2 and mode.current == "none"
+
+
+@pytest.mark.parametrize(
+    ("mode", "status"),
+    [(StructuredMode("json_schema"), 500), (StructuredMode("json_schema", adaptive=True), 401)],
+    ids=["set-explicitly", "auth-error"],
+)
+async def test_no_downgrade_when_set_explicitly_or_for_auth(
+    stub: StubBackend, mode: StructuredMode, status: int
+) -> None:
+    spec = stub_models(stub, structured=mode).planner
+    stub.inject("planner", Fault(status=status), Fault(status=status))
+    fallbacks: list[Fallback] = []
+    with pytest.raises(ModelCallError):
+        await call_structured(
+            spec, MESSAGES, fast(), Plan, plan_schema(3), node="planner", fallbacks=fallbacks
+        )
+    assert mode.current == "json_schema" and fallbacks == []
+    assert set(formats(stub)) == {"json_schema"}
+
+
+async def test_a_bug_in_our_code_is_not_blamed_on_the_backend(stub: StubBackend) -> None:
+    def broken(piece: str) -> None:
+        raise ValueError("a bug while handling a delta")
+
+    ctx = fast()
+    with pytest.raises(ValueError, match="a bug while handling a delta"):
+        await call_text(stub_models(stub).synthesizer, MESSAGES, ctx, node="synthesizer", on_delta=broken)
+    assert len(stub.calls) == 1, "not retried"
+    assert ctx.ledger[0]["error"] == "unexpected error (ValueError)"
+
+
+async def test_an_unreadable_response_is_the_backends_fault_and_retried(stub: StubBackend) -> None:
+    stub.inject("worker", Fault(status=200, raw='{"choices": null}'))
+    ctx = fast()
+    text, rows = await call_text(stub_models(stub).worker, MESSAGES, ctx, node="worker")
+    assert text
+    assert rows[0]["error"] is not None and rows[0]["error"].startswith("malformed backend response")
+    assert len(stub.calls) == 2
