@@ -44,6 +44,8 @@ class Backend:
     api_key: str | None = None
     http_client: openai.DefaultAsyncHttpxClient | None = None
     """The models' connections; whoever holds the backend closes it with ``aclose``."""
+    probe_client: httpx.AsyncClient | None = None
+    """For readiness probes (and tokenizing); closed by whoever opened it."""
 
     async def aclose(self) -> None:
         if self.http_client is not None:
@@ -52,12 +54,16 @@ class Backend:
     async def ping(self, timeout_s: float = 3.0) -> bool:
         """True if the backend answers ``GET /models``."""
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        url = f"{self.base_url.rstrip('/')}/models"
         try:
-            async with httpx.AsyncClient(timeout=timeout_s) as client:
-                response = await client.get(f"{self.base_url.rstrip('/')}/models", headers=headers)
+            if self.probe_client is not None:  # long-lived: no new TLS context on the loop per probe
+                status = (await self.probe_client.get(url, headers=headers, timeout=timeout_s)).status_code
+            else:
+                async with httpx.AsyncClient(timeout=timeout_s) as client:
+                    status = (await client.get(url, headers=headers)).status_code
         except httpx.HTTPError:
             return False
-        return response.status_code == 200
+        return status == 200
 
 
 def _is_openai(base_url: str) -> bool:
@@ -195,4 +201,5 @@ async def open_backend(settings: Settings, *, stop: asyncio.Event | None = None)
                 embedded=embedded,
                 api_key=_api_key(settings, embedded),
                 http_client=http_client,
+                probe_client=client,
             )

@@ -46,9 +46,12 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at TEXT NOT NULL);
 """
 
 BUSY_TIMEOUT_MS = 5000
+WAL_CHECKPOINT_PAGES = 16
+WAL_SIZE_LIMIT = 65536
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 2.0
 FAILURE_LOG_EVERY_S = 30.0
@@ -118,7 +121,7 @@ class SQLiteRunStore:
         self._rdb: sqlite3.Connection | None = None
         self._queue = _Queue()
         self._task: asyncio.Task[None] | None = None
-        self._last_failure_log = 0.0
+        self._last_failure_log = -FAILURE_LOG_EVERY_S
 
     async def open(self) -> None:
         """Create the file and schema if needed; raises StorageUnavailable if it cannot."""
@@ -135,6 +138,10 @@ class SQLiteRunStore:
         db = _connect(self.path)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoint the write-ahead log early and keep it short: with SQLite's defaults (4 MB)
+        # the log alone can fill a small DATA_DIR while the database holds a few KB.
+        db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         db.executescript(SCHEMA)
         self._wdb = db
 
@@ -153,7 +160,8 @@ class SQLiteRunStore:
                 db.execute(sql, params)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled back by itself (disk full)
+                db.execute("ROLLBACK")
             raise
 
     def _enqueue(self, statements: list[Statement], *, wait: bool = False) -> asyncio.Future[None] | None:
@@ -181,6 +189,7 @@ class SQLiteRunStore:
                     delay = min(RETRY_MAX_S, delay * 2)
             if not self.healthy:
                 log.warning("the run store accepts writes again")
+                self._last_failure_log = -FAILURE_LOG_EVERY_S
             self.healthy = True
             for write in batch:
                 if write.done is not None and not write.done.done():
@@ -210,6 +219,9 @@ class SQLiteRunStore:
         try:
             await self._on(self._writer, lambda: self._transaction([statement]))
         except sqlite3.Error as exc:
+            self._failed(exc, 0)
+            # Something must write to find out when storage is back: the writer retries this.
+            self._enqueue([("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (_now(),))])
             raise StorageUnavailable(f"cannot store the run: {exc}") from exc
         return RunRecord(run_id, "queued", question, request, now, now, None)
 

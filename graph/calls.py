@@ -36,6 +36,7 @@ class _Failure(Exception):
         retryable: bool,
         retry_after: float | None,
         status: int | None = None,
+        code: str | None = None,
     ):
         super().__init__(message)
         self.kind: ErrorKind = kind
@@ -43,6 +44,7 @@ class _Failure(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
+        self.code = code
 
 
 class MalformedResponse(Exception):
@@ -51,6 +53,9 @@ class MalformedResponse(Exception):
 
 READING_ERRORS = (openai.APIError, ValueError, LookupError, TypeError, AttributeError)
 """What the client libraries raise while reading a response they cannot make sense of."""
+
+TRANSPORT_ERRORS = (openai.APIStatusError, openai.APIConnectionError, httpx.TransportError)
+"""Failures to get a response at all (timeouts included), classified as they are."""
 
 
 def _now() -> str:
@@ -76,8 +81,6 @@ def classify(exc: BaseException) -> _Failure:
         return _Failure("upstream_timeout", "the model backend timed out", True, None)
     if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
         return _Failure("upstream_unavailable", "could not connect to the model backend", True, None)
-    if isinstance(exc, MalformedResponse) and isinstance(exc.__cause__, openai.APIStatusError):
-        exc = exc.__cause__
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         detail = f"the model backend answered HTTP {status}"
@@ -90,7 +93,8 @@ def classify(exc: BaseException) -> _Failure:
         if status in (408, 409) or status >= 500:
             return _Failure("upstream_unavailable", detail, True, _retry_after(exc.response), status)
         code = exc.code if isinstance(exc.code, str) and exc.code.isidentifier() else None
-        return _Failure("upstream_bad_request", detail + (f" ({code})" if code else ""), False, None, status)
+        message = detail + (f" ({code})" if code else "")
+        return _Failure("upstream_bad_request", message, False, None, status, code)
     if isinstance(exc, MalformedResponse):
         cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else str(exc)
         return _Failure("upstream_bad_response", f"malformed backend response ({cause})", True, None)
@@ -127,6 +131,8 @@ async def _invoke(
     if on_delta is None or not spec.stream:
         try:
             result = await spec.chat.ainvoke(messages, **kwargs)
+        except TRANSPORT_ERRORS:
+            raise
         except READING_ERRORS as exc:
             raise MalformedResponse(type(exc).__name__) from exc
         if not isinstance(result, AIMessage):
@@ -139,6 +145,8 @@ async def _invoke(
             chunk = await anext(chunks)
         except StopAsyncIteration:
             break
+        except TRANSPORT_ERRORS:
+            raise
         except READING_ERRORS as exc:
             raise MalformedResponse(type(exc).__name__) from exc
         if not isinstance(chunk, AIMessageChunk):
@@ -202,7 +210,9 @@ async def call_text(
             if failure.kind == "internal_error":
                 raise  # a bug here, not the backend's fault: never retried, never blamed upstream
             if not failure.retryable or retry == ctx.max_attempts - 1:
-                raise ModelCallError(failure.kind, failure.message, node, failure.status) from exc
+                raise ModelCallError(
+                    failure.kind, failure.message, node, failure.status, failure.code
+                ) from exc
             await asyncio.sleep(_backoff(ctx, retry, failure.retry_after))
             continue
         text = message.text
@@ -305,6 +315,15 @@ def parse_json(text: str, model: type[T]) -> T:
         raise ValueError(f"{where}: {first['msg']}") from exc
 
 
+FORMAT_REJECTIONS = frozenset({400, 415, 422, 500, 501})
+"""How servers answer a response_format they do not support (llama-cpp-python: 500)."""
+
+
+def _rejects_format(exc: ModelCallError) -> bool:
+    """Whether this failure may be the backend refusing the structured-output mode."""
+    return exc.status in FORMAT_REJECTIONS and exc.code != "model_not_found"
+
+
 async def _call_adapting(
     spec: ModelSpec,
     messages: list[BaseMessage],
@@ -324,7 +343,7 @@ async def _call_adapting(
             text, _ = await call_text(spec, messages, ctx, node=node, attempt=attempt, response_format=fmt)
             return text
         except ModelCallError as exc:
-            if exc.kind not in ("upstream_bad_request", "upstream_unavailable") or exc.status is None:
+            if not _rejects_format(exc):
                 raise
             fallback = spec.structured.downgrade(spec.name, mode)
             if fallback is None:

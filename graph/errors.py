@@ -18,10 +18,14 @@ ErrorKind = Literal[
 class ModelCallError(Exception):
     """A model call failed for good (after its retries); its attempts are in the run's ledger."""
 
-    def __init__(self, kind: ErrorKind, message: str, node: str, status: int | None = None) -> None:
+    def __init__(
+        self, kind: ErrorKind, message: str, node: str, status: int | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
         self.message = message
         self.node = node
         self.status = status
         """The backend's HTTP status, when it answered with an error."""
+        self.code = code
+        """The backend's error code, when it gave one."""

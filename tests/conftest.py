@@ -16,7 +16,10 @@ from api.local_model import free_port
 from api.serve import KEEP_ALIVE_S
 from api.settings import Settings
 from graph import Models, ModelSpec, TiktokenCounter, openai_chat_model
-from tests.stub_backend import StubBackend, StubOptions
+from tests.stub_backend import ROLES, StubBackend, StubOptions, model_name
+
+ROLE_MODELS = {f"{role}_model": model_name(role) for role in ROLES}
+"""Settings that name each role's stub model (PLANNER_MODEL=stub-planner, ...)."""
 
 
 @pytest.fixture
@@ -31,10 +34,18 @@ def stub_models(
     http_client: openai.DefaultAsyncHttpxClient | None = None,
     **spec: Any,
 ) -> Models:
-    chat = openai_chat_model(
-        model="stub-model", base_url=stub.base_url, api_key=api_key, timeout_s=10, http_client=http_client
+    """One model per role, each named for its role: the stub answers by the model name."""
+
+    def role(name: str) -> ModelSpec:
+        model = model_name(name)
+        chat = openai_chat_model(
+            model=model, base_url=stub.base_url, api_key=api_key, timeout_s=10, http_client=http_client
+        )
+        return ModelSpec(chat=chat, name=model, **spec)
+
+    return Models(
+        planner=role("planner"), worker=role("worker"), critic=role("critic"), synthesizer=role("synthesizer")
     )
-    return Models.same(ModelSpec(chat=chat, name="stub-model", **spec))
 
 
 def stub_backend(stub: StubBackend, api_key: str = "sk-test", **spec: Any) -> Backend:
@@ -88,7 +99,7 @@ def settings(tmp_path: Any) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         llm_base_url="http://unused.invalid/v1",
-        llm_model="stub-model",
+        **ROLE_MODELS,
         data_dir=tmp_path,
         llm_max_attempts=2,
         llm_retry_initial_s=0.01,

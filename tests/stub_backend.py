@@ -1,7 +1,21 @@
 """A scripted OpenAI-compatible chat backend for tests, benchmarks and the hardening suite.
 
-It recognises which agent is calling from the system prompt and answers each with valid
-content: a plan of N sub-questions for the planner, verdicts for the critic, text otherwise.
+The request's ``model`` names the agent that is calling, one model name per role:
+
+    stub-planner       a plan of N sub-questions (JSON)
+    stub-worker        a sub-answer (text)
+    stub-critic        verdicts for the sub-answers it is shown (JSON)
+    stub-synthesizer   the final answer (text)
+
+Any other model name gets HTTP 400 (``model_not_found``, recorded as role "unknown") so that a
+misrouted call fails loudly instead of being answered as some other agent. The prompts are
+never inspected to find the role. To point the service at a stub running on its own
+(``python -m tests.stub_backend``, ``make stub``), set one model per role::
+
+    LLM_BASE_URL=http://127.0.0.1:9000/v1
+    PLANNER_MODEL=stub-planner WORKER_MODEL=stub-worker
+    CRITIC_MODEL=stub-critic SYNTHESIZER_MODEL=stub-synthesizer
+
 Latency, tokens per second, plan width, verdicts and faults are set by options, usage is
 always reported (also on streamed calls when asked), and every call is recorded.
 """
@@ -44,6 +58,9 @@ class Fault:
 
 @dataclass
 class Recorded:
+    """One call as the stub answered it. A streamed call is recorded when its first chunk is
+    sent; ``finished`` is set again when its stream ends."""
+
     role: str
     body: dict[str, Any]
     started: float
@@ -53,15 +70,41 @@ class Recorded:
     status: int
 
 
-def role_of(messages: list[dict[str, Any]]) -> str:
-    system = next((str(m.get("content", "")) for m in messages if m.get("role") == "system"), "")
-    if "planner" in system:
-        return "planner"
-    if "strict reviewer" in system:
-        return "critic"
-    if "final answer" in system:
-        return "synthesizer"
-    return "worker"
+ROLES = ("planner", "worker", "critic", "synthesizer")
+UNKNOWN = "unknown"
+"""The role recorded for a call whose model names no role (it is answered 400)."""
+
+
+def model_name(role: str) -> str:
+    """The model name that makes the stub answer as ``role``."""
+    if role not in ROLES:
+        raise ValueError(f"no such role: {role!r} (roles: {', '.join(ROLES)})")
+    return f"stub-{role}"
+
+
+MODEL_NAMES = {model_name(role): role for role in ROLES}
+
+MODEL_ENV = {f"{role.upper()}_MODEL": model_name(role) for role in ROLES}
+"""The settings (environment variables) that point each of the service's roles at its stub model."""
+
+
+def role_of(body: dict[str, Any]) -> str | None:
+    """The role a request's model names, or None if it names none."""
+    return MODEL_NAMES.get(str(body.get("model")))
+
+
+def unknown_model(model: object) -> dict[str, Any]:
+    names = ", ".join(MODEL_NAMES)
+    return {
+        "error": {
+            "message": (
+                f"the stub backend has no model {model!r}: the model names the calling agent, one of {names}"
+            ),
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_not_found",
+        }
+    }
 
 
 def count_tokens(text: str) -> int:
@@ -112,6 +155,8 @@ class StubBackend:
 
     def inject(self, role: str, *faults: Fault) -> None:
         """Queue faults for the next calls of ``role`` ("any" matches every role)."""
+        if role != "any" and role not in ROLES:
+            raise ValueError(f"no such role: {role!r} (roles: {', '.join(ROLES)}, or 'any')")
         with self._lock:
             self.faults.setdefault(role, deque()).extend(faults)
 
@@ -145,13 +190,18 @@ class StubBackend:
             ]
         return JSONResponse(rows)
 
-    async def _reset(self, request: Request) -> Response:
+    def reset(self) -> None:
+        """Forget the recorded calls (queued faults stay)."""
         with self._lock:
             self.calls.clear()
+
+    async def _reset(self, request: Request) -> Response:
+        self.reset()
         return JSONResponse({"ok": True})
 
     async def _models(self, request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [{"id": "stub", "object": "model"}]})
+        models = [{"id": name, "object": "model", "owned_by": "stub"} for name in MODEL_NAMES]
+        return JSONResponse({"object": "list", "data": models})
 
     def _reply(self, role: str, body: dict[str, Any]) -> str:
         o = self.options
@@ -186,8 +236,11 @@ class StubBackend:
         started = time.perf_counter()
         body = await request.json()
         messages = body.get("messages", [])
-        role = role_of(messages)
         prompt_tokens = sum(count_tokens(str(m.get("content", ""))) + 3 for m in messages)
+        role = role_of(body)
+        if role is None:
+            self._record(UNKNOWN, body, started, 0, 0, 400)
+            return JSONResponse(unknown_model(body.get("model")), status_code=400)
         last = str(messages[-1].get("content", "")) if messages else ""
         fault = self._next_fault(role, last)
         if fault is not None:
@@ -266,6 +319,7 @@ class StubBackend:
             "created": int(time.time()),
             "model": model,
         }
+        record: Recorded | None = None
         for i, word in enumerate(words):
             if delay:
                 await asyncio.sleep(delay / len(words))
@@ -274,12 +328,19 @@ class StubBackend:
                 **base,
                 "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
             }
+            if record is None:
+                # Recorded before the client sees a byte, so a client that drops the stream
+                # (or fails on its first delta) finds the call already counted.
+                record = self._record(
+                    role, body, started, usage["prompt_tokens"], usage["completion_tokens"], 200
+                )
             yield f"data: {json.dumps(chunk)}\n\n"
         end = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         yield f"data: {json.dumps(end)}\n\n"
         if include_usage:
             yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
-        self._record(role, body, started, usage["prompt_tokens"], usage["completion_tokens"], 200)
+        if record is not None:
+            record.finished = time.perf_counter()
         yield "data: [DONE]\n\n"
 
     def _record(
@@ -290,9 +351,11 @@ class StubBackend:
         prompt: int,
         completion: int,
         status: int,
-    ) -> None:
+    ) -> Recorded:
+        record = Recorded(role, body, started, time.perf_counter(), prompt, completion, status)
         with self._lock:
-            self.calls.append(Recorded(role, body, started, time.perf_counter(), prompt, completion, status))
+            self.calls.append(record)
+        return record
 
     def start(self) -> StubBackend:
         self.port = free_port()
@@ -366,6 +429,13 @@ def main() -> None:
             subtasks=args.subtasks,
             answer_tokens=args.answer_tokens,
         )
+    )
+    url = f"http://{args.host}:{args.port}/v1"
+    env = " ".join(f"{name}={model}" for name, model in MODEL_ENV.items())
+    print(  # noqa: T201
+        f"stub backend on {url}; the model names the role: {', '.join(MODEL_NAMES)} (others get 400)\n"
+        f"point the service at it with: LLM_BASE_URL={url} {env}",
+        flush=True,
     )
     uvicorn.run(stub.app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=75)
 

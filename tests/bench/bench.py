@@ -12,6 +12,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,6 +29,7 @@ from openai import AsyncOpenAI
 from api.local_model import free_port
 from graph import Models, ModelSpec, RunContext, TiktokenCounter, build_graph, execute, openai_chat_model
 from tests.bench.reference import reference_run
+from tests.stub_backend import MODEL_ENV, model_name
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -73,21 +75,25 @@ def stub(latency: float) -> Iterator[str]:
 @contextmanager
 def service(backend: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
+    data = tempfile.TemporaryDirectory(prefix="reasoner-bench-")
     settings = {
         "LLM_BASE_URL": f"{backend}/v1",
-        "LLM_MODEL": "stub-model",
+        **MODEL_ENV,
         "LLM_API_KEY": "unused",
         "LOG_LEVEL": "warning",
         "SUBTASKS_LIMIT": "64",
         "MAX_CONCURRENCY": "64",
         "MAX_ACTIVE_RUNS": "64",
         "LLM_STREAM": "false",
-        "DATA_DIR": str(RESULTS / f"data-{port}"),
+        "DATA_DIR": data.name,
         **env,
     }
-    with process(
-        ["-m", "api.cli", "serve", "--port", str(port)], f"http://127.0.0.1:{port}/healthz", settings
-    ) as p:
+    with (
+        data,
+        process(
+            ["-m", "api.cli", "serve", "--port", str(port)], f"http://127.0.0.1:{port}/healthz", settings
+        ) as p,
+    ):
         yield f"http://127.0.0.1:{port}", p
 
 
@@ -126,9 +132,20 @@ def pct(values: list[float], q: float) -> float:
 
 
 def engine(backend: str) -> Any:
-    chat = openai_chat_model(model="stub-model", base_url=f"{backend}/v1", api_key="unused", timeout_s=60)
-    # Not streamed, like the reference: streaming is measured on its own (5).
-    return build_graph(Models.same(ModelSpec(chat=chat, name="stub-model", stream=False)))
+    def spec(role: str) -> ModelSpec:
+        name = model_name(role)
+        chat = openai_chat_model(model=name, base_url=f"{backend}/v1", api_key="unused", timeout_s=60)
+        # Not streamed, like the reference: streaming is measured on its own (5).
+        return ModelSpec(chat=chat, name=name, stream=False)
+
+    return build_graph(
+        Models(
+            planner=spec("planner"),
+            worker=spec("worker"),
+            critic=spec("critic"),
+            synthesizer=spec("synthesizer"),
+        )
+    )
 
 
 async def engine_run(graph: Any, subtasks: int, concurrency: int = 64) -> dict[str, Any]:
@@ -392,13 +409,13 @@ def attribution(report: dict[str, Any]) -> None:
         async def main() -> dict[str, float]:
             raw = AsyncOpenAI(base_url=f"{backend}/v1", api_key="unused", max_retries=0)
             chat = openai_chat_model(
-                model="stub-model", base_url=f"{backend}/v1", api_key="unused", timeout_s=60
+                model=model_name("worker"), base_url=f"{backend}/v1", api_key="unused", timeout_s=60
             )
             lc = [SystemMessage(messages[0]["content"]), HumanMessage(messages[1]["content"])]
 
             async def sdk() -> None:
                 await raw.chat.completions.create(
-                    model="stub-model",
+                    model=model_name("worker"),
                     messages=messages,  # type: ignore[arg-type]
                     max_tokens=64,
                 )

@@ -29,13 +29,14 @@ from graph.prompts import (
     WORKER_USER,
 )
 from graph.schemas import critique_schema, plan_schema
+from tests.stub_backend import model_name
 
 MAX_TOKENS = 512
 
 
-async def _ask(client: AsyncOpenAI, system: str, user: str, **extra: Any) -> tuple[str, int]:
+async def _ask(client: AsyncOpenAI, role: str, system: str, user: str, **extra: Any) -> tuple[str, int]:
     response = await client.chat.completions.create(
-        model="stub-model",
+        model=model_name(role),
         messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
         max_tokens=MAX_TOKENS,
         **extra,
@@ -48,6 +49,7 @@ async def reference_run(client: AsyncOpenAI, question: str, subtasks: int) -> di
     plan_format = {"type": "json_schema", "json_schema": {"name": "plan", "schema": plan_schema(subtasks)}}
     text, total = await _ask(
         client,
+        "planner",
         PLANNER_SYSTEM.format(max_subtasks=subtasks),
         PLANNER_USER.format(question=question),
         response_format=plan_format,
@@ -58,7 +60,7 @@ async def reference_run(client: AsyncOpenAI, question: str, subtasks: int) -> di
         subquestions = [question]
     answers = await asyncio.gather(
         *[
-            _ask(client, WORKER_SYSTEM, WORKER_USER.format(question=question, subquestion=q))
+            _ask(client, "worker", WORKER_SYSTEM, WORKER_USER.format(question=question, subquestion=q))
             for q in subquestions
         ]
     )
@@ -71,13 +73,17 @@ async def reference_run(client: AsyncOpenAI, question: str, subtasks: int) -> di
     critic_format = {"type": "json_schema", "json_schema": {"name": "critic", "schema": critique_schema(ids)}}
     _, tokens = await _ask(
         client,
+        "critic",
         CRITIC_SYSTEM,
         CRITIC_USER.format(question=question, subanswers=blocks),
         response_format=critic_format,
     )
     total += tokens
     answer, tokens = await _ask(
-        client, SYNTHESIZER_SYSTEM, SYNTHESIZER_USER.format(question=question, subanswers=blocks, missing="")
+        client,
+        "synthesizer",
+        SYNTHESIZER_SYSTEM,
+        SYNTHESIZER_USER.format(question=question, subanswers=blocks, missing=""),
     )
     return {"answer": answer, "total_tokens": total + tokens}
 

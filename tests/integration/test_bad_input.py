@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.settings import Settings
-from tests.conftest import Service, stub_backend
+from tests.conftest import ROLE_MODELS, Service, stub_backend
 from tests.stub_backend import StubBackend, StubOptions
 
 JSON = {"content-type": "application/json"}
@@ -98,7 +98,7 @@ def fuzz_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
             llm_base_url="http://unused.invalid/v1",
-            llm_model="stub-model",
+            **ROLE_MODELS,
             data_dir=tmp_path_factory.mktemp("fuzz"),
             max_revisions=0,
             max_body_bytes=65536,

@@ -6,13 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.stub_backend import StubBackend
+from tests.stub_backend import MODEL_ENV, StubBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def reasoner(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "OPENAI_"))}
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "OPENAI_")) and k not in MODEL_ENV
+    }
     return subprocess.run(
         [sys.executable, "-m", "api.cli", *args],
         env={**clean, **env},
@@ -24,7 +26,7 @@ def reasoner(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 
 def test_ask_json_prints_the_result_object(stub: StubBackend, tmp_path: Path) -> None:
-    env = {"LLM_BASE_URL": stub.base_url, "LLM_MODEL": "stub-model", "DATA_DIR": str(tmp_path)}
+    env = {"LLM_BASE_URL": stub.base_url, **MODEL_ENV, "DATA_DIR": str(tmp_path)}
     done = reasoner("ask", "Why is the sky blue?", "--json", env=env)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -33,7 +35,7 @@ def test_ask_json_prints_the_result_object(stub: StubBackend, tmp_path: Path) ->
 
 
 def test_ask_shows_steps_and_the_token_table(stub: StubBackend, tmp_path: Path) -> None:
-    env = {"LLM_BASE_URL": stub.base_url, "LLM_MODEL": "stub-model", "DATA_DIR": str(tmp_path)}
+    env = {"LLM_BASE_URL": stub.base_url, **MODEL_ENV, "DATA_DIR": str(tmp_path)}
     done = reasoner("ask", "Why is the sky blue?", env=env)
     assert done.returncode == 0, done.stderr
     out = done.stdout

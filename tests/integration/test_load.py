@@ -3,6 +3,7 @@ consistent ledgers, and memory back to its level after the burst."""
 
 import asyncio
 import gc
+import re
 import statistics
 import time
 from datetime import datetime
@@ -15,6 +16,7 @@ from tests.conftest import REPORT, Service, stub_backend
 from tests.stub_backend import StubBackend
 
 RUNS = 200
+QUESTION = re.compile(r"Question number \d+\?")
 
 
 def rss_mb() -> float:
@@ -50,6 +52,17 @@ async def burst(url: str) -> tuple[list[str], float]:
         return run_ids, time.perf_counter() - t0
 
 
+def billed_per_run_and_node(stub: StubBackend) -> dict[tuple[str, str], int]:
+    """What the stub billed, by question (each run's is unique and in every prompt) and role."""
+    billed: dict[tuple[str, str], int] = {}
+    for call in stub.calls:
+        found = QUESTION.search(str(call.body["messages"][-1]["content"]))
+        assert found is not None, call.body["messages"][-1]
+        key = (found.group(), call.role)
+        billed[key] = billed.get(key, 0) + call.prompt_tokens + call.completion_tokens
+    return billed
+
+
 def seconds(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
@@ -58,6 +71,7 @@ def test_a_burst_of_200_runs(stub: StubBackend, settings: Settings) -> None:
     stub.options.subtasks = 3
     with Service(settings, stub_backend(stub)) as service:
         asyncio.run(burst(service.url))  # warm-up: allocator, caches, connections
+        stub.reset()
         gc.collect()
         before = rss_mb()
         run_ids, wall = asyncio.run(burst(service.url))
@@ -68,16 +82,16 @@ def test_a_burst_of_200_runs(stub: StubBackend, settings: Settings) -> None:
             listed = http.get("/v1/runs", params={"limit": 100}).json()
     assert len(set(run_ids)) == RUNS
     assert [r["status"] for r in results] == ["completed"] * RUNS
+    billed = billed_per_run_and_node(stub)
+    assert sum(billed.values()) == sum(view["result"]["usage"]["total_tokens"] for view in results)
     for view in results:
         result = view["result"]
         usage = result["usage"]
         assert usage["total_tokens"] == sum(
             c["prompt_tokens"] + c["completion_tokens"] for c in result["calls"]
         )
-        assert (
-            usage["input_tokens"] + usage["output_tokens"] + usage["reasoning_tokens"]
-            == usage["total_tokens"]
-        )
+        for node, row in result["by_node"].items():
+            assert row["total_tokens"] == billed.get((result["question"], node), 0), (view["run_id"], node)
         succeeded = sorted(c["node"] for c in result["calls"] if c["error"] is None)
         assert succeeded == ["critic", "planner", "synthesizer", "worker", "worker", "worker"]
     assert listed["has_more"] is True

@@ -7,6 +7,7 @@ from langchain_openai import ChatOpenAI
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 from pydantic import SecretStr
 
+from graph.tokens import estimate
 from tests.conftest import Service
 from tests.stub_backend import Fault, StubBackend
 
@@ -30,11 +31,13 @@ def test_non_streamed_completion_with_reasoning_usage(sdk: openai.OpenAI, stub: 
     assert usage is not None and usage.completion_tokens_details is not None
     assert usage.completion_tokens_details.reasoning_tokens is not None
     assert usage.completion_tokens_details.reasoning_tokens > 0
-    assert usage.prompt_tokens + usage.completion_tokens == usage.total_tokens
     assert usage.total_tokens == sum(c.prompt_tokens + c.completion_tokens for c in stub.calls)
+    assert usage.prompt_tokens == estimate("Why is the sky blue?"), "the question alone"
+    answer = usage.completion_tokens - usage.completion_tokens_details.reasoning_tokens
+    assert answer == stub.calls_of("synthesizer")[0].completion_tokens
 
 
-def test_streamed_completion_with_usage(sdk: openai.OpenAI) -> None:
+def test_streamed_completion_with_usage(sdk: openai.OpenAI, stub: StubBackend) -> None:
     stream = sdk.chat.completions.create(
         model="reasoner",
         messages=[{"role": "user", "content": "Why is the sky blue?"}],
@@ -48,7 +51,9 @@ def test_streamed_completion_with_usage(sdk: openai.OpenAI) -> None:
     usage = chunks[-1].usage
     assert usage is not None and usage.completion_tokens_details is not None
     assert usage.completion_tokens_details.reasoning_tokens
-    assert usage.prompt_tokens + usage.completion_tokens == usage.total_tokens
+    assert usage.total_tokens == sum(c.prompt_tokens + c.completion_tokens for c in stub.calls)
+    answer = usage.completion_tokens - usage.completion_tokens_details.reasoning_tokens
+    assert answer == stub.calls_of("synthesizer")[0].completion_tokens
 
 
 def test_streamed_without_usage_sends_none(sdk: openai.OpenAI) -> None:
@@ -57,6 +62,7 @@ def test_streamed_without_usage_sends_none(sdk: openai.OpenAI) -> None:
             model="reasoner", messages=[{"role": "user", "content": "Q?"}], stream=True
         )
     )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "The final answer is 42."
     assert all(c.usage is None for c in chunks)
 
 
@@ -84,7 +90,7 @@ def test_earlier_messages_are_context(sdk: openai.OpenAI, stub: StubBackend) -> 
     assert planner_prompt.rstrip().endswith("Question: What is my cat called?\n</question>".rstrip())
 
 
-def test_langchain_chat_openai_as_a_client(service: Service) -> None:
+def test_langchain_chat_openai_as_a_client(service: Service, stub: StubBackend) -> None:
     chat = ChatOpenAI(
         model="reasoner", base_url=f"{service.url}/v1", api_key=SecretStr("unused"), max_retries=0
     )
@@ -92,11 +98,15 @@ def test_langchain_chat_openai_as_a_client(service: Service) -> None:
     assert message.text == "The final answer is 42."
     assert message.usage_metadata is not None
     assert message.usage_metadata["output_token_details"].get("reasoning", 0) > 0
+    first_run = sum(c.prompt_tokens + c.completion_tokens for c in stub.calls)
+    assert message.usage_metadata["total_tokens"] == first_run
     streamed = chat.model_copy(update={"stream_usage": True})
     pieces = list(streamed.stream("Why is the sky blue?"))
     assert "".join(p.text for p in pieces) == "The final answer is 42."
     total = sum((p for p in pieces[1:]), pieces[0])
-    assert total.usage_metadata is not None and total.usage_metadata["total_tokens"] > 0
+    assert total.usage_metadata is not None
+    both_runs = sum(c.prompt_tokens + c.completion_tokens for c in stub.calls)
+    assert total.usage_metadata["total_tokens"] == both_runs - first_run > 0
 
 
 def test_errors_in_openai_shape(sdk: openai.OpenAI, client: httpx.Client, stub: StubBackend) -> None:

@@ -2,6 +2,8 @@
 
 import httpx
 
+from graph.ledger import NODES
+from graph.tokens import estimate
 from tests.stub_backend import Fault, StubBackend
 
 
@@ -23,9 +25,15 @@ def test_reason_returns_the_result_object(client: httpx.Client, stub: StubBacken
     assert result["question"] == "Why is the sky blue?"
     assert result["answer"] == "The final answer is 42."
     usage = result["usage"]
-    assert usage["input_tokens"] + usage["output_tokens"] + usage["reasoning_tokens"] == usage["total_tokens"]
     assert len(result["calls"]) == len(stub.calls)
     assert usage["total_tokens"] == sum(c.prompt_tokens + c.completion_tokens for c in stub.calls)
+    for node in NODES:
+        billed = sum(c.prompt_tokens + c.completion_tokens for c in stub.calls_of(node))
+        assert result["by_node"][node]["calls"] == len(stub.calls_of(node)), node
+        assert result["by_node"][node]["total_tokens"] == billed, node
+    (synth,) = stub.calls_of("synthesizer")
+    assert usage["output_tokens"] == synth.completion_tokens
+    assert usage["input_tokens"] == estimate("Why is the sky blue?")
 
 
 def test_request_fields_shape_the_run(client: httpx.Client, stub: StubBackend) -> None:

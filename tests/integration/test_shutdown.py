@@ -16,7 +16,7 @@ import pytest
 from api.local_model import free_port
 from tests.conftest import Service
 from tests.sse import frames
-from tests.stub_backend import StubBackend
+from tests.stub_backend import MODEL_ENV, StubBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,9 +27,13 @@ class Served:
     def __init__(self, stub: StubBackend, data_dir: Path, grace_s: float) -> None:
         self.port = free_port()
         env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "OPENAI_"))},
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("LLM_", "OPENAI_")) and k not in MODEL_ENV
+            },
             "LLM_BASE_URL": stub.base_url,
-            "LLM_MODEL": "stub-model",
+            **MODEL_ENV,
             "DATA_DIR": str(data_dir),
             "SHUTDOWN_GRACE_S": str(grace_s),
             "LOG_LEVEL": "warning",

@@ -56,16 +56,26 @@ async def test_then_prompt_only_json(stub: StubBackend) -> None:
     assert len(fallbacks) == 2 and mode.current == "none"
 
 
+UNKNOWN_MODEL = {
+    "error": {"message": "no such model", "type": "invalid_request_error", "code": "model_not_found"}
+}
+
+
 @pytest.mark.parametrize(
-    ("mode", "status"),
-    [(StructuredMode("json_schema"), 500), (StructuredMode("json_schema", adaptive=True), 401)],
-    ids=["set-explicitly", "auth-error"],
+    ("mode", "fault"),
+    [
+        (StructuredMode("json_schema"), Fault(status=500)),
+        (StructuredMode("json_schema", adaptive=True), Fault(status=401)),
+        (StructuredMode("json_schema", adaptive=True), Fault(status=404)),
+        (StructuredMode("json_schema", adaptive=True), Fault(status=400, body=UNKNOWN_MODEL)),
+    ],
+    ids=["set-explicitly", "auth-error", "not-found", "unknown-model"],
 )
-async def test_no_downgrade_when_set_explicitly_or_for_auth(
-    stub: StubBackend, mode: StructuredMode, status: int
+async def test_no_downgrade_when_set_explicitly_or_for_other_errors(
+    stub: StubBackend, mode: StructuredMode, fault: Fault
 ) -> None:
     spec = stub_models(stub, structured=mode).planner
-    stub.inject("planner", Fault(status=status), Fault(status=status))
+    stub.inject("planner", fault, fault)
     fallbacks: list[Fallback] = []
     with pytest.raises(ModelCallError):
         await call_structured(
