@@ -34,3 +34,9 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
     copied = " ".join(line for line in lines if line.startswith("COPY "))
     for needed in ("pyproject.toml", "requirements.lock", "graph", "api"):
         assert needed in copied
+
+
+def test_compose_raises_the_open_files_limit() -> None:
+    api = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["api"]
+    nofile = api["ulimits"]["nofile"]
+    assert nofile["soft"] >= 65536 and nofile["hard"] >= nofile["soft"]
