@@ -62,6 +62,7 @@ def admit(
     return RunContext(
         max_subtasks=shape.subtasks,
         max_revisions=shape.revisions,
+        max_concurrency=settings.max_concurrency,
         max_output_tokens=shape.output_tokens,
         timeout_s=settings.llm_timeout_s,
         max_attempts=settings.llm_max_attempts,

@@ -22,12 +22,14 @@ from graph import Result
 from graph.events import (
     CRITIQUE,
     PLAN,
+    PLAN_TASK,
     STAGE,
     TASK_COMPLETED,
     TASK_FAILED,
     TASK_STARTED,
     CritiqueMade,
     PlanMade,
+    PlanTask,
     StageStarted,
     TaskCompleted,
     TaskFailed,
@@ -46,14 +48,16 @@ def _show(event: Event) -> None:
         stage = cast(StageStarted, event.data)
         if stage["stage"] in ("reviewing", "writing"):
             print(f"{stage['stage']}…")
+    elif event.event == PLAN_TASK:
+        task = cast(PlanTask, event.data)["task"]
+        after = f" (after {', '.join(task['depends_on'])})" if task["depends_on"] else ""
+        print(f"plan {task['id']}{after}: {_short(task['question'])}")
     elif event.event == PLAN:
-        plan = cast(PlanMade, event.data)
-        print(f"plan: {len(plan['subtasks'])} sub-question(s)")
-        for task in plan["subtasks"]:
-            print(f"  {task['id']}: {_short(task['question'])}")
+        print(f"plan complete: {len(cast(PlanMade, event.data)['subtasks'])} sub-question(s)")
     elif event.event == TASK_STARTED:
         started = cast(TaskStarted, event.data)
-        print(f"  worker {started['task_id']} (attempt {started['attempt']}) started")
+        given = f", given {', '.join(started['inputs'])}" if started["inputs"] else ""
+        print(f"  worker {started['task_id']} (attempt {started['attempt']}{given}) started")
     elif event.event == TASK_COMPLETED:
         done = cast(TaskCompleted, event.data)
         tokens = done["usage"]["total_tokens"]

@@ -134,7 +134,6 @@ class Runner:
                     run_id=live.run_id,
                     question_count=count,
                     emit=emit,
-                    max_concurrency=self.settings.max_concurrency,
                 )
         except asyncio.CancelledError:
             # Stopped while queued (a started graph returns its own "cancelled" result).

@@ -1,4 +1,5 @@
-"""Assembles the state machine: planner → workers (fan-out) → critic ⇄ workers → synthesizer."""
+"""Assembles the state machine: planner (which dispatches the workers) → critic ⇄ reviser →
+synthesizer."""
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -6,7 +7,7 @@ from langgraph.graph.state import CompiledStateGraph
 from graph.context import RunContext
 from graph.models import Models
 from graph.nodes import Nodes
-from graph.routing import after_critic, fan_out
+from graph.routing import after_critic
 from graph.state import InputState, OutputState, State
 
 Graph = CompiledStateGraph[State, RunContext, InputState, OutputState]
@@ -21,12 +22,12 @@ def build_graph(models: Models) -> Graph:
     nodes = Nodes(models)
     builder = StateGraph(State, context_schema=RunContext, input_schema=InputState, output_schema=OutputState)
     builder.add_node("planner", nodes.planner)
-    builder.add_node("worker", nodes.worker)
     builder.add_node("critic", nodes.critic)
+    builder.add_node("reviser", nodes.reviser)
     builder.add_node("synthesizer", nodes.synthesizer)
     builder.add_edge(START, "planner")
-    builder.add_conditional_edges("planner", fan_out, ["worker"])
-    builder.add_edge("worker", "critic")
-    builder.add_conditional_edges("critic", after_critic, ["worker", "synthesizer"])
+    builder.add_edge("planner", "critic")
+    builder.add_conditional_edges("critic", after_critic)
+    builder.add_edge("reviser", "critic")
     builder.add_edge("synthesizer", END)
     return builder.compile(name="reasoner")

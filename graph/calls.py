@@ -333,6 +333,7 @@ async def _call_adapting(
     *,
     node: NodeName,
     attempt: int,
+    on_delta: Callable[[str], None] | None = None,
 ) -> str:
     """One structured call; if the backend answers it with an HTTP error (not auth, not rate
     limiting), try the next structured-output mode (the model's mode is adaptive)."""
@@ -340,7 +341,9 @@ async def _call_adapting(
         mode = spec.structured.current
         fmt = response_format(mode, node, schema)
         try:
-            text, _ = await call_text(spec, messages, ctx, node=node, attempt=attempt, response_format=fmt)
+            text, _ = await call_text(
+                spec, messages, ctx, node=node, attempt=attempt, response_format=fmt, on_delta=on_delta
+            )
             return text
         except ModelCallError as exc:
             if not _rejects_format(exc):
@@ -362,24 +365,32 @@ async def call_structured(
     node: NodeName,
     fallbacks: list[Fallback],
     attempt: int = 1,
+    on_delta: Callable[[str], None] | None = None,
+    repair: Callable[[], bool] = lambda: True,
 ) -> tuple[T | None, str | None]:
     """Ask for JSON following ``schema``; one repair attempt if the reply does not validate.
 
     Returns the parsed object (or None) and, when parsing failed, why. A structured-output
     mode the backend rejected is added to ``fallbacks`` (even if the call then fails); the
-    calls are in the run's ledger.
+    calls are in the run's ledger. ``on_delta`` streams the first reply where the model streams
+    (the repair is not streamed); ``repair`` says whether a reply that does not validate is
+    still worth a repair call.
     """
-    text = await _call_adapting(spec, messages, ctx, schema, fallbacks, node=node, attempt=attempt)
+    text = await _call_adapting(
+        spec, messages, ctx, schema, fallbacks, node=node, attempt=attempt, on_delta=on_delta
+    )
     try:
         return parse_json(text, model), None
     except ValueError as exc:
         error = str(exc)
-    repair = [
+    if not repair():
+        return None, error
+    retry = [
         *messages,
         AIMessage(content=text),
         HumanMessage(content=REPAIR_USER.format(error=error, schema=json.dumps(schema))),
     ]
-    text = await _call_adapting(spec, repair, ctx, schema, fallbacks, node=node, attempt=attempt)
+    text = await _call_adapting(spec, retry, ctx, schema, fallbacks, node=node, attempt=attempt)
     try:
         return parse_json(text, model), None
     except ValueError as exc:

@@ -18,6 +18,10 @@ class RunContext:
 
     max_subtasks: int = 4
     max_revisions: int = 1
+    max_concurrency: int = 8
+    """Worker calls in flight at once within the run."""
+    plan_edges: bool = True
+    """Keep the plan's dependencies; False runs every task on its own (a flat plan, for evaluation)."""
     max_output_tokens: int = 512
     timeout_s: float = 60.0
     max_attempts: int = 3

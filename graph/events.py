@@ -15,6 +15,7 @@ from graph.state import SubTask, VerdictRecord
 
 RUN_STARTED: Final = "run.started"
 STAGE: Final = "stage"
+PLAN_TASK: Final = "plan.task"
 PLAN: Final = "plan"
 TASK_STARTED: Final = "task.started"
 TASK_COMPLETED: Final = "task.completed"
@@ -30,6 +31,7 @@ RUN_INTERRUPTED: Final = "run.interrupted"
 EventName = Literal[
     "run.started",
     "stage",
+    "plan.task",
     "plan",
     "task.started",
     "task.completed",
@@ -71,13 +73,24 @@ class StageStarted(TypedDict):
     round: int | None
 
 
+class PlanTask(TypedDict):
+    """One task of the plan, the moment the planner has written it (before the plan is done)."""
+
+    task: SubTask
+
+
 class PlanMade(TypedDict):
+    """The whole plan, once it is complete and checked."""
+
     subtasks: list[SubTask]
 
 
 class TaskStarted(TypedDict):
+    """A worker starts; ``inputs`` are the tasks whose answers it was given."""
+
     task_id: str
     attempt: int
+    inputs: list[str]
 
 
 class TaskTokens(TypedDict):
@@ -127,6 +140,7 @@ class RunEnded(TypedDict):
 EventData = (
     RunStarted
     | StageStarted
+    | PlanTask
     | PlanMade
     | TaskStarted
     | TaskCompleted
@@ -140,6 +154,7 @@ EventData = (
 EVENT_DATA: Final[dict[EventName, type[EventData]]] = {
     RUN_STARTED: RunStarted,
     STAGE: StageStarted,
+    PLAN_TASK: PlanTask,
     PLAN: PlanMade,
     TASK_STARTED: TaskStarted,
     TASK_COMPLETED: TaskCompleted,

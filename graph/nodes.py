@@ -1,7 +1,10 @@
-"""The four agents. Each node reads the state, calls its model through ``graph.calls`` (which
-records every attempt in the run's ledger) and returns only what it changed. Progress goes out
-through the stream writer."""
+"""The agents. Each node reads the state, calls its model through ``graph.calls`` (which
+records every attempt in the run's ledger), applies a pure decision (``graph.plan``,
+``graph.scheduling``) and returns only what it changed. Progress goes out through the stream
+writer. Workers are run by a ``Dispatcher`` inside the planner and reviser nodes, each the
+moment its dependencies have answers."""
 
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -10,11 +13,13 @@ from langgraph.runtime import Runtime
 from graph.budget import synthesis_cost
 from graph.calls import call_structured, call_text
 from graph.context import RunContext
+from graph.dispatch import Dispatcher
 from graph.errors import ErrorKind, ModelCallError
 from graph.events import (
     ANSWER_DELTA,
     CRITIQUE,
     PLAN,
+    PLAN_TASK,
     STAGE,
     TASK_COMPLETED,
     TASK_FAILED,
@@ -22,6 +27,7 @@ from graph.events import (
     AnswerDelta,
     CritiqueMade,
     PlanMade,
+    PlanTask,
     ProgressEvent,
     Stage,
     StageStarted,
@@ -32,10 +38,13 @@ from graph.events import (
 )
 from graph.ledger import CallRecord
 from graph.models import Models
+from graph.plan import PlanBuilder, PlanScanner
 from graph.prompts import (
     CRITIC_SYSTEM,
     CRITIC_USER,
     DEFAULT_FEEDBACK,
+    DEPENDENCY_BLOCK,
+    DEPENDS_ON_ATTRIBUTE,
     MISSING_BLOCK,
     PLANNER_SYSTEM,
     PLANNER_USER,
@@ -48,17 +57,9 @@ from graph.prompts import (
     WORKER_USER,
     quote,
 )
+from graph.scheduling import dependents
 from graph.schemas import Critique, Plan, critique_schema, plan_schema
-from graph.state import (
-    Fallback,
-    InputState,
-    Revision,
-    State,
-    SubAnswer,
-    SubTask,
-    VerdictRecord,
-    WorkerInput,
-)
+from graph.state import Fallback, InputState, Revision, State, SubAnswer, SubTask, VerdictRecord
 from graph.tokens import estimate
 
 LIMITS: dict[ErrorKind, str] = {
@@ -66,6 +67,8 @@ LIMITS: dict[ErrorKind, str] = {
     "deadline_exceeded": "the run's deadline passed",
 }
 """Failures that come from the run's own limits, not from the backend."""
+
+Emit = Callable[[ProgressEvent], None]
 
 
 def _tokens(rows: list[CallRecord]) -> TaskTokens:
@@ -78,12 +81,38 @@ def _stage(stage: Stage, round_: int | None = None) -> ProgressEvent:
     return ProgressEvent(event=STAGE, data=StageStarted(stage=stage, round=round_))
 
 
-def _subanswer_blocks(answers: list[SubAnswer]) -> str:
+def _subanswer_blocks(answers: list[SubAnswer], plan: list[SubTask]) -> str:
+    needs = {t["id"]: t["depends_on"] for t in plan}
     return "\n".join(
         SUBANSWER_BLOCK.format(
-            task_id=a["task_id"], subquestion=quote(a["question"]), answer=quote(a["answer"])
+            task_id=a["task_id"],
+            depends_on=DEPENDS_ON_ATTRIBUTE.format(task_ids=",".join(needs[a["task_id"]]))
+            if needs.get(a["task_id"])
+            else "",
+            subquestion=quote(a["question"]),
+            answer=quote(a["answer"]),
         )
         for a in answers
+    )
+
+
+def _dependency_blocks(inputs: list[SubAnswer]) -> str:
+    return "".join(
+        DEPENDENCY_BLOCK.format(
+            task_id=a["task_id"], subquestion=quote(a["question"]), answer=quote(a["answer"])
+        )
+        for a in inputs
+    )
+
+
+def _blocked(task: SubTask, dependency: str) -> SubAnswer:
+    return SubAnswer(
+        task_id=task["id"],
+        question=task["question"],
+        answer="",
+        status="failed",
+        attempts=0,
+        error=f"dependency {dependency} failed",
     )
 
 
@@ -93,10 +122,81 @@ class Nodes:
     def __init__(self, models: Models) -> None:
         self.models = models
 
+    async def _answer(
+        self,
+        ctx: RunContext,
+        emit: Emit,
+        question: str,
+        task: SubTask,
+        inputs: list[SubAnswer],
+        *,
+        attempt: int = 1,
+        revision: Revision | None = None,
+        previous: SubAnswer | None = None,
+    ) -> SubAnswer:
+        """One worker call: the sub-question with the answers it depends on (and, for a
+        revision, the previous answer and the critic's feedback)."""
+        task_id = task["id"]
+        emit(
+            ProgressEvent(
+                event=TASK_STARTED,
+                data=TaskStarted(task_id=task_id, attempt=attempt, inputs=[a["task_id"] for a in inputs]),
+            )
+        )
+        common = {
+            "question": quote(question),
+            "dependencies": _dependency_blocks(inputs),
+            "subquestion": quote(task["question"]),
+        }
+        if revision is None or previous is None:
+            user = WORKER_USER.format(**common)
+        else:
+            user = WORKER_REVISION_USER.format(
+                **common, previous_answer=quote(previous["answer"]), feedback=quote(revision["feedback"])
+            )
+        messages: list[BaseMessage] = [SystemMessage(WORKER_SYSTEM), HumanMessage(user)]
+        try:
+            text, rows = await call_text(
+                self.models.worker, messages, ctx, node="worker", task_id=task_id, attempt=attempt
+            )
+        except ModelCallError as exc:
+            emit(
+                ProgressEvent(
+                    event=TASK_FAILED, data=TaskFailed(task_id=task_id, attempt=attempt, error=exc.message)
+                )
+            )
+            kept = (
+                previous
+                if revision is not None and previous is not None and previous["status"] == "ok"
+                else None
+            )
+            return SubAnswer(
+                task_id=task_id,
+                question=task["question"],
+                answer=kept["answer"] if kept else "",
+                status="ok" if kept else "failed",
+                attempts=attempt,
+                error=f"{exc.kind}: {exc.message}",
+            )
+        answer = text.strip()
+        completed = TaskCompleted(task_id=task_id, attempt=attempt, answer=answer, usage=_tokens(rows))
+        emit(ProgressEvent(event=TASK_COMPLETED, data=completed))
+        return SubAnswer(
+            task_id=task_id,
+            question=task["question"],
+            answer=answer,
+            status="ok",
+            attempts=attempt,
+            error=None,
+        )
+
     async def planner(self, state: InputState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        """Plan, and answer each task the moment its dependencies have answers: while the plan
+        is still streaming where the planner's model streams."""
         ctx = runtime.context
+        emit = runtime.stream_writer
         question = state["question"]
-        runtime.stream_writer(_stage("planning"))
+        emit(_stage("planning"))
         messages: list[BaseMessage] = [
             SystemMessage(PLANNER_SYSTEM.format(max_subtasks=ctx.max_subtasks)),
             HumanMessage(PLANNER_USER.format(question=quote(question))),
@@ -104,96 +204,129 @@ class Nodes:
         question_tokens = estimate(question)
         budget = ctx.budget
         budget.synthesis_reserve = synthesis_cost(ctx.max_subtasks, ctx.max_output_tokens, question_tokens)
+        builder = PlanBuilder(ctx.max_subtasks, edges=ctx.plan_edges)
+        scanner = PlanScanner()
+        written: list[str] = []
+
+        async def run(task: SubTask, inputs: list[SubAnswer]) -> SubAnswer:
+            return await self._answer(ctx, emit, question, task, inputs)
+
+        dispatcher = Dispatcher(run, _blocked, limit=ctx.max_concurrency)
+
+        def take(raw: Any) -> None:
+            task = builder.add(raw)
+            if task is not None:
+                emit(ProgressEvent(event=PLAN_TASK, data=PlanTask(task=task)))
+                dispatcher.add(task)
+
+        def on_delta(piece: str) -> None:
+            written.append(piece)
+            for raw in scanner.feed("".join(written)):
+                take(raw)
+
         fallbacks: list[Fallback] = []
         try:
-            plan, error = await call_structured(
-                self.models.planner,
-                messages,
-                ctx,
-                Plan,
-                plan_schema(ctx.max_subtasks),
-                node="planner",
-                fallbacks=fallbacks,
-            )
-        except ModelCallError as exc:
-            if exc.kind not in LIMITS:
-                raise
-            plan, error = None, f"{exc.kind}: {exc.message}"
-        if plan is None:
-            questions = [question]
-            fallbacks.append(
-                Fallback(
+            try:
+                plan, error = await call_structured(
+                    self.models.planner,
+                    messages,
+                    ctx,
+                    Plan,
+                    plan_schema(ctx.max_subtasks),
                     node="planner",
-                    kind="single_subquestion",
-                    detail=f"no usable plan ({error}); the whole question is the only sub-question",
+                    fallbacks=fallbacks,
+                    on_delta=on_delta,
+                    repair=lambda: builder.seen == 0,
                 )
-            )
-        else:
-            questions = plan.subquestions[: ctx.max_subtasks]
-        subtasks = [SubTask(id=f"t{i}", question=q) for i, q in enumerate(questions, start=1)]
-        budget.synthesis_reserve = synthesis_cost(len(subtasks), ctx.max_output_tokens, question_tokens)
-        runtime.stream_writer(ProgressEvent(event=PLAN, data=PlanMade(subtasks=subtasks)))
-        runtime.stream_writer(_stage("answering"))
+            except ModelCallError as exc:
+                if exc.kind not in LIMITS:
+                    raise
+                plan, error = None, f"{exc.kind}: {exc.message}"
+            streamed = builder.tasks[:]
+            if plan is not None:
+                for raw in plan.raw_tasks()[builder.seen :]:
+                    take(raw)
+            elif streamed:
+                fallbacks.append(
+                    Fallback(
+                        node="planner",
+                        kind="incomplete_plan",
+                        detail=f"the plan did not validate in the end ({error}); "
+                        f"the {len(streamed)} task(s) read while it streamed are kept",
+                    )
+                )
+            fallbacks.extend(builder.fallbacks)
+            if not builder.tasks:
+                task = builder.whole_question(question)
+                emit(ProgressEvent(event=PLAN_TASK, data=PlanTask(task=task)))
+                dispatcher.add(task)
+                fallbacks.append(
+                    Fallback(
+                        node="planner",
+                        kind="single_subquestion",
+                        detail=f"no usable plan ({error or 'no task was a question'}); "
+                        "the whole question is the only sub-question",
+                    )
+                )
+            subtasks = builder.tasks
+            budget.synthesis_reserve = synthesis_cost(len(subtasks), ctx.max_output_tokens, question_tokens)
+            emit(ProgressEvent(event=PLAN, data=PlanMade(subtasks=subtasks)))
+            emit(_stage("answering"))
+            dispatcher.close()
+            answers = await dispatcher.wait()
+        finally:
+            await dispatcher.cancel()
         return {
             "plan": subtasks,
+            "subanswers": answers,
             "fallbacks": fallbacks,
             "revisions": 0,
             "pending": [],
         }
 
-    async def worker(self, state: WorkerInput, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    async def reviser(self, state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        """Re-answer what the critic sent back, with its feedback, and every task that depends
+        on those answers, with the new answers."""
         ctx = runtime.context
-        task, attempt = state["task"], state["attempt"]
         emit = runtime.stream_writer
-        emit(ProgressEvent(event=TASK_STARTED, data=TaskStarted(task_id=task["id"], attempt=attempt)))
-        if state["feedback"] is None:
-            user = WORKER_USER.format(question=quote(state["question"]), subquestion=quote(task["question"]))
-        else:
-            user = WORKER_REVISION_USER.format(
-                question=quote(state["question"]),
-                subquestion=quote(task["question"]),
-                previous_answer=quote(state["previous_answer"] or ""),
-                feedback=quote(state["feedback"]),
+        plan = state["plan"]
+        revisions = {r["task_id"]: r for r in state["pending"]}
+        rerun = set(revisions) | set(dependents(plan, set(revisions)))
+        standing = {t: a for t, a in state["subanswers"].items() if t not in rerun}
+        previous = state["subanswers"]
+
+        async def run(task: SubTask, inputs: list[SubAnswer]) -> SubAnswer:
+            before = previous.get(task["id"])
+            return await self._answer(
+                ctx,
+                emit,
+                state["question"],
+                task,
+                inputs,
+                attempt=(before["attempts"] if before else 0) + 1,
+                revision=revisions.get(task["id"]),
+                previous=before,
             )
-        messages: list[BaseMessage] = [SystemMessage(WORKER_SYSTEM), HumanMessage(user)]
+
+        dispatcher = Dispatcher(run, _blocked, limit=ctx.max_concurrency, answered=standing)
         try:
-            text, rows = await call_text(
-                self.models.worker, messages, ctx, node="worker", task_id=task["id"], attempt=attempt
+            for task in plan:
+                dispatcher.add(task)
+            dispatcher.close()
+            answers = await dispatcher.wait()
+        finally:
+            await dispatcher.cancel()
+        fallbacks = [
+            Fallback(
+                node="worker",
+                kind="revision_failed",
+                detail=f"{task_id}: revision {answers[task_id]['attempts']} failed "
+                f"({answers[task_id]['error']}); the previous answer is kept",
             )
-        except ModelCallError as exc:
-            emit(
-                ProgressEvent(
-                    event=TASK_FAILED, data=TaskFailed(task_id=task["id"], attempt=attempt, error=exc.message)
-                )
-            )
-            error = f"{exc.kind}: {exc.message}"
-            previous = state["previous_answer"]
-            kept = SubAnswer(
-                task_id=task["id"],
-                question=task["question"],
-                answer=previous or "",
-                status="ok" if previous else "failed",
-                attempts=attempt,
-                error=error,
-            )
-            update: dict[str, Any] = {"subanswers": {task["id"]: kept}}
-            if previous:
-                # The critic asked for a revision that did not happen: say so.
-                detail = f"{task['id']}: revision {attempt} failed ({error}); the previous answer is kept"
-                update["fallbacks"] = [Fallback(node="worker", kind="revision_failed", detail=detail)]
-            return update
-        answer = text.strip()
-        completed = TaskCompleted(task_id=task["id"], attempt=attempt, answer=answer, usage=_tokens(rows))
-        emit(ProgressEvent(event=TASK_COMPLETED, data=completed))
-        done = SubAnswer(
-            task_id=task["id"],
-            question=task["question"],
-            answer=answer,
-            status="ok",
-            attempts=attempt,
-            error=None,
-        )
-        return {"subanswers": {task["id"]: done}}
+            for task_id in revisions
+            if answers[task_id]["error"] is not None and answers[task_id]["status"] == "ok"
+        ]
+        return {"subanswers": {t: answers[t] for t in rerun}, "fallbacks": fallbacks, "pending": []}
 
     async def critic(self, state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = runtime.context
@@ -206,7 +339,9 @@ class Nodes:
         messages: list[BaseMessage] = [
             SystemMessage(CRITIC_SYSTEM),
             HumanMessage(
-                CRITIC_USER.format(question=quote(state["question"]), subanswers=_subanswer_blocks(answered))
+                CRITIC_USER.format(
+                    question=quote(state["question"]), subanswers=_subanswer_blocks(answered, state["plan"])
+                )
             ),
         ]
         fallbacks: list[Fallback] = []
@@ -274,7 +409,7 @@ class Nodes:
             HumanMessage(
                 SYNTHESIZER_USER.format(
                     question=quote(state["question"]),
-                    subanswers=_subanswer_blocks(answered),
+                    subanswers=_subanswer_blocks(answered, state["plan"]),
                     missing=MISSING_BLOCK.format(subquestions=quote("; ".join(missing))) if missing else "",
                 ).strip()
             ),

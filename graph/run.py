@@ -28,7 +28,6 @@ async def execute(
     run_id: str,
     question_count: TokenCount,
     emit: Emit,
-    max_concurrency: int,
 ) -> Result:
     """Run the graph to the end and return its Result.
 
@@ -40,7 +39,6 @@ async def execute(
     error: RunError | None = None
     cancelled = False
     config: dict[str, Any] = {
-        "max_concurrency": max_concurrency,
         "recursion_limit": 8 + 4 * (ctx.max_revisions + 1),
         "run_name": "reasoner",
         "metadata": {"run_id": run_id},

@@ -2,23 +2,31 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PlannedTask(BaseModel):
+    """One task as the planner writes it; ``graph.plan`` checks ids, edges and wording."""
+
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+    id: str = ""
+    question: str = ""
+    depends_on: list[str] = Field(default_factory=list)
 
 
 class Plan(BaseModel):
-    """The planner's answer: independent sub-questions, in order."""
+    """The planner's answer: tasks in order, each with the earlier tasks it needs.
+
+    A bare string is taken as a task without dependencies (older prompts, small models).
+    """
 
     model_config = ConfigDict(extra="ignore")
 
-    subquestions: list[str] = Field(min_length=1)
+    subquestions: list[PlannedTask | str] = Field(min_length=1)
 
-    @field_validator("subquestions")
-    @classmethod
-    def _non_blank(cls, value: list[str]) -> list[str]:
-        cleaned = [q.strip() for q in value if q.strip()]
-        if not cleaned:
-            raise ValueError("every sub-question is blank")
-        return cleaned
+    def raw_tasks(self) -> list[dict[str, Any] | str]:
+        return [t.model_dump() if isinstance(t, PlannedTask) else t for t in self.subquestions]
 
 
 class Verdict(BaseModel):
@@ -38,13 +46,28 @@ class Critique(BaseModel):
 
 
 def plan_schema(max_subtasks: int) -> dict[str, Any]:
-    """JSON schema for a plan of at most ``max_subtasks`` items (tight, so grammars can enforce it)."""
+    """JSON schema for a plan of at most ``max_subtasks`` tasks, tight enough for a grammar:
+    ids and dependencies come from ``t1``…``tN``."""
+    ids = [f"t{i}" for i in range(1, max_subtasks + 1)]
     return {
         "type": "object",
         "properties": {
             "subquestions": {
                 "type": "array",
-                "items": {"type": "string", "minLength": 1},
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "enum": ids},
+                        "question": {"type": "string", "minLength": 1},
+                        "depends_on": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": ids},
+                            "maxItems": max_subtasks - 1,
+                        },
+                    },
+                    "required": ["id", "question", "depends_on"],
+                    "additionalProperties": False,
+                },
                 "minItems": 1,
                 "maxItems": max_subtasks,
             }

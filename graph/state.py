@@ -7,8 +7,11 @@ from typing_extensions import TypedDict
 
 
 class SubTask(TypedDict):
+    """One step of the plan. It may use the answers of the earlier steps it depends on."""
+
     id: str
     question: str
+    depends_on: list[str]
 
 
 class SubAnswer(TypedDict):
@@ -61,13 +64,3 @@ class Revision(TypedDict):
 class State(OutputState):
     revisions: int
     pending: list[Revision]
-
-
-class WorkerInput(TypedDict):
-    """What one worker invocation receives through ``Send``."""
-
-    question: str
-    task: SubTask
-    attempt: int
-    feedback: str | None
-    previous_answer: str | None

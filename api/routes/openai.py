@@ -32,13 +32,14 @@ from graph.events import (
     ANSWER_DELTA,
     CRITIQUE,
     PLAN,
+    PLAN_TASK,
     RUN_COMPLETED,
     TASK_COMPLETED,
     TASK_FAILED,
     TERMINAL_EVENTS,
     AnswerDelta,
     CritiqueMade,
-    PlanMade,
+    PlanTask,
     RunEnded,
     TaskCompleted,
     TaskFailed,
@@ -186,10 +187,12 @@ async def chat_completions(
 
 def reasoning_text(event: Event) -> str | None:
     """The run's progress as the "thinking" text of a streamed reply (``delta.reasoning_content``)."""
+    if event.event == PLAN_TASK:
+        task = cast(PlanTask, event.data)["task"]
+        after = f" (after {', '.join(task['depends_on'])})" if task["depends_on"] else ""
+        return ("Plan:\n" if task["id"] == "t1" else "") + f"- {task['id']}{after}: {task['question']}\n"
     if event.event == PLAN:
-        plan = cast(PlanMade, event.data)
-        tasks = "".join(f"- {t['id']}: {t['question']}\n" for t in plan["subtasks"])
-        return f"Plan:\n{tasks}\n"
+        return "\n"
     if event.event == TASK_COMPLETED:
         done = cast(TaskCompleted, event.data)
         return f"{done['task_id']} (attempt {done['attempt']}): {done['answer']}\n\n"

@@ -39,7 +39,12 @@ def test_ask_shows_steps_and_the_token_table(stub: StubBackend, tmp_path: Path) 
     done = reasoner("ask", "Why is the sky blue?", env=env)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert out.index("plan: 3 sub-question(s)") < out.index("worker t1 done") < out.index("critic: t1 accept")
+    assert (
+        out.index("plan t1: Part 1 of the question?")
+        < out.index("worker t1 done")
+        < out.index("critic: t1 accept")
+    )
+    assert "plan complete: 3 sub-question(s)" in out
     assert "The final answer is 42." in out
     assert "synthesizer" in out and "reasoning" in out and "total" in out
 

@@ -29,7 +29,8 @@ def test_events_arrive_as_each_step_happens(client: httpx.Client, stub: StubBack
     stub.options.subtasks = 2
     got = stream_reason(client, {"question": "Why?", "max_revisions": 1})
     names = [f.event for f in got]
-    assert names[:4] == ["run.started", "stage", "plan", "stage"]
+    assert names[:3] == ["run.started", "stage", "plan.task"]
+    assert names.index("plan") < names.index("critique")
     assert [f.data["stage"] for f in got if f.event == "stage"] == [
         "planning",
         "answering",
@@ -44,8 +45,9 @@ def test_events_arrive_as_each_step_happens(client: httpx.Client, stub: StubBack
     plan_at = next(f for f in got if f.event == "plan").at
     done_at = got[-1].at
     assert done_at - plan_at > 0.6, "the plan arrived while workers, critic and synthesizer still ran"
+    planned_at = next(f for f in got if f.event == "plan.task").at
     first_task = next(f for f in got if f.event == "task.completed")
-    assert first_task.at - plan_at > 0.2
+    assert first_task.at - planned_at > 0.2, "a task's answer came a worker call after it was planned"
 
 
 def test_every_event_matches_its_typed_model(client: httpx.Client, stub: StubBackend) -> None:

@@ -22,22 +22,23 @@ config:
 graph TD;
 \t__start__([<p>__start__</p>]):::first
 \tplanner(planner)
-\tworker(worker)
 \tcritic(critic)
+\treviser(reviser)
 \tsynthesizer(synthesizer)
 \t__end__([<p>__end__</p>]):::last
 \t__start__ --> planner;
+\tcritic -.-> reviser;
 \tcritic -.-> synthesizer;
-\tcritic -.-> worker;
-\tplanner -.-> worker;
-\tworker --> critic;
+\tplanner --> critic;
+\treviser --> critic;
 \tsynthesizer --> __end__;
 \tclassDef default fill:#f2f0ff,line-height:1.2
 \tclassDef first fill-opacity:0
 \tclassDef last fill:#bfb6fc
 """
 """The compiled graph as LangGraph draws it: ``-->`` is a fixed edge, ``-.->`` a conditional one
-(``fan_out``'s ``Send`` to the workers, ``after_critic``'s choice between revising and writing)."""
+(``after_critic``'s choice between revising and writing). The workers run inside the planner and
+the reviser, each as soon as its dependencies have answers."""
 
 
 async def run(stub: StubBackend, question: str = "How do tides work?", **ctx: Any) -> Result:
@@ -57,14 +58,13 @@ async def run_with_events(
     result = await execute(
         graph,
         question,
-        RunContext(**{"max_attempts": 2, "retry_initial_s": 0.01, **ctx}),
+        RunContext(**{"max_attempts": 2, "retry_initial_s": 0.01, "max_concurrency": 16, **ctx}),
         run_id="run_test",
         question_count=await TiktokenCounter().count(question),
         emit=emit,
-        max_concurrency=16,
     )
     result_events = [name for name, _ in events]
-    assert result_events[:2] == ["stage", "plan"]
+    assert result_events[:2] == ["stage", "plan.task"]
     assert result_events[-1] == "usage"
     return result, events
 
@@ -142,7 +142,7 @@ async def test_prose_plan_falls_back_to_the_whole_question(stub: StubBackend) ->
     stub.options.planner_reply = "Sure! First, think about the moon. Then the sun."
     result = await run(stub, question="How do tides work?", max_revisions=0)
     assert len(stub.calls_of("planner")) == 2, "one call and one repair attempt"
-    assert result["plan"] == [{"id": "t1", "question": "How do tides work?"}]
+    assert result["plan"] == [{"id": "t1", "question": "How do tides work?", "depends_on": []}]
     assert result["fallbacks"][0]["node"] == "planner"
     assert result["fallbacks"][0]["kind"] == "single_subquestion"
     assert result["status"] == "completed"
@@ -152,8 +152,9 @@ async def test_prose_plan_falls_back_to_the_whole_question(stub: StubBackend) ->
 async def test_empty_plan_falls_back(stub: StubBackend) -> None:
     stub.options.planner_reply = '{"subquestions": ["  ", ""]}'
     result = await run(stub, max_revisions=0)
-    assert len(result["plan"]) == 1
-    assert result["fallbacks"][0]["kind"] == "single_subquestion"
+    assert result["plan"] == [{"id": "t1", "question": "How do tides work?", "depends_on": []}]
+    kinds = [f["kind"] for f in result["fallbacks"]]
+    assert kinds == ["junk_subquestion", "junk_subquestion", "single_subquestion"]
 
 
 async def test_missing_verdict_means_accept(stub: StubBackend) -> None:

@@ -1,0 +1,99 @@
+"""Runs a plan's tasks as soon as their dependencies have answers.
+
+The plan may still be growing (a streamed planner adds tasks as it writes them); ``close``
+says it is complete. At most ``limit`` tasks run at once. A task whose dependency failed for
+good is not run: it fails with "dependency tN failed". No barrier: a slow task holds back only
+the tasks that depend on it. This is LangGraph's own LLMCompiler pattern (a scheduler inside the
+node that plans), since a graph step waits for all of its tasks before the next step starts.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+from graph.scheduling import blocked, ready
+from graph.state import SubAnswer, SubTask
+
+RunTask = Callable[[SubTask, list[SubAnswer]], Awaitable[SubAnswer]]
+"""Answers one task, given the answers of the tasks it depends on."""
+
+Blocked = Callable[[SubTask, str], SubAnswer]
+"""The failed answer of a task that cannot run because this dependency failed."""
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        run: RunTask,
+        blocked_answer: Blocked,
+        *,
+        limit: int,
+        answered: Mapping[str, SubAnswer] | None = None,
+    ) -> None:
+        """``answered`` are answers that stand (an earlier round's): their tasks are not run."""
+        self._run = run
+        self._blocked_answer = blocked_answer
+        self._slots = asyncio.Semaphore(limit)
+        self.plan: list[SubTask] = []
+        self.answers: dict[str, SubAnswer] = dict(answered or {})
+        self._started: set[str] = set(self.answers)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._changed = asyncio.Event()
+        self._error: BaseException | None = None
+
+    def add(self, task: SubTask) -> None:
+        """A task of the plan (in plan order); it starts at once if it can."""
+        self.plan.append(task)
+        self._advance()
+
+    def close(self) -> None:
+        """The plan is complete."""
+        self._closed = True
+        self._advance()
+
+    def _ok(self) -> set[str]:
+        return {t for t, a in self.answers.items() if a["status"] == "ok"}
+
+    def _advance(self) -> None:
+        failed = {t for t, a in self.answers.items() if a["status"] != "ok"}
+        for task_id, dependency in blocked(self.plan, failed).items():
+            if task_id not in self._started:
+                self._started.add(task_id)
+                task = next(t for t in self.plan if t["id"] == task_id)
+                self.answers[task_id] = self._blocked_answer(task, dependency)
+        for task_id in ready(self.plan, self._ok(), self._started):
+            self._started.add(task_id)
+            task = next(t for t in self.plan if t["id"] == task_id)
+            runner = asyncio.create_task(self._one(task), name=f"task {task_id}")
+            self._tasks.add(runner)
+            runner.add_done_callback(self._tasks.discard)
+        self._changed.set()
+
+    async def _one(self, task: SubTask) -> None:
+        try:
+            async with self._slots:
+                inputs = [self.answers[d] for d in task["depends_on"]]
+                self.answers[task["id"]] = await self._run(task, inputs)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._error = self._error or exc
+        self._advance()
+
+    async def wait(self) -> dict[str, SubAnswer]:
+        """Every task's answer, once the plan is closed and nothing runs; re-raises the first
+        unexpected error of a task."""
+        while True:
+            if self._error is not None:
+                raise self._error
+            if self._closed and all(t["id"] in self.answers for t in self.plan):
+                return self.answers
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def cancel(self) -> None:
+        """Stop every task still running, and wait until they have stopped."""
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
