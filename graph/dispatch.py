@@ -36,6 +36,7 @@ class Dispatcher:
         self.plan: list[SubTask] = []
         self.answers: dict[str, SubAnswer] = dict(answered or {})
         self._started: set[str] = set(self.answers)
+        self._blocked: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._changed = asyncio.Event()
@@ -55,10 +56,12 @@ class Dispatcher:
         return {t for t, a in self.answers.items() if a["status"] == "ok"}
 
     def _advance(self) -> None:
-        failed = {t for t, a in self.answers.items() if a["status"] != "ok"}
+        # The tasks that failed themselves: a blocked task names the failure at the root of its chain.
+        failed = {t for t, a in self.answers.items() if a["status"] != "ok" and t not in self._blocked}
         for task_id, dependency in blocked(self.plan, failed).items():
             if task_id not in self._started:
                 self._started.add(task_id)
+                self._blocked.add(task_id)
                 task = next(t for t in self.plan if t["id"] == task_id)
                 self.answers[task_id] = self._blocked_answer(task, dependency)
         for task_id in ready(self.plan, self._ok(), self._started):
