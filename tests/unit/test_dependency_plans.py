@@ -169,7 +169,10 @@ async def test_junk_tasks_and_bad_edges_are_repaired_and_said(stub: StubBackend)
 
 
 async def test_a_plan_that_breaks_off_keeps_the_tasks_already_read(stub: StubBackend) -> None:
-    stub.options.planner_reply = '{"subquestions": [{"id": "t1", "question": "What is two plus two?", "depends_on": []}, {"id": "t2", "quest'
+    stub.options.planner_reply = (
+        '{"subquestions": [{"id": "t1", "question": "What is two plus two?", "depends_on": []}, '
+        '{"id": "t2", "quest'
+    )
     result, events = await run_with_events(stub, max_subtasks=4, max_revisions=0)
     assert [t["question"] for t in result["plan"]] == ["What is two plus two?"]
     assert [f["kind"] for f in result["fallbacks"]] == ["incomplete_plan"]
