@@ -38,7 +38,7 @@ from graph.events import (
 )
 from graph.ledger import CallRecord
 from graph.models import Models
-from graph.plan import PlanBuilder, PlanScanner
+from graph.plan import PlanReader
 from graph.prompts import (
     CRITIC_SYSTEM,
     CRITIC_USER,
@@ -204,26 +204,17 @@ class Nodes:
         question_tokens = estimate(question)
         budget = ctx.budget
         budget.synthesis_reserve = synthesis_cost(ctx.max_subtasks, ctx.max_output_tokens, question_tokens)
-        builder = PlanBuilder(ctx.max_subtasks, edges=ctx.plan_edges)
-        scanner = PlanScanner()
-        written: list[str] = []
 
         async def run(task: SubTask, inputs: list[SubAnswer]) -> SubAnswer:
             return await self._answer(ctx, emit, question, task, inputs)
 
         dispatcher = Dispatcher(run, _blocked, limit=ctx.max_concurrency)
 
-        def take(raw: Any) -> None:
-            task = builder.add(raw)
-            if task is not None:
-                emit(ProgressEvent(event=PLAN_TASK, data=PlanTask(task=task)))
-                dispatcher.add(task)
+        def planned(task: SubTask) -> None:
+            emit(ProgressEvent(event=PLAN_TASK, data=PlanTask(task=task)))
+            dispatcher.add(task)
 
-        def on_delta(piece: str) -> None:
-            written.append(piece)
-            for raw in scanner.feed("".join(written)):
-                take(raw)
-
+        reader = PlanReader(ctx.max_subtasks, planned, edges=ctx.plan_edges)
         fallbacks: list[Fallback] = []
         try:
             try:
@@ -235,40 +226,15 @@ class Nodes:
                     plan_schema(ctx.max_subtasks),
                     node="planner",
                     fallbacks=fallbacks,
-                    on_delta=on_delta,
-                    repair=lambda: builder.seen == 0,
+                    on_delta=reader.feed,
+                    repair=lambda: not reader.started,
                 )
             except ModelCallError as exc:
                 if exc.kind not in LIMITS:
                     raise
                 plan, error = None, f"{exc.kind}: {exc.message}"
-            streamed = builder.tasks[:]
-            if plan is not None:
-                for raw in plan.raw_tasks()[builder.seen :]:
-                    take(raw)
-            elif streamed:
-                fallbacks.append(
-                    Fallback(
-                        node="planner",
-                        kind="incomplete_plan",
-                        detail=f"the plan did not validate in the end ({error}); "
-                        f"the {len(streamed)} task(s) read while it streamed are kept",
-                    )
-                )
-            fallbacks.extend(builder.fallbacks)
-            if not builder.tasks:
-                task = builder.whole_question(question)
-                emit(ProgressEvent(event=PLAN_TASK, data=PlanTask(task=task)))
-                dispatcher.add(task)
-                fallbacks.append(
-                    Fallback(
-                        node="planner",
-                        kind="single_subquestion",
-                        detail=f"no usable plan ({error or 'no task was a question'}); "
-                        "the whole question is the only sub-question",
-                    )
-                )
-            subtasks = builder.tasks
+            fallbacks += reader.finish(plan.raw_tasks() if plan else None, error, question)
+            subtasks = reader.tasks
             budget.synthesis_reserve = synthesis_cost(len(subtasks), ctx.max_output_tokens, question_tokens)
             emit(ProgressEvent(event=PLAN, data=PlanMade(subtasks=subtasks)))
             emit(_stage("answering"))

@@ -10,7 +10,7 @@ cycle) or on a dropped task.
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from graph.state import Fallback, SubTask
@@ -133,6 +133,61 @@ class PlanBuilder:
         task = SubTask(id=task_id, question=question, depends_on=depends_on)
         self.tasks.append(task)
         return task
+
+
+class PlanReader:
+    """Reads a plan while the planner writes it: each task kept goes to ``on_task`` once, the
+    moment its JSON object is complete; ``finish`` takes the reply as parsed in the end."""
+
+    def __init__(self, max_tasks: int, on_task: Callable[[SubTask], None], *, edges: bool = True) -> None:
+        self.builder = PlanBuilder(max_tasks, edges=edges)
+        self._on_task = on_task
+        self._scanner = PlanScanner()
+        self._text = ""
+
+    def feed(self, piece: str) -> None:
+        """The next piece of the reply."""
+        self._text += piece
+        for raw in self._scanner.feed(self._text):
+            self._take(raw)
+
+    def _take(self, raw: Any) -> None:
+        task = self.builder.add(raw)
+        if task is not None:
+            self._on_task(task)
+
+    def finish(self, raw_tasks: list[Any] | None, error: str | None, question: str) -> list[Fallback]:
+        """The plan is written: ``raw_tasks`` as parsed (None if the reply did not validate,
+        ``error`` says why). Returns every repair; the plan falls back to the whole question."""
+        fallbacks: list[Fallback] = []
+        read = len(self.builder.tasks)
+        if raw_tasks is not None:
+            for raw in raw_tasks[self.builder.seen :]:
+                self._take(raw)
+        elif read:
+            detail = f"the plan did not validate in the end ({error}); the {read} task(s) read are kept"
+            fallbacks.append(Fallback(node="planner", kind="incomplete_plan", detail=detail))
+        fallbacks.extend(self.builder.fallbacks)
+        if not self.builder.tasks:
+            self._on_task(self.builder.whole_question(question))
+            why = error or "no task was a question"
+            fallbacks.append(
+                Fallback(
+                    node="planner",
+                    kind="single_subquestion",
+                    detail=f"no usable plan ({why}); the whole question is the only sub-question",
+                )
+            )
+        return fallbacks
+
+    @property
+    def tasks(self) -> list[SubTask]:
+        return self.builder.tasks
+
+    @property
+    def started(self) -> bool:
+        """Whether any task was read while the reply streamed."""
+        return self.builder.seen > 0
 
 
 def build_plan(raw_tasks: Iterable[Any], max_tasks: int) -> tuple[list[SubTask], list[Fallback]]:
