@@ -9,6 +9,19 @@ const TERMINAL = new Set(["run.completed", "run.failed", "run.cancelled", "run.i
 let current = null; // {runId, abort: AbortController}
 let stagesReported = false; // once the run sends `stage` events, they alone drive the status line
 const taskTokens = new Map(); // task id -> Map(attempt -> total tokens, or null for a failed attempt)
+const tasks = new Map(); // task id -> {id, question, depends_on}, in plan order
+
+// The plan is drawn as a graph: one column per depth (a task is one column right of its deepest
+// dependency), an arrow from each dependency to its dependent. Where the columns do not fit, the
+// cards stack in plan order (every dependency above its dependents) and the arrows run in the
+// left margin. The arrows are an SVG under the cards, drawn again whenever a card moves or resizes.
+const STATES = ["waiting", "running", "done", "failed", "stopped"];
+const MIN_COLUMN_PX = 220; // a column narrower than this stacks the graph
+const COLUMN_GAP_PX = 40; // as #plan's column-gap in app.css
+const ANCHOR_PX = 20; // arrows meet a card this far below its top: at its title
+const SVG = "http://www.w3.org/2000/svg";
+let drawPending = false;
+const resized = new ResizeObserver(() => scheduleDraw());
 
 const STAGES = {
   planning: "Planning",
@@ -38,10 +51,14 @@ function reset() {
   showError("");
   stagesReported = false;
   taskTokens.clear();
-  for (const id of ["plan", "workers", "critique"]) $(id).replaceChildren();
+  tasks.clear();
+  resized.disconnect();
+  resized.observe($("graph"));
+  for (const id of ["plan", "arrows", "critique"]) $(id).replaceChildren();
+  $("graph").classList.remove("flat", "stacked");
   $("answer").textContent = "";
   $("usage-nodes").querySelector("tbody").replaceChildren();
-  for (const id of ["plan-section", "workers-section", "critique-section", "answer-section", "usage-section"]) {
+  for (const id of ["plan-section", "critique-section", "answer-section", "usage-section"]) {
     $(id).hidden = true;
   }
 }
@@ -56,24 +73,163 @@ function el(tag, props = {}, text = "") {
 function card(taskId) {
   let node = document.querySelector(`.card[data-task="${CSS.escape(taskId)}"]`);
   if (!node) {
-    node = el("div", { className: "card" });
+    node = el("li", { className: "card waiting" });
     node.dataset.task = taskId;
     const title = el("h3");
     title.append(el("span", {}, taskId), el("span", { className: "badge" }, "waiting"));
-    node.append(title, el("div", { className: "q" }), el("div", { className: "a" }), el("div", { className: "t" }),
-      el("div", { className: "e" }));
-    $("workers").append(node);
-    $("workers-section").hidden = false;
+    node.append(title, el("div", { className: "q" }), el("div", { className: "given" }), el("div", { className: "a" }),
+      el("div", { className: "t" }), el("div", { className: "e" }));
+    $("plan").append(node);
+    $("plan-section").hidden = false;
+    resized.observe(node);
+    layout();
   }
   return node;
 }
 
+function stateOf(node) {
+  return STATES.find((state) => node.classList.contains(state)) ?? "waiting";
+}
+
 function setCard(taskId, state, badge) {
   const node = card(taskId);
-  node.classList.remove("running", "done", "failed");
+  node.classList.remove(...STATES);
   node.classList.add(state);
   node.querySelector(".badge").textContent = badge;
+  scheduleDraw(); // an arrow is coloured by the state of the task it leaves
   return node;
+}
+
+function addTask(task) {
+  // A task of the plan, the moment the planner has written it (plan.task).
+  tasks.set(task.id, { id: task.id, question: task.question, depends_on: task.depends_on ?? [] });
+  card(task.id).querySelector(".q").textContent = task.question;
+  layout();
+}
+
+function setPlan(subtasks) {
+  // The whole plan has the last word on which tasks there are, and in what order.
+  const ids = new Set(subtasks.map((t) => t.id));
+  for (const node of [...$("plan").children]) {
+    if (!ids.has(node.dataset.task)) { resized.unobserve(node); node.remove(); }
+  }
+  tasks.clear();
+  for (const t of subtasks) addTask(t);
+  $("plan").append(...subtasks.map((t) => card(t.id))); // moves any card that is out of order
+  layout();
+}
+
+function dependents(taskId) {
+  // Every task that uses the answer of taskId, directly or through others (they come later in the plan).
+  const found = new Set([taskId]);
+  for (const t of tasks.values()) if (t.depends_on.some((d) => found.has(d))) found.add(t.id);
+  found.delete(taskId);
+  return found;
+}
+
+function layout() {
+  // Columns by depth; the cards are in plan order, so a task's dependencies are placed before it.
+  const depth = new Map();
+  const rows = []; // depth -> cards in that column so far
+  for (const node of $("plan").children) {
+    const deps = tasks.get(node.dataset.task)?.depends_on ?? [];
+    const d = 1 + Math.max(0, ...deps.map((id) => depth.get(id) ?? 0));
+    depth.set(node.dataset.task, d);
+    rows[d] = (rows[d] ?? 0) + 1;
+    node.style.setProperty("--col", d);
+    node.style.setProperty("--row", rows[d]);
+  }
+  const columns = Math.max(1, rows.length - 1);
+  $("plan").style.setProperty("--cols", columns);
+  $("plan").dataset.columns = columns;
+  scheduleDraw();
+}
+
+function scheduleDraw() {
+  if (drawPending) return;
+  drawPending = true;
+  requestAnimationFrame(() => { drawPending = false; drawArrows(); });
+}
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  return node;
+}
+
+function drawArrows() {
+  const graph = $("graph");
+  const columns = Number($("plan").dataset.columns ?? 1);
+  graph.classList.toggle("flat", columns === 1); // no dependencies: the cards just fill the width
+  const fits = graph.clientWidth >= columns * MIN_COLUMN_PX + (columns - 1) * COLUMN_GAP_PX;
+  graph.classList.toggle("stacked", columns > 1 && !fits);
+  const stacked = graph.classList.contains("stacked");
+  const origin = graph.getBoundingClientRect();
+  const heads = svg("defs");
+  for (const state of STATES) {
+    const head = svg("marker", { id: `head-${state}`, class: state, viewBox: "0 0 10 10", refX: 10, refY: 5,
+      markerWidth: 7, markerHeight: 7, markerUnits: "userSpaceOnUse", orient: "auto" });
+    head.append(svg("path", { d: "M0,0 L10,5 L0,10 z" }));
+    heads.append(head);
+  }
+  const arrows = [heads];
+  const nodes = [...$("plan").children];
+  for (const [index, node] of nodes.entries()) {
+    const to = node.getBoundingClientRect();
+    for (const dep of tasks.get(node.dataset.task)?.depends_on ?? []) {
+      const source = nodes.find((n) => n.dataset.task === dep);
+      if (!source) continue;
+      const from = source.getBoundingClientRect();
+      const anchor = (rect) => Math.min(ANCHOR_PX, rect.height / 2);
+      const y2 = to.top - origin.top + anchor(to);
+      let d;
+      if (stacked) {
+        // Out of the foot of the dependency's left edge, round through the margin, into the
+        // dependent's left edge at its title.
+        const y1 = from.bottom - origin.top - anchor(from);
+        const x = to.left - origin.left;
+        const bend = Math.min(26, 12 + 5 * (index - nodes.indexOf(source) - 1));
+        d = `M${from.left - origin.left},${y1} C${x - bend},${y1} ${x - bend},${y2} ${x},${y2}`;
+      } else {
+        const y1 = from.top - origin.top + anchor(from);
+        const x1 = from.right - origin.left;
+        const x2 = to.left - origin.left;
+        const pull = Math.max(12, (x2 - x1) / 2);
+        d = `M${x1},${y1} C${x1 + pull},${y1} ${x2 - pull},${y2} ${x2},${y2}`;
+      }
+      const state = stateOf(source);
+      const arrow = svg("path", { d, class: `edge ${state}`, "marker-end": `url(#head-${state})` });
+      arrow.dataset.from = dep;
+      arrow.dataset.to = node.dataset.task;
+      arrows.push(arrow);
+    }
+  }
+  $("arrows").replaceChildren(...arrows);
+}
+
+function settle(result) {
+  // The result has the last word on each task: it also names the tasks that never ran because a
+  // dependency failed for good (they have no events of their own).
+  if (!result) return;
+  if (result.plan?.length) setPlan(result.plan);
+  for (const sub of result.subanswers ?? []) {
+    const node = card(sub.task_id);
+    if (sub.status === "ok" && stateOf(node) !== "done") {
+      setCard(sub.task_id, "done", "done");
+      node.querySelector(".a").textContent = sub.answer;
+      node.querySelector(".e").textContent = "";
+    } else if (sub.status === "failed" && stateOf(node) !== "failed") {
+      setCard(sub.task_id, "failed", "failed");
+      node.querySelector(".e").textContent = sub.error ?? "";
+    }
+  }
+}
+
+function stopAll() {
+  // The run is over: a task still waiting or running will not go on.
+  for (const node of $("plan").children) {
+    if (["waiting", "running"].includes(stateOf(node))) setCard(node.dataset.task, "stopped", "stopped");
+  }
 }
 
 function recordAttempt(taskId, attempt, tokens) {
@@ -120,15 +276,21 @@ const handlers = {
     stagesReported = true;
     setStatus(`${STAGES[d.stage] ?? d.stage}${d.round ? ` (round ${d.round})` : ""}…`);
   },
+  "plan.task": (d) => addTask(d.task),
   plan: (d) => {
-    $("plan-section").hidden = false;
-    $("plan").replaceChildren(...d.subtasks.map((t) => el("li", {}, `${t.id}: ${t.question}`)));
-    for (const t of d.subtasks) card(t.id).querySelector(".q").textContent = t.question;
+    setPlan(d.subtasks);
     progress("Workers are answering…");
   },
   "task.started": (d) => {
     const node = setCard(d.task_id, "running", d.attempt > 1 ? `revising (${d.attempt})` : "running");
     node.querySelector(".e").textContent = "";
+    node.querySelector(".given").textContent = d.inputs?.length ? `given ${d.inputs.join(", ")}` : "";
+    if (d.attempt > 1) {
+      // A revised answer is re-run through every task that used it: they wait for it again.
+      for (const id of dependents(d.task_id)) {
+        if (stateOf(card(id)) === "done") setCard(id, "waiting", "waiting");
+      }
+    }
   },
   "task.completed": (d) => {
     const node = setCard(d.task_id, "done", d.attempt > 1 ? `done (${d.attempt})` : "done");
@@ -161,15 +323,26 @@ const handlers = {
   },
   usage: (d) => showUsage(d.usage, d.by_node),
   "run.completed": (d) => {
+    settle(d.result);
+    stopAll();
     $("answer-section").hidden = false;
     $("answer").textContent = d.result.answer;
     showUsage(d.result.usage, d.result.by_node);
     setStatus(d.result.status === "partial"
       ? "Done, but some parts could not be answered." : `Done in ${(d.result.timings.total_ms / 1000).toFixed(1)} s.`);
   },
-  "run.failed": (d) => { showError(`The run failed: ${d.error ? d.error.message : "unknown error"}`); setStatus("Failed."); },
-  "run.cancelled": () => setStatus("Cancelled."),
-  "run.interrupted": () => showError("The service stopped while this run was in flight; it was interrupted."),
+  "run.failed": (d) => {
+    settle(d.result);
+    stopAll();
+    showError(`The run failed: ${d.error ? d.error.message : "unknown error"}`);
+    setStatus("Failed.");
+  },
+  "run.cancelled": (d) => { settle(d.result); stopAll(); setStatus("Cancelled."); },
+  "run.interrupted": (d) => {
+    settle(d.result);
+    stopAll();
+    showError("The service stopped while this run was in flight; it was interrupted.");
+  },
 };
 
 function parseFrames(buffer, onEvent) {

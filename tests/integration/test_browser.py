@@ -7,10 +7,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, Route, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Locator, Page, Route, expect, sync_playwright
 
 from tests.conftest import Service
-from tests.stub_backend import StubBackend
+from tests.stub_backend import Fault, StubBackend
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -249,3 +249,128 @@ def test_a_native_event_source_closes_by_itself_after_the_run(
     assert seen["events"] == [["run.completed", last_id]], "every event is named"
     assert seen["opens"] == 1
     assert requests == [200, 204]
+
+
+CHAIN = [
+    {"id": "t1", "question": "Which country won the 2018 World Cup?", "depends_on": []},
+    {"id": "t2", "question": "Who was its president then?", "depends_on": ["t1"]},
+]
+
+ARROW_JOINS = """
+([from, to]) => {
+  // The arrow starts on an edge of the dependency's card and ends on the dependent's left edge.
+  const arrow = document.querySelector(`#plan-section svg [data-from="${from}"][data-to="${to}"]`);
+  const source = document.querySelector(`.card[data-task="${from}"]`);
+  const target = document.querySelector(`.card[data-task="${to}"]`);
+  if (!arrow || !source || !target || !arrow.getTotalLength()) return false;
+  const m = arrow.getScreenCTM();
+  const screen = (p) => ({ x: m.a * p.x + m.c * p.y + m.e, y: m.b * p.x + m.d * p.y + m.f });
+  const start = screen(arrow.getPointAtLength(0));
+  const end = screen(arrow.getPointAtLength(arrow.getTotalLength()));
+  const a = source.getBoundingClientRect();
+  const b = target.getBoundingClientRect();
+  const near = (x, y) => Math.abs(x - y) <= 2;
+  return (near(start.x, a.right) || near(start.x, a.left)) && start.y >= a.top && start.y <= a.bottom
+    && near(end.x, b.left) && end.y >= b.top && end.y <= b.bottom;
+}
+"""
+
+
+def card(page: Page, task_id: str) -> Locator:
+    return page.locator(f'.card[data-task="{task_id}"]')
+
+
+def arrows(page: Page) -> Locator:
+    return page.locator("#plan-section svg [data-from]")
+
+
+def arrow_pairs(page: Page) -> set[tuple[str, str]]:
+    pairs = arrows(page).evaluate_all("(all) => all.map((a) => [a.dataset.from, a.dataset.to])")
+    return {(a, b) for a, b in pairs}
+
+
+def state(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(^|\s){name}(\s|$)")
+
+
+def test_a_chain_is_an_arrow_and_its_cards_wait_run_and_finish(
+    browser: BrowserContext, service: Service, stub: StubBackend
+) -> None:
+    """The planner writes t1, then t2 (20 tokens/s); t1 takes 2 s, t2 1 s."""
+    stub.options.plan = CHAIN
+    stub.options.role_tokens_per_s = {"planner": 20}
+    stub.options.slow = {"2018 World Cup": 2.0, "president": 1.0}
+    page = browser.new_page()
+    ask(page, service.url, "Who led the 2018 world champion?")
+    first, second = card(page, "t1"), card(page, "t2")
+    # t2 is planned after t1 started and cannot start before t1 is done: it waited all along.
+    expect(second).to_have_class(state("waiting"))
+    expect(second.locator(".badge")).to_have_text("waiting")
+    expect(first).to_have_class(state("running"))
+    expect(arrows(page)).to_have_count(1)
+    assert arrow_pairs(page) == {("t1", "t2")}
+
+    expect(second).to_have_class(state("running"))
+    expect(second.locator(".given")).to_have_text("given t1")
+    expect(first).to_have_class(state("done"))
+    expect(second).to_have_class(state("done"))
+    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    expect(arrows(page)).to_have_count(1)
+    page.wait_for_function(ARROW_JOINS, arg=["t1", "t2"])
+    a, b = first.bounding_box(), second.bounding_box()
+    assert a is not None and b is not None
+    assert b["x"] >= a["x"] + a["width"], "t2 is in a column right of t1's"
+
+    # On a phone the columns stack, and the arrow is drawn again where the cards are now.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function(ARROW_JOINS, arg=["t1", "t2"])
+    a, b = first.bounding_box(), second.bounding_box()
+    assert a is not None and b is not None
+    assert b["y"] >= a["y"] + a["height"], "t2 is below t1"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_a_task_whose_dependency_failed_is_shown_failed(
+    browser: BrowserContext, service: Service, stub: StubBackend
+) -> None:
+    stub.options.plan = [*CHAIN, {"id": "t3", "question": "What is the capital of France?", "depends_on": []}]
+    stub.inject(
+        "worker", Fault(status=500, match="2018 World Cup"), Fault(status=500, match="2018 World Cup")
+    )
+    page = browser.new_page()
+    ask(page, service.url, "Who led the 2018 world champion?")
+    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    expect(card(page, "t1")).to_have_class(state("failed"))
+    expect(card(page, "t3")).to_have_class(state("done"))
+    blocked = card(page, "t2")
+    expect(blocked).to_have_class(state("failed"))
+    expect(blocked.locator(".badge")).to_have_text("failed")
+    expect(blocked.locator(".e")).to_have_text("dependency t1 failed")
+    expect(blocked.locator(".given")).to_have_text("")  # it never ran
+    assert arrow_pairs(page) == {("t1", "t2")}
+
+
+def test_a_reload_draws_the_finished_graph_again(
+    browser: BrowserContext, service: Service, stub: StubBackend
+) -> None:
+    stub.options.plan = [
+        {"id": "t1", "question": "Which country won the 2018 World Cup?", "depends_on": []},
+        {"id": "t2", "question": "Which country won the 2014 World Cup?", "depends_on": []},
+        {"id": "t3", "question": "Who were their presidents then?", "depends_on": ["t1", "t2"]},
+        {"id": "t4", "question": "Which of them was older?", "depends_on": ["t3"]},
+    ]
+    page = browser.new_page()
+    ask(page, service.url, "Compare the presidents of the last two world champions.")
+    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+
+    page.reload()
+    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    expect(page.locator(".card.done")).to_have_count(4)
+    expect(arrows(page)).to_have_count(3)
+    assert arrow_pairs(page) == {("t1", "t3"), ("t2", "t3"), ("t3", "t4")}
+    for pair in [["t1", "t3"], ["t2", "t3"], ["t3", "t4"]]:
+        page.wait_for_function(ARROW_JOINS, arg=pair)
+    expect(card(page, "t3").locator(".given")).to_have_text("given t1, t2")
+    boxes = {t: card(page, t).bounding_box() for t in ["t1", "t2", "t3", "t4"]}
+    x = {t: box["x"] for t, box in boxes.items() if box is not None}
+    assert x["t1"] == x["t2"] < x["t3"] < x["t4"], "one column per depth"
