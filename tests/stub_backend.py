@@ -16,12 +16,15 @@ never inspected to find the role. To point the service at a stub running on its 
     PLANNER_MODEL=stub-planner WORKER_MODEL=stub-worker
     CRITIC_MODEL=stub-critic SYNTHESIZER_MODEL=stub-synthesizer
 
-Latency, tokens per second, plan width, verdicts and faults are set by options, usage is
-always reported (also on streamed calls when asked), and every call is recorded.
+Latency (per call, or per worker sub-question), tokens per second (per role), the plan (its
+width, or scripted tasks with dependencies), verdicts and faults are set by options, usage is
+always reported (also on streamed calls when asked), and every call is recorded (a streamed
+one with the time each chunk was sent).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import re
@@ -68,6 +71,8 @@ class Recorded:
     prompt_tokens: int
     completion_tokens: int
     status: int
+    chunks: list[tuple[float, str]] = field(default_factory=list)
+    """For a streamed call: each content chunk's text, with the time it was sent."""
 
 
 ROLES = ("planner", "worker", "critic", "synthesizer")
@@ -126,6 +131,14 @@ class StubOptions:
     """The synthesizer replies PWNED if that instruction appears outside <answer> data blocks."""
     answer_tokens: int | None = None
     """Workers and the synthesizer answer with exactly this many tokens (words)."""
+    plan: list[dict[str, Any]] | None = None
+    """The planner's tasks (``id``, ``question``, ``depends_on``); else ``subtasks`` parts."""
+    echo_subquestion: bool = False
+    """Workers answer "Answer to: <their sub-question>", so prompts show whose answer they got."""
+    slow: dict[str, float] = field(default_factory=dict)
+    """Seconds of latency for a worker call whose sub-question contains the key."""
+    role_tokens_per_s: dict[str, float] = field(default_factory=dict)
+    """Generation speed per role, over ``tokens_per_s`` (e.g. a planner streaming at 40/s)."""
 
 
 class StubBackend:
@@ -174,7 +187,11 @@ class StubBackend:
         return None
 
     async def _calls(self, request: Request) -> Response:
-        """The recorded calls, for a harness in another process (times are CLOCK_MONOTONIC)."""
+        """The recorded calls, for a harness in another process (times are CLOCK_MONOTONIC).
+
+        ``last`` is the last message, its first 400 characters unless ``?full=1``; ``chunks``
+        are a streamed call's ``[sent, text]`` pairs."""
+        limit = None if request.query_params.get("full") == "1" else 400
         with self._lock:
             rows = [
                 {
@@ -184,7 +201,8 @@ class StubBackend:
                     "prompt_tokens": c.prompt_tokens,
                     "completion_tokens": c.completion_tokens,
                     "status": c.status,
-                    "last": str((c.body.get("messages") or [{}])[-1].get("content", ""))[:400],
+                    "last": str((c.body.get("messages") or [{}])[-1].get("content", ""))[:limit],
+                    "chunks": [list(chunk) for chunk in c.chunks],
                 }
                 for c in self.calls
             ]
@@ -210,6 +228,8 @@ class StubBackend:
         if role == "planner":
             if o.planner_reply is not None:
                 return o.planner_reply
+            if o.plan is not None:
+                return json.dumps({"subquestions": o.plan})
             limit = _max_items(body) or o.subtasks
             n = min(o.subtasks, limit)
             return json.dumps({"subquestions": [f"Part {i} of the question?" for i in range(1, n + 1)]})
@@ -230,6 +250,8 @@ class StubBackend:
             return " ".join(["word"] * o.answer_tokens)
         if role == "synthesizer":
             return o.synthesizer_reply if o.synthesizer_reply is not None else "The final answer is 42."
+        if o.echo_subquestion:
+            return f"Answer to: {subquestion_of(last)}"
         return o.worker_reply if o.worker_reply is not None else "A worker answer with some words."
 
     async def _chat(self, request: Request) -> Response:
@@ -265,8 +287,13 @@ class StubBackend:
             text = " ".join(text.split()[: int(cap)])
             completion_tokens = int(cap)
         delay = self.options.latency_s
-        if self.options.tokens_per_s:
-            delay += completion_tokens / self.options.tokens_per_s
+        if role == "worker" and self.options.slow:
+            last_message = str(messages[-1].get("content", "")) if messages else ""
+            subquestion = subquestion_of(last_message)
+            delay = next((s for key, s in self.options.slow.items() if key in subquestion), delay)
+        rate = self.options.role_tokens_per_s.get(role, self.options.tokens_per_s)
+        if rate:
+            delay += completion_tokens / rate
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -334,7 +361,9 @@ class StubBackend:
                 record = self._record(
                     role, body, started, usage["prompt_tokens"], usage["completion_tokens"], 200
                 )
-            yield f"data: {json.dumps(chunk)}\n\n"
+            data = f"data: {json.dumps(chunk)}\n\n"
+            record.chunks.append((time.perf_counter(), piece))
+            yield data
         end = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         yield f"data: {json.dumps(end)}\n\n"
         if include_usage:
@@ -391,6 +420,13 @@ class StubBackend:
         self.stop()
 
 
+def subquestion_of(prompt: str) -> str:
+    """The sub-question a worker is asked (the last <subquestion> block: the ones before it are
+    its dependencies')."""
+    found = re.findall(r"<subquestion>\s*(.*?)\s*</subquestion>", prompt, flags=re.DOTALL)
+    return found[-1] if found else ""
+
+
 def _max_items(body: dict[str, Any]) -> int | None:
     fmt = body.get("response_format") or {}
     schema = fmt.get("schema") or (fmt.get("json_schema") or {}).get("schema") or {}
@@ -410,10 +446,20 @@ def _task_ids(text: str) -> list[str]:
     return ids
 
 
+def _setting(text: str) -> tuple[str, float]:
+    """``KEY=NUMBER`` from the command line (the key may hold "=": the number is after the last)."""
+    key, sep, value = text.rpartition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not sep or not key or number < 0:
+        raise argparse.ArgumentTypeError(f"expected KEY=NUMBER, got {text!r}")
+    return key, number
+
+
 def main() -> None:
     """Serve the stub in the foreground: ``python -m tests.stub_backend --port 9000 --latency 0.5``."""
-    import argparse
-
     parser = argparse.ArgumentParser(description="A scripted OpenAI-compatible chat backend.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
@@ -421,13 +467,47 @@ def main() -> None:
     parser.add_argument("--tokens-per-s", type=float, default=0.0, help="generation speed (0 = instant)")
     parser.add_argument("--subtasks", type=int, default=3, help="sub-questions in every plan")
     parser.add_argument("--answer-tokens", type=int, default=None, help="tokens in each answer")
+    parser.add_argument(
+        "--plan-json",
+        type=json.loads,
+        default=None,
+        help='the planner\'s tasks, as JSON: [{"id": "t1", "question": "...", "depends_on": []}, ...]',
+    )
+    parser.add_argument(
+        "--echo-subquestion", action="store_true", help='workers answer "Answer to: <sub-question>"'
+    )
+    parser.add_argument(
+        "--slow",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="SUBSTRING=SECONDS",
+        help="latency of a worker call whose sub-question contains SUBSTRING (repeatable)",
+    )
+    parser.add_argument(
+        "--role-tokens-per-s",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="ROLE=RATE",
+        help="generation speed of one role, e.g. planner=40 (repeatable)",
+    )
     args = parser.parse_args()
+    if args.plan_json is not None and not isinstance(args.plan_json, list):
+        parser.error("--plan-json must be a JSON list of tasks")
+    for role, _ in args.role_tokens_per_s:
+        if role not in ROLES:
+            parser.error(f"--role-tokens-per-s: no such role {role!r} (roles: {', '.join(ROLES)})")
     stub = StubBackend(
         StubOptions(
             latency_s=args.latency,
             tokens_per_s=args.tokens_per_s,
             subtasks=args.subtasks,
             answer_tokens=args.answer_tokens,
+            plan=args.plan_json,
+            echo_subquestion=args.echo_subquestion,
+            slow=dict(args.slow),
+            role_tokens_per_s=dict(args.role_tokens_per_s),
         )
     )
     url = f"http://{args.host}:{args.port}/v1"

@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from openai import AsyncOpenAI
 from api.local_model import free_port
 from graph import Models, ModelSpec, RunContext, TiktokenCounter, build_graph, execute, openai_chat_model
 from tests.bench.reference import reference_run
-from tests.stub_backend import MODEL_ENV, model_name
+from tests.stub_backend import MODEL_ENV, model_name, subquestion_of
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -65,10 +66,11 @@ def process(
 
 
 @contextmanager
-def stub(latency: float) -> Iterator[str]:
+def stub(latency: float, *options: str) -> Iterator[str]:
+    """The stub in its own process; ``options`` are more of its flags (``--plan-json``, …)."""
     port = free_port()
     args = ["-m", "tests.stub_backend", "--port", str(port), "--latency", str(latency), "--subtasks", "64"]
-    with process(args, f"http://127.0.0.1:{port}/v1/models"):
+    with process([*args, *options], f"http://127.0.0.1:{port}/v1/models"):
         yield f"http://127.0.0.1:{port}"
 
 
@@ -105,8 +107,9 @@ def reference_service(backend: str) -> Iterator[tuple[str, subprocess.Popen[byte
         yield f"http://127.0.0.1:{port}", p
 
 
-def calls(backend: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = httpx.get(f"{backend}/_calls").json()
+def calls(backend: str, full: bool = False) -> list[dict[str, Any]]:
+    """The stub's record of calls; ``full`` gives whole prompts (else their first 400 characters)."""
+    rows: list[dict[str, Any]] = httpx.get(f"{backend}/_calls", params={"full": "1"} if full else None).json()
     return rows
 
 
@@ -131,12 +134,12 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def engine(backend: str) -> Any:
+def engine(backend: str, stream: bool = False) -> Any:
     def spec(role: str) -> ModelSpec:
         name = model_name(role)
         chat = openai_chat_model(model=name, base_url=f"{backend}/v1", api_key="unused", timeout_s=60)
-        # Not streamed, like the reference: streaming is measured on its own (5).
-        return ModelSpec(chat=chat, name=name, stream=False)
+        # Not streamed, like the reference: streaming is measured on its own (5, 9).
+        return ModelSpec(chat=chat, name=name, stream=stream)
 
     return build_graph(
         Models(
@@ -148,11 +151,18 @@ def engine(backend: str) -> Any:
     )
 
 
-async def engine_run(graph: Any, subtasks: int, concurrency: int = 64) -> dict[str, Any]:
+async def engine_run(
+    graph: Any, subtasks: int, concurrency: int = 64, max_revisions: int = 1
+) -> dict[str, Any]:
     async def ignore(name: str, data: dict[str, Any]) -> None:
         return None
 
-    ctx = RunContext(max_subtasks=subtasks, max_revisions=1, max_output_tokens=512)
+    ctx = RunContext(
+        max_subtasks=subtasks,
+        max_revisions=max_revisions,
+        max_output_tokens=512,
+        max_concurrency=concurrency,
+    )
     count = await TiktokenCounter().count(QUESTION)
     result: dict[str, Any] = dict(
         await execute(
@@ -162,7 +172,6 @@ async def engine_run(graph: Any, subtasks: int, concurrency: int = 64) -> dict[s
             run_id="bench",
             question_count=count,
             emit=ignore,
-            max_concurrency=concurrency,
         )
     )
     assert result["status"] == "completed", result["error"]
@@ -447,6 +456,234 @@ def attribution(report: dict[str, Any]) -> None:
         report["attribution"] = asyncio.run(main())
 
 
+# plans with dependencies (8-10) ---------------------------------------------------------------
+
+CHAIN_PLAN: list[dict[str, Any]] = [
+    {"id": "t1", "question": "What is the average January temperature in Oslo?", "depends_on": []},
+    {"id": "t2", "question": "How much warmer than that is Madrid in January?", "depends_on": ["t1"]},
+    {"id": "t3", "question": "Which geographic factors explain that temperature gap?", "depends_on": ["t2"]},
+    {"id": "t4", "question": "How much rain falls in Bergen each year?", "depends_on": []},
+    {"id": "t5", "question": "How many hours of sunshine does Seville get each year?", "depends_on": []},
+    {"id": "t6", "question": "How does the Gulf Stream affect the Norwegian coast?", "depends_on": []},
+]
+"""A 3-step chain t1 → t2 → t3 beside 3 independent sub-questions."""
+CHAIN = ["t1", "t2", "t3"]
+SLOW_TASK, SLOW_KEY = "t4", "Bergen"
+"""The independent sibling timed against the chain: in the slow variant its worker call (its
+sub-question names Bergen) takes 5 s."""
+
+STREAMED_PLAN: list[dict[str, Any]] = [
+    {"id": "t1", "question": "What shapes the climate of Norway in winter?", "depends_on": []},
+    {"id": "t2", "question": "What shapes the climate of Spain in summer?", "depends_on": []},
+    {"id": "t3", "question": "How do ocean currents differ around the two countries?", "depends_on": []},
+    {"id": "t4", "question": "How does latitude change the length of their days?", "depends_on": []},
+]
+"""Four independent tasks: each can start the moment the planner has written it."""
+
+
+def plan_options(plan: list[dict[str, Any]], *options: str) -> list[str]:
+    """Stub flags: this plan for every planner call, and more flags."""
+    return ["--plan-json", json.dumps(plan), *options]
+
+
+def worker_rows(rows: list[dict[str, Any]], plan: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each task's worker call, found by the sub-question it asks (needs ``calls(full=True)``)."""
+    by_question = {subquestion_of(r["last"]): r for r in rows if r["role"] == "worker"}
+    return {t["id"]: by_question[t["question"]] for t in plan}
+
+
+def span(row: dict[str, Any]) -> float:
+    return float(row["finished"] - row["started"])
+
+
+def dag_critical_path(rows: list[dict[str, Any]], plan: list[dict[str, Any]]) -> float:
+    """Backend time on the critical path of a plan with edges: the planner, critic and
+    synthesizer calls, and the longest chain of worker calls through the plan's dependencies."""
+    workers = worker_rows(rows, plan)
+    done: dict[str, float] = {}
+    for task in plan:
+        done[task["id"]] = span(workers[task["id"]]) + max((done[d] for d in task["depends_on"]), default=0.0)
+    return sum(span(r) for r in rows if r["role"] in ("planner", "critic", "synthesizer")) + max(
+        done.values()
+    )
+
+
+# 8. a chain beside independent sub-questions -------------------------------------------------
+
+
+def chain(report: dict[str, Any]) -> None:
+    """Wall time of a plan with a 3-step chain against its critical path, and with one
+    independent sub-question slowed to 5 s: the chain must not wait for it."""
+    latency, slow_s = 1.0, 5.0
+    runs = 1 if QUICK else 2
+    nominal = latency * (1 + len(CHAIN) + 2)  # planner, the chain, critic, synthesizer
+    out: dict[str, Any] = {}
+    for label, options in (("even", []), ("slow_sibling", ["--slow", f"{SLOW_KEY}={slow_s}"])):
+        slow = slow_s if options else latency
+        bound = max(nominal, latency + slow + 2 * latency)
+        with stub(latency, *plan_options(CHAIN_PLAN, *options)) as backend:
+
+            async def main(backend: str = backend) -> list[dict[str, float]]:
+                graph = engine(backend)
+                samples = []
+                for _ in range(runs):
+                    reset(backend)
+                    t0 = time.perf_counter()
+                    await engine_run(graph, len(CHAIN_PLAN), max_revisions=1)
+                    wall = time.perf_counter() - t0
+                    rows = calls(backend, full=True)
+                    assert [r["role"] for r in rows].count("critic") == 1, "the critic runs once"
+                    workers = worker_rows(rows, CHAIN_PLAN)
+                    start = min(r["started"] for r in rows if r["role"] == "planner")
+                    samples.append({
+                        "wall_s": wall,
+                        "backend_path_s": dag_critical_path(rows, CHAIN_PLAN),
+                        "chain_end_s": workers[CHAIN[-1]]["finished"] - start,
+                        "sibling_end_s": workers[SLOW_TASK]["finished"] - start,
+                    })  # fmt: skip
+                return samples
+
+            samples = asyncio.run(main())
+        row = {key: statistics.mean(s[key] for s in samples) for key in samples[0]}
+        out[label] = {"slow_s": slow, "bound_s": bound, **row, "wall_ratio": row["wall_s"] / bound}
+    out["chain_delay_s"] = out["slow_sibling"]["chain_end_s"] - out["even"]["chain_end_s"]
+    report["chain"] = {
+        "latency_s": latency,
+        "plan": CHAIN_PLAN,
+        "runs": runs,
+        "critical_path_s": nominal,
+        **out,
+    }
+
+
+# 9. streamed planning ------------------------------------------------------------------------
+
+
+def close_times(plan: list[dict[str, Any]], chunks: list[list[Any]]) -> dict[str, float]:
+    """When the stub sent each task's closing brace, from the planner call's streamed chunks
+    (the stub writes the plan as ``json.dumps({"subquestions": plan})``)."""
+    text = json.dumps({"subquestions": plan})
+    assert "".join(piece for _, piece in chunks) == text, "the planner streamed the scripted plan"
+    ends, cursor = {}, 0
+    for task in plan:
+        piece = json.dumps(task)
+        cursor = text.index(piece, cursor) + len(piece)
+        ends[task["id"]] = cursor  # the text up to and including the task's "}"
+    out, sent = {}, 0
+    for when, piece in chunks:
+        sent += len(piece)
+        for task_id, end in ends.items():
+            if task_id not in out and sent >= end:
+                out[task_id] = when
+    return out
+
+
+def dispatch_figures(samples: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """From runs of a streamed plan: how early the first worker call started (against the time
+    the rest of the plan took to stream) and each task's last plan token → its worker call."""
+    delays, leads = [], []
+    for rows in samples:
+        planner = next(r for r in rows if r["role"] == "planner")
+        closed = close_times(STREAMED_PLAN, planner["chunks"])
+        workers = worker_rows(rows, STREAMED_PLAN)
+        delays += [workers[t]["started"] - closed[t] for t in closed]
+        first = min(workers.values(), key=lambda r: r["started"])
+        first_task = next(t for t, r in workers.items() if r is first)
+        rest = planner["chunks"][-1][0] - closed[first_task]
+        lead = planner["finished"] - first["started"]
+        leads.append({"lead_s": lead, "rest_s": rest, "share": lead / rest})
+    return {
+        "runs": len(samples),
+        "lead_s": statistics.median(x["lead_s"] for x in leads),
+        "rest_s": statistics.median(x["rest_s"] for x in leads),
+        "lead_share_p50": statistics.median(x["share"] for x in leads),
+        "lead_share_min": min(x["share"] for x in leads),
+        "delays": len(delays),
+        "delay_p50_ms": statistics.median(delays) * 1000,
+        "delay_max_ms": max(delays) * 1000,
+    }
+
+
+def streamed_plan(report: dict[str, Any]) -> None:
+    """A 4-task plan streamed at a fixed rate, engine in-process (streaming model specs) and the
+    service with LLM_STREAM=true: each task goes to a worker the moment its "}" is written."""
+    rate = 40.0
+    runs = 2 if QUICK else 5
+    out: dict[str, Any] = {}
+    options = plan_options(STREAMED_PLAN, "--role-tokens-per-s", f"planner={rate:g}")
+    with stub(0.0, *options) as backend:
+
+        async def engine_runs() -> list[list[dict[str, Any]]]:
+            graph = engine(backend, stream=True)
+            samples = []
+            for _ in range(runs + 1):
+                reset(backend)
+                await engine_run(graph, len(STREAMED_PLAN), max_revisions=0)
+                samples.append(calls(backend, full=True))
+            return samples[1:]  # the first run warms up connections
+
+        out["engine"] = dispatch_figures(asyncio.run(engine_runs()))
+        with (
+            service(backend, LLM_STREAM="true") as (url, _),
+            httpx.Client(base_url=url, timeout=60) as http,
+        ):
+            samples = []
+            body = {"question": QUESTION, "max_subtasks": len(STREAMED_PLAN), "max_revisions": 0}
+            for _ in range(runs + 1):
+                reset(backend)
+                response = http.post("/v1/reason", json=body)
+                assert response.status_code == 200, response.text
+                samples.append(calls(backend, full=True))
+            out["service"] = dispatch_figures(samples[1:])
+    planner_tokens = len(json.dumps({"subquestions": STREAMED_PLAN}).split())
+    report["streamed_plan"] = {
+        "tasks": len(STREAMED_PLAN),
+        "planner_tokens_per_s": rate,
+        "planner_stream_s": planner_tokens / rate,
+        **out,
+    }
+
+
+# 10. dependency answers reach their dependents ----------------------------------------------
+
+
+def answers_given(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whose answers each worker's prompt holds (workers answer "Answer to: <sub-question>")."""
+    workers = worker_rows(rows, CHAIN_PLAN)
+    question = {t["id"]: t["question"] for t in CHAIN_PLAN}
+    given = {t: set(re.findall(r"Answer to: (.+)", r["last"])) for t, r in workers.items()}
+    expected = {t["id"]: {question[d] for d in t["depends_on"]} for t in CHAIN_PLAN}
+    dependents = [t for t in expected if expected[t]]
+    independents = [t for t in expected if not expected[t]]
+    return {
+        "dependents": len(dependents),
+        "dependents_with_their_answers": sum(given[t] == expected[t] for t in dependents),
+        "independents": len(independents),
+        "independents_without_answers": sum(not given[t] for t in independents),
+    }
+
+
+def dependency_answers(report: dict[str, Any]) -> None:
+    """The chain plan with echoing workers, engine and service: a dependent's prompt holds
+    exactly its dependencies' answers, an independent's none."""
+    out = {}
+    with stub(0.0, *plan_options(CHAIN_PLAN, "--echo-subquestion")) as backend:
+
+        async def engine_once() -> None:
+            reset(backend)
+            await engine_run(engine(backend), len(CHAIN_PLAN), max_revisions=0)
+
+        asyncio.run(engine_once())
+        out["engine"] = answers_given(calls(backend, full=True))
+        with service(backend) as (url, _), httpx.Client(base_url=url, timeout=60) as http:
+            reset(backend)
+            body = {"question": QUESTION, "max_subtasks": len(CHAIN_PLAN), "max_revisions": 0}
+            response = http.post("/v1/reason", json=body)
+            assert response.status_code == 200, response.text
+            out["service"] = answers_given(calls(backend, full=True))
+    report["dependency_answers"] = out
+
+
 # output --------------------------------------------------------------------------------------
 
 
@@ -526,6 +763,33 @@ def print_table(report: dict[str, Any]) -> None:
         f"through ChatOpenAI {a['chatopenai_ms_per_call']:.2f} ms (zero-latency stub); one engine run "
         f"with an in-memory model (4 sub-questions, 7 calls, no HTTP) {a['engine_ms_per_run_no_http']:.2f} ms"
     )
+    c = report["chain"]
+    even, slow = c["even"], c["slow_sibling"]
+    print(f"\n8. chain t1 -> t2 -> t3 beside 3 independent sub-questions, {c['latency_s']:g} s per call, "
+          f"critic once (mean of {c['runs']} runs)")  # fmt: skip
+    print(f"   even: wall {even['wall_s']:.2f} s vs critical path {c['critical_path_s']:.1f} s "
+          f"(backend's own {even['backend_path_s']:.2f} s): {even['wall_ratio']:.3f} x")  # fmt: skip
+    print(f"   one independent at {slow['slow_s']:g} s: wall {slow['wall_s']:.2f} s vs "
+          f"max(critical path, planner + {slow['slow_s']:g} s + critic + synthesizer) "
+          f"{slow['bound_s']:.1f} s: "
+          f"{slow['wall_ratio']:.3f} x; t3 done at {slow['chain_end_s']:.2f} s, the slow call at "
+          f"{slow['sibling_end_s']:.2f} s (after the planner's start); the chain ends "
+          f"{c['chain_delay_s'] * 1000:+.0f} ms vs the even run")  # fmt: skip
+    p = report["streamed_plan"]
+    print(f"\n9. streamed planning, {p['tasks']} independent tasks, planner at {p['planner_tokens_per_s']:g} "
+          f"tokens/s ({p['planner_stream_s']:.2f} s of plan)")  # fmt: skip
+    for mode in ("engine", "service"):
+        m = p[mode]
+        print(f"   {mode:>7}: first worker call {m['lead_s']:.2f} s before the planner's call ended, "
+              f"the rest of the plan streamed in {m['rest_s']:.2f} s: {m['lead_share_p50']:.2f} "
+              f"(min {m['lead_share_min']:.2f}); last plan token -> worker call p50 "
+              f"{m['delay_p50_ms']:.1f} ms, max {m['delay_max_ms']:.1f} ms "
+              f"({m['delays']} tasks)")  # fmt: skip
+    print("\n10. dependency answers in worker prompts (chain plan, echoing workers)")
+    for mode, d in report["dependency_answers"].items():
+        print(f"   {mode:>7}: dependents with exactly their dependencies' answers "
+              f"{d['dependents_with_their_answers']}/{d['dependents']}, independents with no other answer "
+              f"{d['independents_without_answers']}/{d['independents']}")  # fmt: skip
     print("\n6. growth per run (engine in-process)")
     print(f"{'sub-q':>6}{'CPU ms':>9}{'CPU ms/sub-q':>14}{'peak KB':>10}{'KB/sub-q':>10}")
     for r in report["growth"]:
@@ -540,7 +804,8 @@ def main() -> None:
                 if line.startswith("model name")), platform.processor())  # fmt: skip
     report: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"}
     started = time.perf_counter()
-    for step in (overhead, fanout, throughput, streaming, growth, attribution):
+    for step in (overhead, fanout, throughput, streaming, growth, attribution, chain, streamed_plan,
+                 dependency_answers):  # fmt: skip
         t0 = time.perf_counter()
         step(report)
         print(f"[{step.__name__} done in {time.perf_counter() - t0:.0f} s]", flush=True)

@@ -60,13 +60,18 @@ async def reference_run(client: AsyncOpenAI, question: str, subtasks: int) -> di
         subquestions = [question]
     answers = await asyncio.gather(
         *[
-            _ask(client, "worker", WORKER_SYSTEM, WORKER_USER.format(question=question, subquestion=q))
+            _ask(
+                client,
+                "worker",
+                WORKER_SYSTEM,
+                WORKER_USER.format(question=question, dependencies="", subquestion=q),
+            )
             for q in subquestions
         ]
     )
     total += sum(tokens for _, tokens in answers)
     blocks = "\n".join(
-        SUBANSWER_BLOCK.format(task_id=f"t{i}", subquestion=q, answer=a)
+        SUBANSWER_BLOCK.format(task_id=f"t{i}", depends_on="", subquestion=q, answer=a)
         for i, (q, (a, _)) in enumerate(zip(subquestions, answers, strict=True), start=1)
     )
     ids = [f"t{i}" for i in range(1, len(subquestions) + 1)]
