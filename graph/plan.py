@@ -108,23 +108,24 @@ class PlanBuilder:
             )
             return None
         task_id = f"t{len(self.tasks) + 1}"
+        name = task_id if given_id == task_id else f"{task_id} (the planner's {given_id!r})"
         depends_on: list[str] = []
         refs = raw.get("depends_on") if self.edges else None
         for ref in refs if isinstance(refs, list) else []:
             ref_id = _text(ref) if isinstance(ref, str) else str(ref)
             if ref_id == given_id:
-                self._repair("dropped_dependency", f"{task_id}: dropped its dependency on itself")
+                self._repair("dropped_dependency", f"{name}: dropped its dependency on itself")
             elif ref_id in self._ids:
                 if self._ids[ref_id] not in depends_on:
                     depends_on.append(self._ids[ref_id])
             elif ref_id in self._dropped:
                 self._repair(
-                    "dropped_dependency", f"{task_id}: dropped its dependency on {ref_id!r}, a dropped task"
+                    "dropped_dependency", f"{name}: dropped its dependency on {ref_id!r}, a dropped task"
                 )
             else:
                 self._repair(
                     "dropped_dependency",
-                    f"{task_id}: dropped its dependency on {ref_id!r}, not an earlier task",
+                    f"{name}: dropped its dependency on {ref_id!r}, not an earlier task",
                 )
         if given_id in self._ids:
             self._repair("duplicate_id", f"{task_id}: id {given_id!r} is taken; it is {task_id}")
