@@ -296,7 +296,8 @@ class Nodes:
 
     async def critic(self, state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = runtime.context
-        answered = [a for a in state["subanswers"].values() if a["status"] == "ok"]
+        answers = [state["subanswers"][t["id"]] for t in state["plan"] if t["id"] in state["subanswers"]]
+        answered = [a for a in answers if a["status"] == "ok"]  # in plan order
         if state["revisions"] >= ctx.max_revisions or not answered or ctx.budget.exhausted:
             return {"pending": []}
         round_ = state["revisions"] + 1
