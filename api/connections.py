@@ -32,6 +32,14 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, config: Config, server_state: ServerState, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, server_state, *args, **kwargs)
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._waiting_after: object = None
+        """The cycle (request) before the head we wait for: None on a new connection."""
+
+    def _await_head(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+        self._waiting_after = self.cycle
+        self._head_deadline = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -46,13 +54,18 @@ class GuardedH11Protocol(H11Protocol):
             transport.write(head.encode() + body)
             transport.close()
             return
-        self._head_deadline = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
+        self._await_head()
 
     def handle_events(self) -> None:
         super().handle_events()
-        if self.cycle is not None and self._head_deadline is not None:
-            self._head_deadline.cancel()
+        if self._head_deadline is not None and self.cycle is not self._waiting_after:
+            self._head_deadline.cancel()  # a new request's head is complete
             self._head_deadline = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_deadline is None and self.cycle is not None and self.cycle.response_complete:
+            self._await_head()  # the first bytes of the next request: its head has the same deadline
+        super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_deadline is not None:
@@ -62,7 +75,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def _head_timed_out(self) -> None:
         self._head_deadline = None
-        if self.cycle is None and not self.transport.is_closing():
+        if self.cycle is self._waiting_after and not self.transport.is_closing():
             self.transport.close()
 
 

@@ -25,10 +25,10 @@ class RunLookup:
     async def get(self, run_id: str) -> RunRecord:
         """The stored run, with the live state of a run of this process (its final state may
         not be committed yet)."""
+        live = self._live(run_id)  # before the read: the run may leave memory while it waits
         record = await self.store.get(run_id)
         if record is None:
             raise RunNotFound(run_id)
-        live = self._live(run_id)
         if live is None:
             return record
         result = live.result.result() if live.result.done() else None

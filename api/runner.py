@@ -203,8 +203,9 @@ class Runner:
         live = self.live.get(run_id)
         if live is None or live.finished or live.task is None or live.task.done():
             return False
-        live.stop_reason = reason
-        live.task.cancel()
+        if live.stop_reason is None:  # once: a second cancel would cut the graph's own cleanup short
+            live.stop_reason = reason
+            live.task.cancel()
         await asyncio.wait({live.task})
         return True
 

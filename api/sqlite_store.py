@@ -83,7 +83,10 @@ def _now() -> str:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON that SQLite can store: a lone surrogate in model output (not UTF-8) is
+    replaced rather than failing the write."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _event_row(event: Event) -> Statement:
@@ -183,10 +186,15 @@ class SQLiteRunStore:
                 try:
                     await self._on(self._writer, commit)
                     break
-                except sqlite3.Error as exc:
+                except sqlite3.Error as exc:  # storage: retried until it clears
                     self._failed(exc, len(batch))
                     await asyncio.sleep(delay)
                     delay = min(RETRY_MAX_S, delay * 2)
+                except Exception:  # a bug: retrying cannot help, and the writer must go on
+                    log.exception(
+                        "the run store dropped a batch it cannot write", extra={"writes": len(batch)}
+                    )
+                    break
             if not self.healthy:
                 log.warning("the run store accepts writes again")
                 self._last_failure_log = -FAILURE_LOG_EVERY_S

@@ -229,24 +229,27 @@ async def call_text(
 
 class _Deltas:
     """Forwards streamed text once: a retry that repeats what was already sent stays silent
-    until it gets past it."""
+    until it gets past it. A retry that says something else is not forwarded at all (what
+    was sent cannot be taken back, and gluing two replies would make a third): the call's
+    returned text is then the only whole reply."""
 
     def __init__(self, forward: Callable[[str], None]) -> None:
         self.forward = forward
         self.sent = ""
         self.current = ""
+        self.diverged = False
 
     def new_attempt(self) -> None:
         self.current = ""
 
     def __call__(self, piece: str) -> None:
         self.current += piece
-        if self.sent.startswith(self.current):
+        if self.diverged or self.sent.startswith(self.current):
             return
-        if self.current.startswith(self.sent):
-            fresh, self.sent = self.current[len(self.sent) :], self.current
-        else:
-            fresh, self.sent = piece, self.sent + piece
+        if not self.current.startswith(self.sent):
+            self.diverged = True
+            return
+        fresh, self.sent = self.current[len(self.sent) :], self.current
         self.forward(fresh)
 
 
@@ -319,9 +322,12 @@ FORMAT_REJECTIONS = frozenset({400, 415, 422, 500, 501})
 """How servers answer a response_format they do not support (llama-cpp-python: 500)."""
 
 
+NOT_ABOUT_FORMAT = frozenset({"model_not_found", "context_length_exceeded"})
+
+
 def _rejects_format(exc: ModelCallError) -> bool:
     """Whether this failure may be the backend refusing the structured-output mode."""
-    return exc.status in FORMAT_REJECTIONS and exc.code != "model_not_found"
+    return exc.status in FORMAT_REJECTIONS and exc.code not in NOT_ABOUT_FORMAT
 
 
 async def _call_adapting(
@@ -335,24 +341,29 @@ async def _call_adapting(
     attempt: int,
     on_delta: Callable[[str], None] | None = None,
 ) -> str:
-    """One structured call; if the backend answers it with an HTTP error (not auth, not rate
-    limiting), try the next structured-output mode (the model's mode is adaptive)."""
+    """One structured call; if the backend answers it with an HTTP error that may be about the
+    format (the model's mode is adaptive), try the next mode. A lower mode is kept for good only
+    once a call in it has worked: one odd failure does not switch modes for the process."""
+    mode = spec.structured.current
+    rejected: list[tuple[StructuredOutput, int | None]] = []
     while True:
-        mode = spec.structured.current
         fmt = response_format(mode, node, schema)
         try:
             text, _ = await call_text(
                 spec, messages, ctx, node=node, attempt=attempt, response_format=fmt, on_delta=on_delta
             )
-            return text
         except ModelCallError as exc:
-            if not _rejects_format(exc):
+            following = spec.structured.next_after(mode) if _rejects_format(exc) else None
+            if following is None:
                 raise
-            fallback = spec.structured.downgrade(spec.name, mode)
-            if fallback is None:
-                raise
-            detail = f"the backend answered {mode} with HTTP {exc.status}; {fallback} from now on"
-            fallbacks.append(Fallback(node=node, kind="structured_output_downgrade", detail=detail))
+            rejected.append((mode, exc.status))
+            mode = following
+            continue
+        if rejected and spec.structured.adopt(spec.name, mode, rejected[0][0]):
+            for tried, status in rejected:
+                detail = f"the backend answered {tried} with HTTP {status}; {mode} from now on"
+                fallbacks.append(Fallback(node=node, kind="structured_output_downgrade", detail=detail))
+        return text
 
 
 async def call_structured(

@@ -19,6 +19,7 @@ StructuredOutput = Literal["json_schema", "json_object", "none"]
 
 DOWNGRADE: dict[StructuredOutput, StructuredOutput] = {"json_schema": "json_object", "json_object": "none"}
 """The next mode to try when a backend rejects one."""
+RANK: dict[StructuredOutput, int] = {"json_schema": 2, "json_object": 1, "none": 0}
 
 log = logging.getLogger(__name__)
 
@@ -26,24 +27,29 @@ log = logging.getLogger(__name__)
 @dataclass
 class StructuredMode:
     """How one model is asked for JSON. When ``adaptive``, a mode the backend rejects is
-    replaced by the next one for the life of the process (shared by every role on the model)."""
+    replaced by a lower one that worked, for the life of the process (shared by every role on
+    the model)."""
 
     current: StructuredOutput = "json_schema"
     adaptive: bool = False
 
-    def downgrade(self, model: str, rejected: StructuredOutput) -> StructuredOutput | None:
-        """The mode to use after ``rejected`` failed; None if there is none left to try."""
-        if not self.adaptive or rejected == "none":
-            return None
-        if self.current == rejected:
-            self.current = DOWNGRADE[rejected]
-            log.warning(
-                "the backend rejected structured output %s; using %s from now on",
-                rejected,
-                self.current,
-                extra={"model": model},
-            )
-        return self.current
+    def next_after(self, rejected: StructuredOutput) -> StructuredOutput | None:
+        """The mode to try after ``rejected`` failed; None if there is none left (or not adaptive)."""
+        return DOWNGRADE.get(rejected) if self.adaptive else None
+
+    def adopt(self, model: str, worked: StructuredOutput, rejected: StructuredOutput) -> bool:
+        """Keep ``worked`` from now on, since ``rejected`` failed and it did not; False if an
+        earlier call already did."""
+        if RANK[worked] >= RANK[self.current]:
+            return False
+        self.current = worked
+        log.warning(
+            "the backend rejected structured output %s; using %s from now on",
+            rejected,
+            worked,
+            extra={"model": model},
+        )
+        return True
 
 
 TokenCapParam = Literal["max_tokens", "max_completion_tokens"]

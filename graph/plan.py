@@ -96,7 +96,9 @@ class PlanBuilder:
         if not isinstance(raw, dict):
             self._repair("invalid_task", f"task {self._seen} is not an object; dropped")
             return None
-        question, given_id = _text(raw.get("question")), _text(raw.get("id")) or f"#{self._seen}"
+        raw_id = raw.get("id")
+        given_id = (str(raw_id) if isinstance(raw_id, int | float) else _text(raw_id)) or f"#{self._seen}"
+        question = _text(raw.get("question"))
         if (why := junk_reason(question)) is not None:
             self._dropped.add(given_id)
             self._repair("junk_subquestion", f"dropped {question[:80]!r}: {why}")
@@ -145,11 +147,13 @@ class PlanReader:
         self._on_task = on_task
         self._scanner = PlanScanner()
         self._text = ""
+        self._read: list[Any] = []
 
     def feed(self, piece: str) -> None:
         """The next piece of the reply."""
         self._text += piece
         for raw in self._scanner.feed(self._text):
+            self._read.append(raw)
             self._take(raw)
 
     def _take(self, raw: Any) -> None:
@@ -162,11 +166,13 @@ class PlanReader:
         ``error`` says why). Returns every repair; the plan falls back to the whole question."""
         fallbacks: list[Fallback] = []
         read = len(self.builder.tasks)
-        if raw_tasks is not None:
-            for raw in raw_tasks[self.builder.seen :]:
+        same_start = raw_tasks is not None and raw_tasks[: len(self._read)] == self._read
+        if raw_tasks is not None and (same_start or not read):
+            for raw in raw_tasks[len(self._read) if same_start else 0 :]:
                 self._take(raw)
         elif read:
-            detail = f"the plan did not validate in the end ({error}); the {read} task(s) read are kept"
+            why = error or "a retry wrote another plan"
+            detail = f"the plan did not validate in the end ({why}); the {read} task(s) read are kept"
             fallbacks.append(Fallback(node="planner", kind="incomplete_plan", detail=detail))
         fallbacks.extend(self.builder.fallbacks)
         if not self.builder.tasks:

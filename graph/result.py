@@ -89,7 +89,7 @@ def assemble(
         critique=state.get("critique", []) if state else [],
         usage=summarize(calls, question_tokens, question_exact),
         by_node=by_node(calls),
-        calls=calls,
+        calls=list(calls),
         timings=Timings(
             total_ms=round(total_ms, 2),
             planner_ms=_span_ms(calls, "planner"),

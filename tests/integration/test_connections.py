@@ -63,6 +63,12 @@ def test_a_connection_that_sends_no_request_is_closed(settings: Settings, stub: 
         assert time.monotonic() - started < 3
         silent.close()
         dribbling.close()
+        kept_alive = socket.create_connection(("127.0.0.1", port))
+        kept_alive.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert kept_alive.recv(4096).startswith(b"HTTP/1.1 200")
+        kept_alive.sendall(b"GET /healthz HTTP/1.1\r\n")  # the next request, dribbled
+        assert closed_by_server(kept_alive, 5)[0], "a later request's head has the same deadline"
+        kept_alive.close()
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
             assert http.get("/healthz").status_code == 200
             assert http.post("/v1/reason", json={"question": "Q?"}).status_code == 200, "slow runs are fine"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from graph.plan import PlanBuilder, PlanScanner, build_plan, junk_reason
+from graph.plan import PlanBuilder, PlanReader, PlanScanner, build_plan, junk_reason
 from graph.state import SubTask
 
 
@@ -150,3 +150,29 @@ def test_a_flat_plan_keeps_no_edges_and_says_nothing() -> None:
         builder.add(raw)
     assert [t["depends_on"] for t in builder.tasks] == [[], []]
     assert builder.fallbacks == []
+
+
+def test_a_plan_rewritten_by_a_retry_keeps_only_the_tasks_already_started() -> None:
+    started: list[str] = []
+    reader = PlanReader(4, lambda t: started.append(t["question"]))
+    first = task("t1", "What is one plus one?")
+    reader.feed('{"subquestions": [' + json.dumps(first) + ', {"id": "t2", "quest')
+    other = [task("t1", "How many people live in Paris?"), task("t2", "And how many in Rome today?")]
+    fallbacks = reader.finish(other, None, "Q?")
+    assert started == ["What is one plus one?"]
+    assert [f["kind"] for f in fallbacks] == ["incomplete_plan"]
+
+
+def test_numeric_ids_keep_their_edges_when_streamed() -> None:
+    reader = PlanReader(4, lambda t: None)
+    reader.feed(
+        json.dumps(
+            {
+                "subquestions": [
+                    {"id": 1, "question": "What is one plus one?", "depends_on": []},
+                    {"id": 2, "question": "What is that plus two?", "depends_on": [1]},
+                ]
+            }
+        )
+    )
+    assert [t["depends_on"] for t in reader.tasks] == [[], ["t1"]]

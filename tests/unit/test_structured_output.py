@@ -103,3 +103,16 @@ async def test_an_unreadable_response_is_the_backends_fault_and_retried(stub: St
     assert text
     assert rows[0]["error"] is not None and rows[0]["error"].startswith("malformed backend response")
     assert len(stub.calls) == 2
+
+
+async def test_no_downgrade_is_kept_when_no_lower_mode_works_either(stub: StubBackend) -> None:
+    mode = StructuredMode("json_schema", adaptive=True)
+    spec = stub_models(stub, structured=mode).planner
+    stub.inject("planner", *[Fault(status=500)] * 6)
+    fallbacks: list[Fallback] = []
+    with pytest.raises(ModelCallError):
+        await call_structured(
+            spec, MESSAGES, fast(), Plan, plan_schema(3), node="planner", fallbacks=fallbacks
+        )
+    assert formats(stub) == ["json_schema", "json_schema", "json_object", "json_object", None, None]
+    assert mode.current == "json_schema" and fallbacks == []
