@@ -165,11 +165,8 @@ class Nodes:
                     event=TASK_FAILED, data=TaskFailed(task_id=task_id, attempt=attempt, error=exc.message)
                 )
             )
-            kept = (
-                previous
-                if revision is not None and previous is not None and previous["status"] == "ok"
-                else None
-            )
+            # A re-run that fails (a revision, or a dependent of one) keeps the earlier answer.
+            kept = previous if previous is not None and previous["status"] == "ok" else None
             return SubAnswer(
                 task_id=task_id,
                 question=task["question"],
@@ -289,7 +286,7 @@ class Nodes:
                 detail=f"{task_id}: revision {answers[task_id]['attempts']} failed "
                 f"({answers[task_id]['error']}); the previous answer is kept",
             )
-            for task_id in revisions
+            for task_id in sorted(rerun)
             if answers[task_id]["error"] is not None and answers[task_id]["status"] == "ok"
         ]
         return {"subanswers": {t: answers[t] for t in rerun}, "fallbacks": fallbacks, "pending": []}

@@ -178,3 +178,31 @@ async def test_a_plan_that_breaks_off_keeps_the_tasks_already_read(stub: StubBac
     assert [f["kind"] for f in result["fallbacks"]] == ["incomplete_plan"]
     assert len(stub.calls_of("planner")) == 1, "no repair call: its tasks are already under way"
     assert started(events) == ["t1"]
+
+
+async def test_a_dependent_whose_re_run_fails_keeps_its_earlier_answer(stub: StubBackend) -> None:
+    stub.options.plan = CHAIN[:2]
+    stub.options.echo_subquestion = True
+    stub.options.critic_reply = (
+        '{"verdicts": [{"task_id": "t1", "verdict": "revise", "feedback": "check the year"},'
+        ' {"task_id": "t2", "verdict": "accept", "feedback": ""}]}'
+    )
+
+    async def emit(name: str, data: dict[str, Any]) -> None:
+        if name == "critique":  # the re-run of t2, after t1's revision, fails both tries
+            stub.inject("worker", *[Fault(status=500, match=str(CHAIN[1]["question"]))] * 2)
+
+    result = await execute(
+        build_graph(stub_models(stub)),
+        "Q?",
+        RunContext(max_subtasks=4, max_revisions=1, max_attempts=2, retry_initial_s=0.01),
+        run_id="run_rerun",
+        question_count=await TiktokenCounter().count("Q?"),
+        emit=emit,
+    )
+    t2 = next(a for a in result["subanswers"] if a["task_id"] == "t2")
+    assert t2["status"] == "ok" and t2["answer"] == f"Answer to: {CHAIN[1]['question']}"
+    assert t2["error"] is not None and t2["attempts"] == 2
+    assert [f["detail"].split(":")[0] for f in result["fallbacks"] if f["kind"] == "revision_failed"] == [
+        "t2"
+    ]
