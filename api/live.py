@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from api.store import Event, Status
+from api.store import TERMINAL, Event, Status
 from graph import Result
 from graph.events import EventData, EventName
 
@@ -20,8 +20,6 @@ class LiveRun:
     run_id: str
     status: Status = "queued"
     events: list[Event] = field(default_factory=list)
-    finished: bool = False
-    """The terminal event is in ``events``: nothing more will be appended."""
     result: asyncio.Future[Result] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     task: asyncio.Task[None] | None = None
     stop_reason: StopReason | None = None
@@ -34,10 +32,14 @@ class LiveRun:
         self._wake()
         return event
 
+    @property
+    def finished(self) -> bool:
+        """The terminal event is in ``events``: nothing more will be appended."""
+        return self.status in TERMINAL
+
     def end(self, status: Status, result: Result) -> None:
         """The terminal event has been appended: resolve waiters, release followers."""
         self.status = status
-        self.finished = True
         if not self.result.done():
             self.result.set_result(result)
         self._wake()

@@ -86,7 +86,8 @@ class Runner:
         self._unfinished += 1  # held from here, so concurrent submissions see it
         try:
             count = await self.backend.counter.count(request.question)
-            ctx = admit(request, s, count, now=time.monotonic(), completion_budget=completion_budget)
+            admitted = time.monotonic()
+            ctx = admit(request, s, count, now=admitted, completion_budget=completion_budget)
             run_id = new_run_id()
             await self.store.create(run_id, request.question, request.model_dump(exclude_none=True))
         except BaseException:
@@ -94,21 +95,20 @@ class Runner:
             raise
         live = LiveRun(run_id)
         self.live[run_id] = live
-        live.task = asyncio.create_task(self._run(live, request, ctx, count), name=run_id)
+        live.task = asyncio.create_task(self._run(live, request, ctx, count, admitted), name=run_id)
         return run_id
 
     def _emit(self, live: LiveRun, name: EventName, data: EventData) -> None:
         self.store.append(live.append(name, data))
 
-    async def _run(self, live: LiveRun, request: ReasonRequest, ctx: RunContext, count: TokenCount) -> None:
-        admitted = time.monotonic()
+    async def _run(
+        self, live: LiveRun, request: ReasonRequest, ctx: RunContext, count: TokenCount, admitted: float
+    ) -> None:
         result: Result | None = None
         try:
             async with self._slots:
-                # The deadline counts from the start, not from admission.
-                ctx = dataclasses.replace(
-                    ctx, deadline=(ctx.deadline or admitted) + time.monotonic() - admitted
-                )
+                if ctx.deadline is not None:  # it counts from the start, not from admission
+                    ctx = dataclasses.replace(ctx, deadline=ctx.deadline + time.monotonic() - admitted)
                 live.status = "running"
                 self.store.set_status(live.run_id, "running")
                 settings = RunSettings(

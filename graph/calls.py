@@ -5,7 +5,8 @@ import functools
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -120,6 +121,18 @@ def _cap_kwargs(spec: ModelSpec, max_tokens: int, response_format: dict[str, Any
     return {"max_completion_tokens": max_tokens, **({"extra_body": body} if body else {})}
 
 
+@contextmanager
+def _reading_response() -> Iterator[None]:
+    """What the client raises while reading a response it cannot make sense of is the
+    backend's MalformedResponse; failures to get a response at all stay what they are."""
+    try:
+        yield
+    except TRANSPORT_ERRORS:
+        raise
+    except READING_ERRORS as exc:
+        raise MalformedResponse(type(exc).__name__) from exc
+
+
 async def _invoke(
     spec: ModelSpec,
     messages: list[BaseMessage],
@@ -129,12 +142,8 @@ async def _invoke(
     """One request. What goes wrong while the client reads the backend's response is a
     MalformedResponse; an error in our own code (``on_delta``) stays what it is."""
     if on_delta is None or not spec.stream:
-        try:
+        with _reading_response():
             result = await spec.chat.ainvoke(messages, **kwargs)
-        except TRANSPORT_ERRORS:
-            raise
-        except READING_ERRORS as exc:
-            raise MalformedResponse(type(exc).__name__) from exc
         if not isinstance(result, AIMessage):
             raise MalformedResponse(f"expected an AI message, got {type(result).__name__}")
         return result
@@ -142,13 +151,10 @@ async def _invoke(
     chunks = aiter(spec.chat.astream(messages, **kwargs))
     while True:
         try:
-            chunk = await anext(chunks)
+            with _reading_response():
+                chunk = await anext(chunks)
         except StopAsyncIteration:
             break
-        except TRANSPORT_ERRORS:
-            raise
-        except READING_ERRORS as exc:
-            raise MalformedResponse(type(exc).__name__) from exc
         if not isinstance(chunk, AIMessageChunk):
             raise MalformedResponse(f"expected an AI message chunk, got {type(chunk).__name__}")
         if chunk.text:

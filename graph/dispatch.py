@@ -34,6 +34,7 @@ class Dispatcher:
         self._blocked_answer = blocked_answer
         self._slots = asyncio.Semaphore(limit)
         self.plan: list[SubTask] = []
+        self._by_id: dict[str, SubTask] = {}
         self.answers: dict[str, SubAnswer] = dict(answered or {})
         self._started: set[str] = set(self.answers)
         self._blocked: set[str] = set()
@@ -45,6 +46,7 @@ class Dispatcher:
     def add(self, task: SubTask) -> None:
         """A task of the plan (in plan order); it starts at once if it can."""
         self.plan.append(task)
+        self._by_id[task["id"]] = task
         self._advance()
 
     def close(self) -> None:
@@ -62,12 +64,10 @@ class Dispatcher:
             if task_id not in self._started:
                 self._started.add(task_id)
                 self._blocked.add(task_id)
-                task = next(t for t in self.plan if t["id"] == task_id)
-                self.answers[task_id] = self._blocked_answer(task, dependency)
+                self.answers[task_id] = self._blocked_answer(self._by_id[task_id], dependency)
         for task_id in ready(self.plan, self._ok(), self._started):
             self._started.add(task_id)
-            task = next(t for t in self.plan if t["id"] == task_id)
-            runner = asyncio.create_task(self._one(task), name=f"task {task_id}")
+            runner = asyncio.create_task(self._one(self._by_id[task_id]), name=f"task {task_id}")
             self._tasks.add(runner)
             runner.add_done_callback(self._tasks.discard)
         self._changed.set()

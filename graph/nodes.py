@@ -105,6 +105,11 @@ def _dependency_blocks(inputs: list[SubAnswer]) -> str:
     )
 
 
+def _in_plan_order(state: State) -> list[SubAnswer]:
+    """The answers so far, in plan order (they arrive in the order the workers finish)."""
+    return [state["subanswers"][t["id"]] for t in state["plan"] if t["id"] in state["subanswers"]]
+
+
 def _blocked(task: SubTask, dependency: str) -> SubAnswer:
     return SubAnswer(
         task_id=task["id"],
@@ -135,7 +140,8 @@ class Nodes:
         previous: SubAnswer | None = None,
     ) -> SubAnswer:
         """One worker call: the sub-question with the answers it depends on (and, for a
-        revision, the previous answer and the critic's feedback)."""
+        revision, the previous answer and the critic's feedback). A re-run that fails keeps
+        ``previous`` if it was an answer."""
         task_id = task["id"]
         emit(
             ProgressEvent(
@@ -293,8 +299,8 @@ class Nodes:
 
     async def critic(self, state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = runtime.context
-        answers = [state["subanswers"][t["id"]] for t in state["plan"] if t["id"] in state["subanswers"]]
-        answered = [a for a in answers if a["status"] == "ok"]  # in plan order
+        answers = _in_plan_order(state)
+        answered = [a for a in answers if a["status"] == "ok"]
         if state["revisions"] >= ctx.max_revisions or not answered or ctx.budget.exhausted:
             return {"pending": []}
         round_ = state["revisions"] + 1
@@ -365,7 +371,7 @@ class Nodes:
     async def synthesizer(self, state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = runtime.context
         runtime.stream_writer(_stage("writing"))
-        answers = [state["subanswers"][t["id"]] for t in state["plan"] if t["id"] in state["subanswers"]]
+        answers = _in_plan_order(state)
         answered = [a for a in answers if a["status"] == "ok"]
         missing = [a["question"] for a in answers if a["status"] != "ok"]
         messages: list[BaseMessage] = [
