@@ -13,7 +13,7 @@ import uvicorn
 from api.app import create_app
 from api.backend import Backend
 from api.local_model import free_port
-from api.serve import KEEP_ALIVE_S
+from api.serve import server_config
 from api.settings import Settings
 from graph import Models, ModelSpec, TiktokenCounter, openai_chat_model
 from tests.stub_backend import ROLES, StubBackend, StubOptions, model_name
@@ -62,18 +62,13 @@ def stub_backend(stub: StubBackend, api_key: str = "sk-test", **spec: Any) -> Ba
 
 
 class Service:
-    """The real app served by uvicorn on a loopback port, in a background thread."""
+    """The real app served by uvicorn on a loopback port, in a background thread, configured
+    as `reasoner serve` configures it."""
 
     def __init__(self, settings: Settings, backend: Backend | None) -> None:
         self.port = free_port()
-        config = uvicorn.Config(
-            create_app(settings, backend),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            timeout_keep_alive=KEEP_ALIVE_S,
-        )
-        self.server = uvicorn.Server(config)
+        quiet = settings.model_copy(update={"host": "127.0.0.1", "log_level": "warning"})
+        self.server = uvicorn.Server(server_config(create_app(settings, backend), quiet, port=self.port))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

@@ -48,6 +48,16 @@ def ask(page: Page, url: str, question: str, effort: str = "") -> None:
     page.click("#submit")
 
 
+def revised_run(browser: BrowserContext, service: Service, stub: StubBackend) -> Page:
+    """A page that ran three sub-questions, each sent back once by the critic."""
+    stub.options.subtasks = 3
+    stub.options.revise_first_round = True
+    page = browser.new_page()
+    ask(page, service.url, "Why is the sky blue?")
+    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    return page
+
+
 def record_status(page: Page) -> None:
     """Keep every text the status line shows in ``window.statuses``, in order (each change
     is a mutation record, so none is lost when several happen in one task)."""
@@ -121,11 +131,7 @@ def test_status_shows_the_stage_that_is_running(
 def test_revise_verdicts_show_their_feedback(
     browser: BrowserContext, service: Service, stub: StubBackend
 ) -> None:
-    stub.options.subtasks = 3
-    stub.options.revise_first_round = True
-    page = browser.new_page()
-    ask(page, service.url, "Why is the sky blue?")
-    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    page = revised_run(browser, service, stub)
     feedback = page.locator("#critique li.verdict-revise .feedback")
     expect(feedback).to_have_text(["more detail"] * 3)
     for item in feedback.all():
@@ -135,11 +141,7 @@ def test_revise_verdicts_show_their_feedback(
 def test_worker_cards_add_up_to_the_worker_row(
     browser: BrowserContext, service: Service, stub: StubBackend
 ) -> None:
-    stub.options.subtasks = 3
-    stub.options.revise_first_round = True
-    page = browser.new_page()
-    ask(page, service.url, "Why is the sky blue?")
-    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    page = revised_run(browser, service, stub)
     pattern = re.compile(r"^(\d+) tokens \(attempt 1: (\d+), attempt 2: (\d+)\)$")
     expect(page.locator(".card .t")).to_have_text([pattern] * 3)
     totals = []

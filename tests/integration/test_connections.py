@@ -4,39 +4,14 @@ import json
 import logging
 import resource
 import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
-import uvicorn
 
-from api.app import create_app
 from api.connections import ACCEPT_FAILURE, Throttle, raise_open_files_limit
-from api.local_model import free_port
-from api.serve import server_config
 from api.settings import Settings
-from tests.conftest import stub_backend
+from tests.conftest import Service, stub_backend
 from tests.stub_backend import StubBackend
-
-
-@contextmanager
-def served(settings: Settings, stub: StubBackend) -> Iterator[int]:
-    """The app served exactly as `reasoner serve` configures uvicorn."""
-    port = free_port()
-    server = uvicorn.Server(server_config(create_app(settings, stub_backend(stub)), settings, port=port))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the service did not start"
-        time.sleep(0.01)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def closed_by_server(sock: socket.socket, within_s: float) -> tuple[bool, bytes]:
@@ -53,7 +28,8 @@ def closed_by_server(sock: socket.socket, within_s: float) -> tuple[bool, bytes]
 
 def test_a_connection_that_sends_no_request_is_closed(settings: Settings, stub: StubBackend) -> None:
     quick = settings.model_copy(update={"header_timeout_s": 0.3, "log_level": "warning"})
-    with served(quick, stub) as port:
+    with Service(quick, stub_backend(stub)) as service:
+        port = service.port
         silent = socket.create_connection(("127.0.0.1", port))
         dribbling = socket.create_connection(("127.0.0.1", port))
         dribbling.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -76,7 +52,8 @@ def test_a_connection_that_sends_no_request_is_closed(settings: Settings, stub: 
 
 def test_connections_beyond_the_cap_get_503_in_the_error_shape(settings: Settings, stub: StubBackend) -> None:
     capped = settings.model_copy(update={"max_connections": 3, "log_level": "warning"})
-    with served(capped, stub) as port:
+    with Service(capped, stub_backend(stub)) as service:
+        port = service.port
         held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
         extra = socket.create_connection(("127.0.0.1", port))
         closed, reply = closed_by_server(extra, 5)
