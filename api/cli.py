@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import cast
 
@@ -103,12 +104,14 @@ async def _ask(settings: Settings, request: ReasonRequest, as_json: bool) -> int
         async with open_backend(settings) as backend:
             runner = Runner(settings, backend, store)
             lookup = RunLookup(runner, settings.sse_heartbeat_s)
-            run_id = await runner.submit(request)
-            async for event in lookup.follow(run_id):
-                if event is not None and not as_json:
-                    _show(event)
-            result = await lookup.wait(run_id)
-            await runner.shutdown(0)
+            try:
+                run_id = await runner.submit(request)
+                async for event in lookup.follow(run_id):
+                    if event is not None and not as_json:
+                        _show(event)
+                result = await lookup.wait(run_id)
+            finally:  # however it ends (Ctrl-C, a closed pipe), the run is stored finished
+                await runner.shutdown(0)
     finally:
         await store.close()
     if as_json:
@@ -179,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`reasoner ask … | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 2
 
 

@@ -76,3 +76,24 @@ def test_invalid_setting_is_reported(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "max_subtasks" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_reader_that_goes_away_is_no_traceback(stub: StubBackend, tmp_path: Path) -> None:
+    """`reasoner ask … | head -1`: the pipe closes while the run goes on."""
+    stub.options.latency_s = 0.2
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "OPENAI_"))}
+    env = {**clean, "LLM_BASE_URL": stub.base_url, **MODEL_ENV, "DATA_DIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "ask", "Why is the sky blue?"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline().startswith(b"plan t1")
+    process.stdout.close()
+    with process.stderr:
+        stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141
+    assert "Traceback" not in stderr and "destroyed but it is pending" not in stderr, stderr
