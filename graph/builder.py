@@ -1,6 +1,7 @@
 """Assembles the state machine: planner (which dispatches the workers) → critic ⇄ reviser →
 synthesizer."""
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
@@ -13,8 +14,9 @@ from graph.state import InputState, OutputState, State
 Graph = CompiledStateGraph[State, RunContext, InputState, OutputState]
 
 
-def build_graph(models: Models) -> Graph:
-    """Compile the reasoning graph around the given models.
+def build_graph(models: Models, *, checkpointer: BaseCheckpointSaver[str] | None = None) -> Graph:
+    """Compile the reasoning graph around the given models; with a ``checkpointer``, each run's
+    state is saved after every step under ``thread_id`` = its run id, so that it can resume.
 
     No node retries: model calls run their own retry loop (see ``graph.calls``) so that
     every attempt lands in the ledger and client errors are never retried.
@@ -30,4 +32,4 @@ def build_graph(models: Models) -> Graph:
     builder.add_conditional_edges("critic", after_critic)
     builder.add_edge("reviser", "critic")
     builder.add_edge("synthesizer", END)
-    return builder.compile(name="reasoner")
+    return builder.compile(name="reasoner", checkpointer=checkpointer)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from graph.budget import BudgetExhausted
 from graph.context import RunContext
 from graph.errors import ErrorKind, ModelCallError
+from graph.journal import IN_FLIGHT
 from graph.ledger import CallRecord, NodeName
 from graph.models import ModelSpec, StructuredOutput
 from graph.prompts import REPAIR_USER
@@ -181,8 +182,17 @@ async def call_text(
     ``attempt`` is the node's attempt at its task (a worker's revision is attempt 2, the
     critic's round n is attempt n), numbered as in the events; each row adds its ``retry``.
 
+    A call that an earlier attempt of the run got an answer for (the run's journal) is not
+    made again: its answer is returned, and streamed at once.
+
     Raises ModelCallError (with the rows spent) when the call fails for good.
     """
+    replayed = ctx.journal.replay((node, task_id, attempt))
+    if replayed is not None:
+        text, done = replayed
+        if on_delta is not None:
+            on_delta(text)
+        return text, [done]
     for_synthesis = node == "synthesizer"
     prompt_estimate = estimate_messages(messages)
     rows: list[CallRecord] = []
@@ -200,19 +210,20 @@ async def call_text(
         kwargs = _cap_kwargs(spec, cap, response_format)
         timeout = ctx.timeout_s if time_left is None else min(ctx.timeout_s, time_left)
         row = functools.partial(_row, spec, node, task_id, attempt, retry, _now(), time.perf_counter())
+        seq = ctx.journal.started(row(0, 0, False, IN_FLIGHT))
         try:
             async with asyncio.timeout(timeout):
                 message = await _invoke(spec, messages, kwargs, deltas)
         except asyncio.CancelledError:
             ctx.budget.settle(prompt_estimate, cap, 0)
-            _record(ctx, rows, row(0, 0, False, "cancelled"))
+            _record(ctx, rows, seq, row(0, 0, False, "cancelled"))
             raise
         except Exception as exc:
             ctx.budget.settle(prompt_estimate, cap, 0)
             failure = classify(exc)
             if failure.kind == "upstream_timeout" and timeout < ctx.timeout_s:
                 failure = _Failure("deadline_exceeded", "the run's deadline has passed", False, None)
-            _record(ctx, rows, row(0, 0, False, failure.message))
+            _record(ctx, rows, seq, row(0, 0, False, failure.message))
             if failure.kind == "internal_error":
                 raise  # a bug here, not the backend's fault: never retried, never blamed upstream
             if not failure.retryable or retry == ctx.max_attempts - 1:
@@ -228,7 +239,7 @@ async def call_text(
         else:
             prompt, completion, estimated = prompt_estimate, estimate(text), True
         ctx.budget.settle(prompt_estimate, cap, prompt + completion)
-        _record(ctx, rows, row(prompt, completion, estimated, None))
+        _record(ctx, rows, seq, row(prompt, completion, estimated, None), text)
         return text, rows
     raise AssertionError("unreachable: max_attempts must be at least 1")
 
@@ -259,9 +270,12 @@ class _Deltas:
         self.forward(fresh)
 
 
-def _record(ctx: RunContext, rows: list[CallRecord], row: CallRecord) -> None:
+def _record(
+    ctx: RunContext, rows: list[CallRecord], seq: int, row: CallRecord, output: str | None = None
+) -> None:
     rows.append(row)
     ctx.ledger.append(row)
+    ctx.journal.ended(seq, row, output)
 
 
 def _time_left(ctx: RunContext, for_synthesis: bool) -> float | None:

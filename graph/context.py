@@ -1,8 +1,11 @@
 """Per-run parameters, passed to the graph as its runtime context."""
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from graph.budget import Budget
+from graph.journal import CallLog, Entry, Journal
 from graph.ledger import CallRecord
 
 
@@ -31,3 +34,17 @@ class RunContext:
     synthesis_time_s: float = 0.0
     budget: Budget = field(default_factory=Budget)
     ledger: list[CallRecord] = field(default_factory=list)
+    journal: Journal = field(default_factory=Journal)
+    """Where calls are written down as they happen, and the answers an earlier attempt of the
+    run already got (a resumed run's ``ledger`` starts with that attempt's rows)."""
+
+    def resuming(self, log: CallLog | None, earlier: Iterable[Entry]) -> "RunContext":
+        """This context for a run taken up again: its ledger and budget start with the calls of
+        the earlier attempts, and the journal replays the ones that returned."""
+        entries = sorted(earlier, key=lambda e: e.seq)
+        rows = [e.row for e in entries]
+        spent = sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
+        budget = dataclasses.replace(
+            self.budget, spent=self.budget.spent + spent, calls=self.budget.calls + len(rows)
+        )
+        return dataclasses.replace(self, ledger=rows, budget=budget, journal=Journal.resuming(log, entries))

@@ -5,7 +5,7 @@ Nodes write progress events to LangGraph's stream; the service adds the run's li
 on these names; no other module spells them out.
 """
 
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 from typing_extensions import TypedDict
 
@@ -14,6 +14,7 @@ from graph.result import Result, RunError
 from graph.state import SubTask, VerdictRecord
 
 RUN_STARTED: Final = "run.started"
+RUN_RESUMED: Final = "run.resumed"
 STAGE: Final = "stage"
 PLAN_TASK: Final = "plan.task"
 PLAN: Final = "plan"
@@ -30,6 +31,7 @@ RUN_INTERRUPTED: Final = "run.interrupted"
 
 EventName = Literal[
     "run.started",
+    "run.resumed",
     "stage",
     "plan.task",
     "plan",
@@ -64,6 +66,16 @@ class RunStarted(TypedDict):
     question: str
     reasoning_effort: str | None
     settings: RunSettings
+
+
+class RunResumed(TypedDict):
+    """The seam of a run taken up again after its process died: ``resumes`` counts the times,
+    ``after`` is the id of the last event before the seam. Work done before it is not redone
+    (and its events are not repeated); the answer text starts again from the beginning."""
+
+    run_id: str
+    resumes: int
+    after: int
 
 
 class StageStarted(TypedDict):
@@ -139,6 +151,7 @@ class RunEnded(TypedDict):
 
 EventData = (
     RunStarted
+    | RunResumed
     | StageStarted
     | PlanTask
     | PlanMade
@@ -153,6 +166,7 @@ EventData = (
 
 EVENT_DATA: Final[dict[EventName, type[EventData]]] = {
     RUN_STARTED: RunStarted,
+    RUN_RESUMED: RunResumed,
     STAGE: StageStarted,
     PLAN_TASK: PlanTask,
     PLAN: PlanMade,
@@ -175,3 +189,23 @@ class ProgressEvent(TypedDict):
 
     event: EventName
     data: EventData
+
+
+def replay_key(name: EventName, data: EventData) -> tuple[object, ...] | None:
+    """What makes a progress event the same step as one already in the log: a resumed run
+    re-enters the node it died in, and this tells which of the events it writes again happened
+    before the seam. None for events that are never repeats (answer text, lifecycle)."""
+    fields: dict[EventName, tuple[str, ...]] = {
+        STAGE: ("stage", "round"),
+        PLAN: (),
+        TASK_STARTED: ("task_id", "attempt"),
+        TASK_COMPLETED: ("task_id", "attempt"),
+        TASK_FAILED: ("task_id", "attempt"),
+        CRITIQUE: ("round",),
+    }
+    if name == PLAN_TASK:
+        return (name, cast(PlanTask, data)["task"]["id"])
+    if name not in fields:
+        return None
+    values = cast(dict[str, object], data)
+    return (name, *(values[f] for f in fields[name]))

@@ -6,12 +6,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+from langgraph.types import Durability
+
 from graph.builder import Graph
 from graph.context import RunContext
 from graph.errors import ModelCallError
 from graph.events import USAGE, EventData, EventName, ProgressEvent, UsageReport
 from graph.result import Result, RunError, assemble
-from graph.state import OutputState
+from graph.state import InputState, OutputState
 from graph.tokens import TokenCount
 
 log = logging.getLogger(__name__)
@@ -28,11 +30,15 @@ async def execute(
     run_id: str,
     question_count: TokenCount,
     emit: Emit,
+    resume: bool = False,
+    durability: Durability = "async",
 ) -> Result:
     """Run the graph to the end and return its Result.
 
     Backend failures become a failed Result, never an exception. Cancelling the task that runs
     this stops further model calls and returns a "cancelled" Result with the calls made so far.
+    With ``resume``, a graph compiled with a checkpointer goes on from the run's last checkpoint
+    (and starts over where it has none); ``ctx.journal`` replays the calls that had returned.
     """
     started = time.perf_counter()
     state: OutputState | None = None
@@ -42,19 +48,29 @@ async def execute(
         "recursion_limit": 8 + 4 * (ctx.max_revisions + 1),
         "run_name": "reasoner",
         "metadata": {"run_id": run_id},
+        "configurable": {"thread_id": run_id},
     }
+    graph_input: InputState | None = {"question": question}
     try:
-        async for mode, chunk in graph.astream(
-            {"question": question},
-            cast(Any, config),
-            context=ctx,
-            stream_mode=["custom", "values"],
-        ):
-            if mode == "values":
-                state = cast(OutputState, chunk)
-            else:
-                event = cast(ProgressEvent, chunk)
-                await emit(event["event"], event["data"])
+        if resume and graph.checkpointer is not None:
+            saved = await graph.aget_state(cast(Any, config))
+            if saved.next:
+                graph_input = None
+            elif saved.values.get("answer") is not None:  # it had ended; only its result was lost
+                state = cast(OutputState, saved.values)
+        if state is None:
+            async for mode, chunk in graph.astream(
+                graph_input,
+                cast(Any, config),
+                context=ctx,
+                stream_mode=["custom", "values"],
+                durability=durability,
+            ):
+                if mode == "values":
+                    state = cast(OutputState, chunk)
+                else:
+                    event = cast(ProgressEvent, chunk)
+                    await emit(event["event"], event["data"])
     except asyncio.CancelledError:
         # The caller cancelled the run: stop, but still account for what was spent.
         task = asyncio.current_task()

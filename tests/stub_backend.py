@@ -147,6 +147,8 @@ class StubBackend:
     def __init__(self, options: StubOptions | None = None) -> None:
         self.options = options or StubOptions()
         self.calls: list[Recorded] = []
+        self.received: list[tuple[str, str]] = []
+        """(role, last message) of every chat request, the moment it arrives (answered or not)."""
         self.faults: dict[str, deque[Fault]] = {}
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
@@ -212,6 +214,7 @@ class StubBackend:
         """Forget the recorded calls (queued faults stay)."""
         with self._lock:
             self.calls.clear()
+            self.received.clear()
 
     async def _reset(self, request: Request) -> Response:
         self.reset()
@@ -264,6 +267,8 @@ class StubBackend:
             self._record(UNKNOWN, body, started, 0, 0, 400)
             return JSONResponse(unknown_model(body.get("model")), status_code=400)
         last = str(messages[-1].get("content", "")) if messages else ""
+        with self._lock:
+            self.received.append((role, last))
         fault = self._next_fault(role, last)
         if fault is not None:
             if fault.hang_s:
