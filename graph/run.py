@@ -64,7 +64,7 @@ async def execute(
                 cast(Any, config),
                 context=ctx,
                 stream_mode=["custom", "values"],
-                durability=durability,
+                durability=durability if graph.checkpointer is not None else None,
             ):
                 if mode == "values":
                     state = cast(OutputState, chunk)
