@@ -56,9 +56,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             await store.open()
             stack.push_async_callback(store.close)
             runner = Runner(settings, ready, store)
-            interrupted = await runner.recover()
-            if interrupted:
-                log.warning("marked runs of a previous process as interrupted", extra={"runs": interrupted})
+            await runner.start()
             app.state.runner = runner
             app.state.lookup = RunLookup(runner, settings.sse_heartbeat_s)
             if not settings.keys and not is_loopback(settings.host):

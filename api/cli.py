@@ -103,6 +103,7 @@ async def _ask(settings: Settings, request: ReasonRequest, as_json: bool) -> int
     try:
         async with open_backend(settings) as backend:
             runner = Runner(settings, backend, store)
+            await runner.start(take_up=False)  # a service on the same DATA_DIR does that
             lookup = RunLookup(runner, settings.sse_heartbeat_s)
             try:
                 run_id = await runner.submit(request)
@@ -111,7 +112,7 @@ async def _ask(settings: Settings, request: ReasonRequest, as_json: bool) -> int
                         _show(event)
                 result = await lookup.wait(run_id)
             finally:  # however it ends (Ctrl-C, a closed pipe), the run is stored finished
-                await runner.shutdown(0)
+                await runner.shutdown(0, leave_to_resume=False)
     finally:
         await store.close()
     if as_json:

@@ -18,6 +18,7 @@ UPSTREAM_STATUS: dict[ErrorKind, int] = {
     "upstream_timeout": 504,
     "deadline_exceeded": 504,
     "internal_error": 500,
+    "crash_loop": 500,
 }
 """HTTP status for a failed run, by cause; every other upstream cause is a 502."""
 
@@ -69,7 +70,7 @@ def raise_for_failure(result: Result) -> None:
         raise ApiError(
             UPSTREAM_STATUS.get(error["kind"], 502),
             f"run {result['run_id']} failed in the {error['node'] or 'engine'}: {error['message']}",
-            type="server_error" if error["kind"] == "internal_error" else "upstream_error",
+            type="server_error" if error["kind"] in ("internal_error", "crash_loop") else "upstream_error",
             code=error["kind"],
         )
 

@@ -1,4 +1,8 @@
-"""Finding runs: live ones in memory, the rest in the store. Used by every route that reads."""
+"""Finding runs: live ones in memory, the rest in the store. Used by every route that reads.
+
+A run that is unfinished but not live here (its process is gone and it waits to be taken up,
+or another process runs it) is followed and waited on by reading the store every
+``POLL_S``, until it ends or this process takes it up."""
 
 import asyncio
 import dataclasses
@@ -6,8 +10,10 @@ from collections.abc import AsyncIterator
 
 from api.live import LiveRun
 from api.runner import Runner
-from api.store import REPLAY_PAGE, Event, RunNotFound, RunRecord
+from api.store import REPLAY_PAGE, TERMINAL, Event, RunNotFound, RunRecord
 from graph import Result
+
+POLL_S = 0.5
 
 
 class RunLookup:
@@ -36,41 +42,58 @@ class RunLookup:
 
     async def wait(self, run_id: str) -> Result:
         """The run's result, once it has one."""
-        live = self._live(run_id)
-        if live is not None:
-            return await asyncio.shield(live.result)
-        record = await self.get(run_id)
-        if record.result is None:
-            raise RunNotFound(run_id)
-        return record.result
+        while True:
+            live = self._live(run_id)
+            if live is not None:
+                return await asyncio.shield(live.result)
+            record = await self.get(run_id)
+            if record.status in TERMINAL:
+                if record.result is None:
+                    raise RunNotFound(run_id)
+                return record.result
+            await asyncio.sleep(POLL_S)
 
     async def last_event_id(self, run_id: str) -> int:
         live = self._live(run_id)
         if live is not None:
-            return len(live.events)
+            return live.last_event_id
         return await self.store.last_event_id(run_id)
 
     async def follow(self, run_id: str, after: int = 0) -> AsyncIterator[Event | None]:
         """Replay the run's events after ``after``, then follow it live until it ends.
 
-        Yields None (a heartbeat) whenever a live run was quiet for the heartbeat interval. A
-        finished run is replayed from the store a page at a time.
+        Yields None (a heartbeat) whenever the run was quiet for the heartbeat interval. A
+        finished run is replayed from the store a page at a time; a resumed one from the store
+        up to its seam, then live.
         """
         self.followers += 1
         self._unfollowed.clear()
         try:
-            live = self._live(run_id)
-            if live is not None:
-                async for event in live.follow(after, self.heartbeat_s):
-                    yield event
-                return
+            quiet = 0.0
             while True:
+                live = self._live(run_id)
+                if live is not None and after >= live.base:
+                    async for event in live.follow(after, self.heartbeat_s):
+                        yield event
+                    return  # ended, or left to resume in the next process: the client reconnects
+                # The status first: once it is final, every event of the run is stored.
+                record = await self.store.get(run_id)
+                if record is None:
+                    return
                 page = await self.store.events(run_id, after)
                 for event in page:
                     yield event
-                if len(page) < REPLAY_PAGE:
+                if page:
+                    after, quiet = page[-1].id, 0.0
+                if len(page) == REPLAY_PAGE or live is not None:
+                    continue
+                if record.status in TERMINAL:
                     return
-                after = page[-1].id
+                await asyncio.sleep(POLL_S)
+                quiet += POLL_S
+                if quiet >= self.heartbeat_s:
+                    quiet = 0.0
+                    yield None
         finally:
             self.followers -= 1
             if not self.followers:

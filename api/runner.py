@@ -1,9 +1,15 @@
-"""The lifecycle of runs in this process: submit, execute, cancel, shut down, recover.
+"""The lifecycle of runs in this process: submit, execute, cancel, shut down, take up.
 
 A submitted run is stored, then executed in a background task (at most MAX_ACTIVE_RUNS at once);
-its events go to its ``LiveRun`` (for followers) and to the store's writer. However a run ends
-(completed, failed, cancelled, interrupted, or by a bug), it ends with one terminal event and a
-resolved result, and its final state is committed even if storage is failing for a while.
+its events go to its ``LiveRun`` (for followers) and to the store's writer, its calls to the
+store's durable ledger. However a run ends (completed, failed, cancelled, interrupted, or by a
+bug), it ends with one terminal event and a resolved result, and its final state is committed
+even if storage is failing for a while.
+
+Runs outlive their process. This process renews its leases on its runs while it lives and, as
+long as it runs, takes up the unfinished runs of processes that are gone: it resumes them from
+their checkpoints (``RESUME_RUNS``), or stores them as interrupted, or as failed once one has
+been resumed ``MAX_RESUMES`` times. A shutdown leaves the runs it cannot finish to resume.
 """
 
 import asyncio
@@ -11,8 +17,12 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from pydantic import ValidationError
 
 from api.admission import admit
 from api.backend import Backend
@@ -20,21 +30,25 @@ from api.errors import ApiError
 from api.live import LiveRun, StopReason
 from api.schemas import ReasonRequest
 from api.settings import Settings
-from api.store import Event, RunStore, Status
-from graph import Graph, Result, RunContext, RunError, TokenCount, build_graph, execute
+from api.store import REPLAY_PAGE, Claim, Event, RunStore, Status
+from graph import CallRecord, Graph, Result, RunContext, RunError, TokenCount, build_graph, execute
 from graph.events import (
     RUN_CANCELLED,
     RUN_COMPLETED,
     RUN_FAILED,
     RUN_INTERRUPTED,
+    RUN_RESUMED,
     RUN_STARTED,
     EventData,
     EventName,
     RunEnded,
+    RunResumed,
     RunSettings,
     RunStarted,
     TerminalEventName,
+    replay_key,
 )
+from graph.journal import Entry, Journal
 from graph.result import assemble
 
 log = logging.getLogger(__name__)
@@ -48,8 +62,25 @@ TERMINAL_EVENT: dict[Status, TerminalEventName] = {
 }
 
 
+RETENTION_EVERY_S = 3600.0
+
+
 def new_run_id() -> str:
     return f"run_{uuid.uuid4().hex[:16]}"
+
+
+@dataclass(frozen=True)
+class StoredCalls:
+    """The run's journal writes to the store's durable ledger."""
+
+    store: RunStore
+    run_id: str
+
+    def started(self, seq: int, row: CallRecord) -> None:
+        self.store.record_call(self.run_id, seq, row, None)
+
+    def ended(self, seq: int, row: CallRecord, output: str | None) -> None:
+        self.store.record_call(self.run_id, seq, row, output)
 
 
 class Runner:
@@ -57,13 +88,14 @@ class Runner:
         self.settings = settings
         self.backend = backend
         self.store = store
-        self.graph: Graph = build_graph(backend.models)
+        self.graph: Graph = build_graph(backend.models, checkpointer=store.checkpointer)
         self.accepting = True
         self.live: dict[str, LiveRun] = {}
         """Runs of this process until their final state is committed."""
         self._unfinished = 0
         self._slots = asyncio.Semaphore(settings.max_active_runs)
         self._background: set[asyncio.Task[Any]] = set()
+        self._upkeep: asyncio.Task[None] | None = None
 
     @property
     def active(self) -> int:
@@ -89,20 +121,49 @@ class Runner:
             admitted = time.monotonic()
             ctx = admit(request, s, count, now=admitted, completion_budget=completion_budget)
             run_id = new_run_id()
-            await self.store.create(run_id, request.question, request.model_dump(exclude_none=True))
+            await self.store.create(
+                run_id,
+                request.question,
+                request.model_dump(exclude_none=True),
+                lease_s=s.lease_s,
+                completion_budget=completion_budget,
+            )
         except BaseException:
             self._unfinished -= 1
             raise
-        live = LiveRun(run_id)
-        self.live[run_id] = live
-        live.task = asyncio.create_task(self._run(live, request, ctx, count, admitted), name=run_id)
+        ctx = dataclasses.replace(ctx, journal=Journal(StoredCalls(self.store, run_id)))
+        self._start(LiveRun(run_id), request, ctx, count, admitted)
         return run_id
 
+    def _start(
+        self,
+        live: LiveRun,
+        request: ReasonRequest,
+        ctx: RunContext,
+        count: TokenCount,
+        admitted: float,
+        resumes: int = 0,
+    ) -> None:
+        self.live[live.run_id] = live
+        work = self._run(live, request, ctx, count, admitted, resumes)
+        live.task = asyncio.create_task(work, name=live.run_id)
+
     def _emit(self, live: LiveRun, name: EventName, data: EventData) -> None:
+        if live.stop_reason == "suspended":
+            return  # what the run does while it is stopped is not part of its log
+        key = replay_key(name, data)
+        if key is not None and key in live.repeats:
+            return  # written before the seam
         self.store.append(live.append(name, data))
 
     async def _run(
-        self, live: LiveRun, request: ReasonRequest, ctx: RunContext, count: TokenCount, admitted: float
+        self,
+        live: LiveRun,
+        request: ReasonRequest,
+        ctx: RunContext,
+        count: TokenCount,
+        admitted: float,
+        resumes: int,
     ) -> None:
         result: Result | None = None
         try:
@@ -111,18 +172,22 @@ class Runner:
                     ctx = dataclasses.replace(ctx, deadline=ctx.deadline + time.monotonic() - admitted)
                 live.status = "running"
                 self.store.set_status(live.run_id, "running")
-                settings = RunSettings(
-                    max_subtasks=ctx.max_subtasks,
-                    max_revisions=ctx.max_revisions,
-                    max_output_tokens=ctx.max_output_tokens,
-                )
-                started = RunStarted(
-                    run_id=live.run_id,
-                    question=request.question,
-                    reasoning_effort=request.reasoning_effort,
-                    settings=settings,
-                )
-                self._emit(live, RUN_STARTED, started)
+                if resumes:
+                    resumed = RunResumed(run_id=live.run_id, resumes=resumes, after=live.base)
+                    self._emit(live, RUN_RESUMED, resumed)
+                else:
+                    settings = RunSettings(
+                        max_subtasks=ctx.max_subtasks,
+                        max_revisions=ctx.max_revisions,
+                        max_output_tokens=ctx.max_output_tokens,
+                    )
+                    started = RunStarted(
+                        run_id=live.run_id,
+                        question=request.question,
+                        reasoning_effort=request.reasoning_effort,
+                        settings=settings,
+                    )
+                    self._emit(live, RUN_STARTED, started)
 
                 async def emit(name: EventName, data: EventData) -> None:
                     self._emit(live, name, data)
@@ -134,6 +199,8 @@ class Runner:
                     run_id=live.run_id,
                     question_count=count,
                     emit=emit,
+                    resume=bool(resumes),
+                    durability=self.settings.checkpoint_durability,
                 )
         except asyncio.CancelledError:
             # Stopped while queued (a started graph returns its own "cancelled" result).
@@ -168,7 +235,17 @@ class Runner:
 
     def _finish(self, live: LiveRun, result: Result) -> None:
         """End the run in memory at once (no await: nothing can skip this) and have its final
-        state committed in the background."""
+        state committed in the background. A suspended run is not ended: its lease is given up
+        for the next process to resume it."""
+        if live.stop_reason == "suspended":
+            self._unfinished -= 1
+            self.live.pop(live.run_id, None)
+            message = (
+                f"the service is shutting down; run {live.run_id} will resume when it is back: "
+                f"GET /v1/runs/{live.run_id}"
+            )
+            live.suspend(ApiError(503, message, type="server_error", code="run_suspended"))
+            return
         status: Status = result["status"]
         if status == "cancelled" and live.stop_reason == "interrupted":
             status = "interrupted"
@@ -213,19 +290,130 @@ class Runner:
         """Cancel from a place that cannot wait (a stream's cleanup)."""
         self._in_background(self.cancel(run_id))
 
-    async def shutdown(self, grace_s: float) -> None:
-        """Refuse new runs, give in-flight runs ``grace_s`` to finish, store the rest as
-        interrupted, and commit what is queued."""
+    async def shutdown(self, grace_s: float, *, leave_to_resume: bool | None = None) -> None:
+        """Refuse new runs and give in-flight runs ``grace_s`` to finish. The rest are left to
+        resume in the next process (by default where ``RESUME_RUNS``) or stored as interrupted.
+        Then commit what is queued."""
         self.accepting = False
+        if self._upkeep is not None:
+            self._upkeep.cancel()
+            await asyncio.gather(self._upkeep, return_exceptions=True)
         tasks = {live.task for live in self.live.values() if live.task is not None}
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_s)
-            for live in list(self.live.values()):
-                if live.task in pending:
-                    await self.cancel(live.run_id, "interrupted")
+            resume = self.settings.resume_runs if leave_to_resume is None else leave_to_resume
+            reason: StopReason = "suspended" if resume else "interrupted"
+            left = [live.run_id for live in self.live.values() if live.task in pending]
+            for run_id in left:
+                await self.cancel(run_id, reason)
+            if reason == "suspended":
+                await self.store.release(left)
+                log.warning("runs left to resume in the next process", extra={"runs": left})
         if self._background:
             await asyncio.wait(set(self._background), timeout=5)
 
-    async def recover(self) -> list[str]:
-        """Mark runs a previous process left unfinished as interrupted."""
-        return await self.store.interrupt_unfinished()
+    async def start(self, *, take_up: bool = True) -> None:
+        """Keep this process's leases in the background and, with ``take_up``, take up what
+        processes that are gone left unfinished (now, and as long as it runs), and apply the
+        retention."""
+        if take_up:
+            await self.take_up()
+        self._upkeep = asyncio.create_task(self._keep_up(take_up), name="runner-upkeep")
+
+    async def _keep_up(self, take_up: bool) -> None:
+        s = self.settings
+        every = s.lease_s / 3
+        pruned = -RETENTION_EVERY_S
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.store.renew(s.lease_s)
+                if not take_up:
+                    continue
+                if self.accepting:
+                    await self.take_up()
+                if s.retention_days is not None and time.monotonic() - pruned >= RETENTION_EVERY_S:
+                    pruned = time.monotonic()
+                    cutoff = datetime.now(UTC) - timedelta(days=s.retention_days)
+                    deleted = await self.store.delete_before(cutoff.isoformat(timespec="microseconds"))
+                    if deleted:
+                        log.info("deleted old runs", extra={"runs": deleted})
+            except Exception:  # storage trouble (or a bug): the next round tries again
+                log.exception("the runner's upkeep failed; retrying")
+
+    async def take_up(self) -> list[str]:
+        """Claim the runs whose owner is gone and resume them, or end them; returns their ids."""
+        claims = await self.store.claim(self.settings.lease_s)
+        for claim in claims:
+            await self._take_up(claim)
+        if claims:
+            log.warning(
+                "took up runs of a process that is gone",
+                extra={"runs": [c.run.id for c in claims], "resume": self.settings.resume_runs},
+            )
+        return [c.run.id for c in claims]
+
+    async def _take_up(self, claim: Claim) -> None:
+        s = self.settings
+        record = claim.run
+        run_id = record.id
+        entries = await self.store.calls(run_id)
+        last = await self.store.last_event_id(run_id)
+        if not s.resume_runs:
+            return await self._end_unfinished(run_id, last, entries, "interrupted", None)
+        if claim.resumes > s.max_resumes:
+            error = RunError(
+                kind="crash_loop",
+                message=f"the run's process died {claim.resumes} times; it is not resumed again "
+                f"(MAX_RESUMES={s.max_resumes})",
+                node=None,
+            )
+            return await self._end_unfinished(run_id, last, entries, "failed", error)
+        try:
+            request = ReasonRequest.model_validate(record.request)
+            count = await self.backend.counter.count(request.question)
+            admitted = time.monotonic()
+            ctx = admit(request, s, count, now=admitted, completion_budget=record.completion_budget)
+        except (ValidationError, ApiError) as exc:
+            message = exc.body.message if isinstance(exc, ApiError) else "its stored request is invalid"
+            error = RunError(kind="internal_error", message=f"cannot resume the run: {message}", node=None)
+            return await self._end_unfinished(run_id, last, entries, "failed", error)
+        repeats = {key async for key in self._replay_keys(run_id)}
+        live = LiveRun(run_id, base=last, repeats=repeats)
+        self._unfinished += 1
+        ctx = ctx.resuming(StoredCalls(self.store, run_id), entries)
+        self._start(live, request, ctx, count, admitted, claim.resumes)
+
+    async def _replay_keys(self, run_id: str) -> AsyncIterator[tuple[object, ...]]:
+        after = 0
+        while page := await self.store.events(run_id, after):
+            for event in page:
+                key = replay_key(event.event, event.data)
+                if key is not None:
+                    yield key
+            if len(page) < REPLAY_PAGE:
+                return
+            after = page[-1].id
+
+    async def _end_unfinished(
+        self, run_id: str, last: int, entries: list[Entry], status: Status, error: RunError | None
+    ) -> None:
+        """End a run taken up from a process that is gone without running it again: its result
+        accounts for the calls it made."""
+        record = await self.store.get(run_id)
+        question = record.question if record is not None else ""
+        result = assemble(
+            run_id=run_id,
+            question=question,
+            state=None,
+            calls=[e.row for e in entries],
+            question_tokens=0,
+            question_exact=False,
+            total_ms=0.0,
+            error=error,
+            status=None if error is not None else "cancelled",
+        )
+        event = Event(
+            last + 1, run_id, TERMINAL_EVENT[status], RunEnded(run_id=run_id, result=result, error=error)
+        )
+        await self.store.finish(run_id, status, result, event)

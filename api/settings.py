@@ -62,6 +62,21 @@ class Settings(BaseSettings):
     sse_heartbeat_s: float = Field(15.0, gt=0, le=15.0)
     cancel_on_disconnect: bool = Field(False, description="a dropped stream cancels its run")
     shutdown_grace_s: float = Field(20.0, ge=0)
+    resume_runs: bool = Field(
+        True, description="resume runs a process left unfinished; false = store them as interrupted"
+    )
+    max_resumes: int = Field(2, ge=0, le=100, description="a run resumed more often than this fails")
+    lease_s: float = Field(
+        15.0, ge=1, le=3600, description="a run whose process stops renewing it is taken up after this"
+    )
+    checkpoint_durability: Literal["sync", "async", "exit"] = Field(
+        "exit",
+        description="when LangGraph writes a run's checkpoint: after every step (sync), while the "
+        "next step runs (async), or when the run ends (exit); see README, Durable runs",
+    )
+    retention_days: float | None = Field(
+        None, gt=0, description="delete finished runs older than this; unset = keep them"
+    )
     header_timeout_s: float = Field(
         15.0, gt=0, le=3600, description="a connection must send a request's head within this"
     )

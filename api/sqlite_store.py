@@ -1,17 +1,27 @@
-"""The embedded run store: one SQLite file in DATA_DIR, in WAL mode, used off the event loop.
+"""The embedded run store: one SQLite file in DATA_DIR, in WAL mode, used off the event loop;
+LangGraph's SQLite checkpointer keeps its tables (``checkpoints``, ``writes``) in the same file.
 
 Each connection lives on its own thread: one for writes (the writer batches queued writes into
 transactions), one for reads. Nothing here calls SQLite on the event loop.
+
+Ownership: every process that opens the store is an instance with a random id, holding a lock
+file in DATA_DIR for as long as it lives (the kernel drops the lock when the process exits,
+however it exits: no PID is trusted). A run belongs to the instance whose lease on it is
+current; a lease that expired, or whose instance's lock can be taken, lets another instance
+claim the run.
 """
 
 import asyncio
+import contextlib
+import fcntl
 import functools
 import json
 import logging
 import os
-import socket
+import re
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,37 +29,67 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from api.store import REPLAY_PAGE, TERMINAL, Event, RunRecord, Status, StorageUnavailable
-from graph import Result
-from graph.events import RUN_INTERRUPTED, EventData, EventName, RunEnded
+import aiosqlite
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from api.checkpoints import BestEffortSaver
+from api.store import REPLAY_PAGE, TERMINAL, Claim, Event, RunRecord, Status, StorageUnavailable
+from graph import CallRecord, Result
+from graph.events import EventData, EventName
+from graph.journal import IN_FLIGHT, INTERRUPTED, Entry
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    question TEXT NOT NULL,
-    request TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    result TEXT,
-    owner TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at DESC, id DESC);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at TEXT NOT NULL);
-"""
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS runs (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        question TEXT NOT NULL,
+        request TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        result TEXT,
+        owner TEXT
+    );
+    CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at DESC, id DESC);
+    CREATE TABLE IF NOT EXISTS events (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at TEXT NOT NULL);
+    """,
+    """
+    ALTER TABLE runs ADD COLUMN lease_until REAL;
+    ALTER TABLE runs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN completion_budget INTEGER;
+    CREATE INDEX runs_unfinished ON runs (status) WHERE status IN ('queued', 'running');
+    CREATE INDEX runs_by_updated ON runs (updated_at);
+    CREATE TABLE calls (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        row TEXT NOT NULL,
+        output TEXT,
+        in_flight INTEGER NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    """,
+)
+"""The schema, one step per version (``PRAGMA user_version`` is the steps applied). The first
+step is the schema as it was before versions, so a database of that time upgrades in place."""
+
+RUN_COLUMNS = "id, status, question, request, created_at, updated_at, result, completion_budget"
+UNFINISHED = "('queued', 'running')"
 
 BUSY_TIMEOUT_MS = 5000
+CHECKPOINT_BUSY_TIMEOUT_S = 1.0
+"""Checkpoint writes are best-effort (see api.checkpoints): one that cannot get the database
+soon is given up rather than hold up the run."""
 WAL_CHECKPOINT_PAGES = 16
 WAL_SIZE_LIMIT = 65536
 RETRY_FIRST_S = 0.05
@@ -57,25 +97,56 @@ RETRY_MAX_S = 2.0
 FAILURE_LOG_EVERY_S = 30.0
 """A write that keeps failing is logged at most this often."""
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
-"""Which process runs a run; another process on the same DATA_DIR leaves it alone while it lives."""
+INSTANCE_NAME = re.compile(r"[0-9a-f]{32}")
 
 Statement = tuple[str, tuple[Any, ...]]
 
 INSERT_EVENT = "INSERT OR IGNORE INTO events (run_id, seq, event, data) VALUES (?,?,?,?)"
 
 
-def _alive(owner: str | None) -> bool:
-    host, _, pid = (owner or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+class InstanceLock:
+    """This process's lock file in ``directory``, held until it exits or closes the store."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.name = uuid.uuid4().hex
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._path(self.name), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path(self.name))
+            os.close(self._fd)
+            self._fd = None
+
+    def _path(self, name: str) -> Path:
+        return self.directory / f"{name}.lock"
+
+    def gone(self, owner: str | None) -> bool:
+        """Whether the instance ``owner`` has exited: its lock is free (or was never there).
+        An owner that is no instance name (a database of an earlier version) is only known gone
+        once its lease is."""
+        if owner is None or not INSTANCE_NAME.fullmatch(owner):
+            return False
+        try:
+            fd = os.open(self._path(owner), os.O_RDWR)
+        except FileNotFoundError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)  # also drops the lock, if it was taken
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(owner))
         return True
-    return True
 
 
 def _now() -> str:
@@ -117,7 +188,10 @@ class SQLiteRunStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.instance = InstanceLock(path.parent / "instances")
         self.healthy = True
+        self._saver: AsyncSqliteSaver | None = None
+        self._checkpointer: BestEffortSaver | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="store-reader")
         self._wdb: sqlite3.Connection | None = None
@@ -131,6 +205,18 @@ class SQLiteRunStore:
         try:
             await self._on(self._writer, self._open_writer)
             self._rdb = await self._on(self._reader, lambda: _connect(self.path))
+            connection = aiosqlite.connect(self.path, timeout=CHECKPOINT_BUSY_TIMEOUT_S)
+            self._saver = AsyncSqliteSaver(await connection)
+            await self._saver.setup()
+            for pragma in (
+                "synchronous=NORMAL",
+                f"wal_autocheckpoint={WAL_CHECKPOINT_PAGES}",
+                f"journal_size_limit={WAL_SIZE_LIMIT}",
+            ):
+                await self._saver.conn.execute(f"PRAGMA {pragma}")
+            self._checkpointer = BestEffortSaver(
+                self._saver, (OSError, sqlite3.Error), after_failure=self._saver.conn.rollback
+            )
         except (OSError, sqlite3.Error) as exc:
             raise StorageUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._queue.idle.set()
@@ -145,8 +231,31 @@ class SQLiteRunStore:
         # the log alone can fill a small DATA_DIR while the database holds a few KB.
         db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        db.executescript(SCHEMA)
         self._wdb = db
+        self._migrate(db)
+        self.instance.acquire()
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        """Apply the schema steps this database lacks, in one transaction (a second process
+        starting at the same time waits, then finds nothing to do)."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for step, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version={step}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    @property
+    def checkpointer(self) -> BestEffortSaver:
+        assert self._checkpointer is not None, "the store is not open"
+        return self._checkpointer
 
     @staticmethod
     async def _on(executor: ThreadPoolExecutor, work: Callable[[], T]) -> T:
@@ -215,14 +324,32 @@ class SQLiteRunStore:
                 extra={"error": str(exc), "queued_writes": size + len(self._queue.writes)},
             )
 
-    async def create(self, run_id: str, question: str, request: dict[str, Any]) -> RunRecord:
+    async def create(
+        self,
+        run_id: str,
+        question: str,
+        request: dict[str, Any],
+        *,
+        lease_s: float,
+        completion_budget: int | None = None,
+    ) -> RunRecord:
         if not self.healthy:
             raise StorageUnavailable("the run store is failing to write")
         now = _now()
         statement: Statement = (
-            "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (run_id, "queued", question, _dumps(request), now, now, OWNER),
+            "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
+            "lease_until, completion_budget) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                run_id,
+                "queued",
+                question,
+                _dumps(request),
+                now,
+                now,
+                self.instance.name,
+                time.time() + lease_s,
+                completion_budget,
+            ),
         )
         try:
             await self._on(self._writer, lambda: self._transaction([statement]))
@@ -231,7 +358,7 @@ class SQLiteRunStore:
             # Something must write to find out when storage is back: the writer retries this.
             self._enqueue([("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (_now(),))])
             raise StorageUnavailable(f"cannot store the run: {exc}") from exc
-        return RunRecord(run_id, "queued", question, request, now, now, None)
+        return RunRecord(run_id, "queued", question, request, now, now, None, completion_budget)
 
     def append(self, event: Event) -> None:
         self._enqueue([_event_row(event)])
@@ -239,19 +366,142 @@ class SQLiteRunStore:
     def set_status(self, run_id: str, status: Status) -> None:
         self._enqueue([("UPDATE runs SET status=?, updated_at=? WHERE id=?", (status, _now(), run_id))])
 
+    def record_call(self, run_id: str, seq: int, row: CallRecord, output: str | None) -> None:
+        self._enqueue(
+            [
+                (
+                    "INSERT OR REPLACE INTO calls (run_id, seq, row, output, in_flight) VALUES (?,?,?,?,?)",
+                    (run_id, seq, _dumps(row), output, int(row["error"] == IN_FLIGHT)),
+                )
+            ]
+        )
+
+    async def calls(self, run_id: str) -> list[Entry]:
+        def settle() -> list[tuple[Any, ...]]:
+            self._transaction(
+                [
+                    (
+                        "UPDATE calls SET row=json_set(row, '$.error', ?), in_flight=0 "
+                        "WHERE run_id=? AND in_flight=1",
+                        (INTERRUPTED, run_id),
+                    )
+                ]
+            )
+            db = self._wdb
+            assert db is not None
+            sql = "SELECT seq, row, output FROM calls WHERE run_id=? ORDER BY seq"
+            return db.execute(sql, (run_id,)).fetchall()
+
+        try:
+            rows = await self._on(self._writer, settle)
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot read the run's calls: {exc}") from exc
+        return [Entry(seq, cast(CallRecord, json.loads(row)), output) for seq, row, output in rows]
+
+    async def renew(self, lease_s: float) -> None:
+        self._enqueue(
+            [
+                (
+                    f"UPDATE runs SET lease_until=? WHERE owner=? AND status IN {UNFINISHED}",
+                    (time.time() + lease_s, self.instance.name),
+                )
+            ]
+        )
+
+    async def claim(self, lease_s: float) -> list[Claim]:
+        def take() -> list[tuple[Any, ...]]:
+            db = self._wdb
+            assert db is not None, "the store is not open"
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                now = time.time()
+                candidates = db.execute(
+                    f"SELECT id, owner, lease_until FROM runs WHERE status IN {UNFINISHED}"
+                ).fetchall()
+                taken = [
+                    run_id
+                    for run_id, owner, lease_until in candidates
+                    if owner != self.instance.name
+                    and (lease_until is None or lease_until < now or self.instance.gone(owner))
+                ]
+                rows = []
+                for run_id in taken:
+                    db.execute(
+                        "UPDATE runs SET owner=?, lease_until=?, resumes=resumes+1 WHERE id=?",
+                        (self.instance.name, now + lease_s, run_id),
+                    )
+                    rows.append(
+                        db.execute(
+                            f"SELECT {RUN_COLUMNS}, resumes FROM runs WHERE id=?", (run_id,)
+                        ).fetchone()
+                    )
+                db.execute("COMMIT")
+                return rows
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+        try:
+            rows = await self._on(self._writer, take)
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot claim runs: {exc}") from exc
+        return [Claim(self._record(row[:-1]), row[-1]) for row in rows]
+
+    async def release(self, run_ids: list[str]) -> None:
+        if run_ids:
+            marks = ",".join("?" * len(run_ids))
+            self._enqueue(
+                [
+                    (
+                        f"UPDATE runs SET lease_until=0 WHERE owner=? AND id IN ({marks})",
+                        (self.instance.name, *run_ids),
+                    )
+                ]
+            )
+
     async def finish(self, run_id: str, status: Status, result: Result, event: Event) -> None:
         done = self._enqueue(
             [
                 _event_row(event),
                 (
-                    "UPDATE runs SET status=?, updated_at=?, result=? WHERE id=?",
+                    "UPDATE runs SET status=?, updated_at=?, result=?, lease_until=NULL WHERE id=?",
                     (status, _now(), _dumps(result), run_id),
                 ),
+                ("UPDATE calls SET output=NULL WHERE run_id=?", (run_id,)),
             ],
             wait=True,
         )
         assert done is not None
         await asyncio.shield(done)
+        await self._forget_checkpoints([run_id])
+
+    async def _forget_checkpoints(self, run_ids: list[str]) -> None:
+        """Checkpoints are for resuming: a finished run's are deleted (its result stays)."""
+        try:
+            for run_id in run_ids:
+                await self.checkpointer.adelete_thread(run_id)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("could not delete a finished run's checkpoints", extra={"error": str(exc)})
+
+    async def delete_before(self, cutoff: str) -> int:
+        terminal = ",".join(f"'{status}'" for status in sorted(TERMINAL))
+        old = f"SELECT id FROM runs WHERE status IN ({terminal}) AND updated_at < ?"
+        ids = [row[0] for row in await self._read(old, (cutoff,))]
+        for start in range(0, len(ids), REPLAY_PAGE):
+            chunk = ids[start : start + REPLAY_PAGE]
+            marks = ",".join("?" * len(chunk))
+            done = self._enqueue(
+                [
+                    (f"DELETE FROM {table} WHERE {column} IN ({marks})", tuple(chunk))
+                    for table, column in (("events", "run_id"), ("calls", "run_id"), ("runs", "id"))
+                ],
+                wait=True,
+            )
+            assert done is not None
+            await done
+            await self._forget_checkpoints(chunk)
+        return len(ids)
 
     async def flush(self, timeout_s: float) -> bool:
         try:
@@ -271,7 +521,7 @@ class SQLiteRunStore:
             raise StorageUnavailable(f"cannot read the run store: {exc}") from exc
 
     async def get(self, run_id: str) -> RunRecord | None:
-        rows = await self._read("SELECT * FROM runs WHERE id=?", (run_id,))
+        rows = await self._read(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
         return self._record(rows[0]) if rows else None
 
     async def events(self, run_id: str, after: int = 0, limit: int = REPLAY_PAGE) -> list[Event]:
@@ -290,38 +540,17 @@ class SQLiteRunStore:
 
     async def recent(self, limit: int, before: str | None = None) -> list[RunRecord]:
         if before is None:
-            rows = await self._read("SELECT * FROM runs ORDER BY created_at DESC, id DESC LIMIT ?", (limit,))
+            rows = await self._read(
+                f"SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT ?", (limit,)
+            )
         else:
             rows = await self._read(
-                "SELECT * FROM runs WHERE (created_at, id) < "
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE (created_at, id) < "
                 "(SELECT created_at, id FROM runs WHERE id=?) "
                 "ORDER BY created_at DESC, id DESC LIMIT ?",
                 (before, limit),
             )
         return [self._record(row) for row in rows]
-
-    async def interrupt_unfinished(self) -> list[str]:
-        placeholders = ",".join("?" * len(TERMINAL))
-        rows = await self._read(
-            f"SELECT id, owner FROM runs WHERE status NOT IN ({placeholders})", tuple(TERMINAL)
-        )
-        ids = [run_id for run_id, owner in rows if not _alive(owner)]
-        if not ids:
-            return []
-        statements: list[Statement] = []
-        now = _now()
-        for run_id in ids:
-            last = await self.last_event_id(run_id)
-            data = RunEnded(run_id=run_id, result=None, error=None)
-            statements.append(_event_row(Event(last + 1, run_id, RUN_INTERRUPTED, data)))
-            statements.append(
-                ("UPDATE runs SET status='interrupted', updated_at=? WHERE id=?", (now, run_id))
-            )
-        try:
-            await self._on(self._writer, lambda: self._transaction(statements))
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(f"cannot mark unfinished runs: {exc}") from exc
-        return ids
 
     async def close(self, timeout_s: float = 5.0) -> None:
         if self._task is not None:
@@ -331,15 +560,19 @@ class SQLiteRunStore:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if self._saver is not None:
+            await self._saver.conn.close()
+            self._saver = None
         for executor, db in ((self._writer, self._wdb), (self._reader, self._rdb)):
             if db is not None:
                 await self._on(executor, db.close)
             executor.shutdown(wait=True)
         self._wdb = self._rdb = None
+        self.instance.release()
 
     @staticmethod
     def _record(row: tuple[Any, ...]) -> RunRecord:
-        run_id, status, question, request, created_at, updated_at, result, _owner = row
+        run_id, status, question, request, created_at, updated_at, result, completion_budget = row
         return RunRecord(
             id=run_id,
             status=cast(Status, status),
@@ -348,4 +581,5 @@ class SQLiteRunStore:
             created_at=created_at,
             updated_at=updated_at,
             result=None if result is None else cast(Result, json.loads(result)),
+            completion_budget=completion_budget,
         )

@@ -10,8 +10,11 @@ run's followers never wait on the writer: they are fed from memory while the run
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from graph import Result
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from graph import CallRecord, Result
 from graph.events import EventData, EventName
+from graph.journal import Entry
 
 Status = Literal["queued", "running", "completed", "partial", "failed", "cancelled", "interrupted"]
 """A run's status as the service stores it: the engine's outcomes, and the service's own."""
@@ -49,14 +52,43 @@ class RunRecord:
     created_at: str
     updated_at: str
     result: Result | None
+    completion_budget: int | None = None
+    """The output cap the OpenAI route's caller set (``max_completion_tokens``), if any."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An unfinished run this process now owns because the one that owned it is gone."""
+
+    run: RunRecord
+    resumes: int
+    """How many times the run has been taken up after its process died, this time included."""
 
 
 class RunStore(Protocol):
+    """Runs are owned by leases: the process that stores or claims a run holds it until
+    ``lease_s`` after its last ``renew``. A run whose lease expired (or whose owner is known to
+    be gone) can be claimed by any process on the same store."""
+
     healthy: bool
     """False while queued writes keep failing; ready again once one commits."""
 
-    async def create(self, run_id: str, question: str, request: dict[str, Any]) -> RunRecord:
-        """Store a new queued run, committed before it returns; raises StorageUnavailable."""
+    @property
+    def checkpointer(self) -> BaseCheckpointSaver[str]:
+        """LangGraph's checkpoints of the runs, in the same storage."""
+        ...
+
+    async def create(
+        self,
+        run_id: str,
+        question: str,
+        request: dict[str, Any],
+        *,
+        lease_s: float,
+        completion_budget: int | None = None,
+    ) -> RunRecord:
+        """Store a new queued run owned by this process, committed before it returns; raises
+        StorageUnavailable."""
         ...
 
     def append(self, event: Event) -> None:
@@ -68,8 +100,38 @@ class RunStore(Protocol):
         ...
 
     async def finish(self, run_id: str, status: Status, result: Result, event: Event) -> None:
-        """Queue the final status, result and terminal event (one transaction); return once
-        they are committed, however many retries that takes."""
+        """Queue the final status, result and terminal event (one transaction), and drop the
+        call outputs and checkpoints kept for resuming; return once they are committed,
+        however many retries that takes."""
+        ...
+
+    def record_call(self, run_id: str, seq: int, row: CallRecord, output: str | None) -> None:
+        """Queue one row of the run's durable ledger (a call that started or ended); ``output``
+        is kept until the run ends, so that a resumed run need not make the call again."""
+        ...
+
+    async def calls(self, run_id: str) -> list[Entry]:
+        """The run's ledger; calls still in flight (their process is gone) are stored as
+        interrupted, with no tokens, before they are returned."""
+        ...
+
+    async def renew(self, lease_s: float) -> None:
+        """Extend the leases of every unfinished run this process owns."""
+        ...
+
+    async def claim(self, lease_s: float) -> list[Claim]:
+        """Take over the unfinished runs whose owner is gone (lease expired, or its process
+        known to have exited); each claim counts in ``Claim.resumes``."""
+        ...
+
+    async def release(self, run_ids: list[str]) -> None:
+        """End this process's leases on these runs now, so that the next process takes them up
+        at once (a shutdown that leaves runs to resume)."""
+        ...
+
+    async def delete_before(self, cutoff: str) -> int:
+        """Delete finished runs last updated before ``cutoff`` (ISO time), with their events,
+        ledger and checkpoints; returns how many."""
         ...
 
     async def flush(self, timeout_s: float) -> bool:
@@ -88,10 +150,6 @@ class RunStore(Protocol):
 
     async def recent(self, limit: int, before: str | None = None) -> list[RunRecord]:
         """Newest first; ``before`` is the id of the last run of the previous page."""
-        ...
-
-    async def interrupt_unfinished(self) -> list[str]:
-        """Mark queued or running runs whose process is gone as interrupted, with a final event."""
         ...
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ ErrorKind = Literal[
     "deadline_exceeded",
     "budget_exhausted",
     "internal_error",
+    "crash_loop",
 ]
 
 

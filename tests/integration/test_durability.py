@@ -43,7 +43,7 @@ async def orphan(path: Path) -> None:
     """A run that a process stored as running and never finished."""
     store = SQLiteRunStore(path)
     await store.open()
-    await store.create("run_orphan", "Q?", {"question": "Q?"})
+    await store.create("run_orphan", "Q?", {"question": "Q?"}, lease_s=60)
     store.set_status("run_orphan", "running")
     settings = RunSettings(max_subtasks=1, max_revisions=0, max_output_tokens=16)
     started = RunStarted(run_id="run_orphan", question="Q?", reasoning_effort=None, settings=settings)
@@ -51,13 +51,26 @@ async def orphan(path: Path) -> None:
     await store.close()
 
 
-def test_runs_left_in_flight_are_marked_interrupted(stub: StubBackend, settings: Settings) -> None:
+def test_runs_left_in_flight_are_resumed(stub: StubBackend, settings: Settings) -> None:
     asyncio.run(orphan(Path(settings.data_dir) / "reasoner.db"))
     with Service(settings, stub_backend(stub)) as service, httpx.Client(base_url=service.url) as http:
+        with http.stream("GET", "/v1/runs/run_orphan/events") as response:
+            got = [(f.id, f.event) for f in frames(response) if not f.comment]
+        assert http.get("/v1/runs/run_orphan").json()["status"] == "completed"
+    assert got[:3] == [(1, "run.started"), (2, "run.resumed"), (3, "stage")]
+    assert got[-1][1] == "run.completed"
+    assert [i for i, _ in got] == list(range(1, len(got) + 1)), "one gap-free log across the seam"
+
+
+def test_with_resume_off_runs_left_in_flight_are_interrupted(stub: StubBackend, settings: Settings) -> None:
+    asyncio.run(orphan(Path(settings.data_dir) / "reasoner.db"))
+    off = settings.model_copy(update={"resume_runs": False})
+    with Service(off, stub_backend(stub)) as service, httpx.Client(base_url=service.url) as http:
         assert http.get("/v1/runs/run_orphan").json()["status"] == "interrupted"
         with http.stream("GET", "/v1/runs/run_orphan/events") as response:
             names = [f.event for f in frames(response) if not f.comment]
     assert names == ["run.started", "run.interrupted"]
+    assert not stub.calls, "nothing was run again"
 
 
 def test_idle_streams_get_a_heartbeat(stub: StubBackend, settings: Settings) -> None:
@@ -78,7 +91,7 @@ async def long_run(path: Path, deltas: int) -> None:
     """A finished run with a long event log, as a process left it."""
     store = SQLiteRunStore(path)
     await store.open()
-    await store.create("run_long", "Q?", {"question": "Q?"})
+    await store.create("run_long", "Q?", {"question": "Q?"}, lease_s=60)
     for i in range(1, deltas + 1):
         store.append(Event(i, "run_long", ANSWER_DELTA, AnswerDelta(text=f"{i} ")))
     empty = assemble(

@@ -1,67 +1,18 @@
-"""SIGTERM: not ready, no new runs, in-flight runs finish within the grace period or are stored
-as interrupted, streams get a final event, and the store stays whole. Also: dropped streams
-leave nothing behind."""
+"""SIGTERM: not ready, no new runs, in-flight runs finish within the grace period or are left to
+resume in the next process (stored as interrupted with RESUME_RUNS=false), streams end, and the
+store stays whole. Also: dropped streams leave nothing behind."""
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from api.local_model import free_port
 from tests.conftest import Service
+from tests.served import Served, integrity
 from tests.sse import frames
-from tests.stub_backend import MODEL_ENV, StubBackend
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Served:
-    """``reasoner serve`` in its own process, so it can receive signals."""
-
-    def __init__(self, stub: StubBackend, data_dir: Path, grace_s: float) -> None:
-        self.port = free_port()
-        env = {
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("LLM_", "OPENAI_")) and k not in MODEL_ENV
-            },
-            "LLM_BASE_URL": stub.base_url,
-            **MODEL_ENV,
-            "DATA_DIR": str(data_dir),
-            "SHUTDOWN_GRACE_S": str(grace_s),
-            "LOG_LEVEL": "warning",
-        }
-        self.log = data_dir.parent / "serve.log"
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.process.kill()
-        raise RuntimeError("the service did not start")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
+from tests.stub_backend import StubBackend
 
 
 @pytest.fixture
@@ -90,34 +41,60 @@ def run_until_sigterm(served: Served) -> tuple[str, list[str], int, int]:
     return run_id, names, ready, refused.status_code
 
 
-def stored_status(data_dir: Path, run_id: str) -> tuple[str, str]:
+def stored_status(data_dir: Path, run_id: str) -> str:
     db = sqlite3.connect(data_dir / "reasoner.db")
     try:
-        status = db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()[0]
-        check = db.execute("PRAGMA integrity_check").fetchone()[0]
+        return str(db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()[0])
     finally:
         db.close()
-    return status, check
 
 
 @pytest.mark.parametrize(
-    ("latency_s", "grace_s", "final"),
-    [(0.4, 20, "completed"), (1.5, 0.5, "interrupted")],
-    ids=["finishes-within-grace", "interrupted-past-grace"],
+    ("latency_s", "grace_s", "resume", "last_event", "stored"),
+    [
+        (0.4, 20, True, "run.completed", "completed"),
+        (1.5, 0.5, True, None, "running"),
+        (1.5, 0.5, False, "run.interrupted", "interrupted"),
+    ],
+    ids=["finishes-within-grace", "left-to-resume-past-grace", "interrupted-past-grace-without-resume"],
 )
 def test_sigterm_drains_in_flight_runs(
-    stub: StubBackend, data_dir: Path, latency_s: float, grace_s: float, final: str
+    stub: StubBackend,
+    data_dir: Path,
+    latency_s: float,
+    grace_s: float,
+    resume: bool,
+    last_event: str | None,
+    stored: str,
 ) -> None:
     stub.options.latency_s = latency_s
-    served = Served(stub, data_dir, grace_s=grace_s)
+    served = Served(stub, data_dir, grace_s=grace_s, resume_runs=resume)
     try:
         run_id, names, ready, refused = run_until_sigterm(served)
         served.process.wait(timeout=30)  # the server exits by itself once drained
     finally:
         served.stop()
     assert (ready, refused) == (503, 503)
-    assert names[-1] == f"run.{final}"
-    assert stored_status(data_dir, run_id) == (final, "ok")
+    if last_event is None:
+        assert not names[-1].startswith("run."), f"no terminal event: {names}"
+    else:
+        assert names[-1] == last_event, names
+    assert stored_status(data_dir, run_id) == stored
+    assert integrity(data_dir) == "ok"
+    if stored != "running":
+        return
+    stub.options.latency_s = 0.0
+    restarted = Served(stub, data_dir)
+    try:
+        with httpx.Client(base_url=restarted.url, timeout=30) as http:
+            with http.stream("GET", f"/v1/runs/{run_id}/events") as response:
+                after = [(f.id, f.event) for f in frames(response) if not f.comment]
+            view = http.get(f"/v1/runs/{run_id}").json()
+    finally:
+        restarted.stop()
+    assert view["status"] == "completed", "resumed after the restart, not interrupted"
+    assert [i for i, _ in after] == list(range(1, len(after) + 1)), "one gap-free log"
+    assert [name for _, name in after].count("run.resumed") == 1
 
 
 def test_a_dropped_stream_leaves_no_follower_behind(service: Service, stub: StubBackend) -> None:

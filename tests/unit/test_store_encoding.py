@@ -12,7 +12,7 @@ def test_a_lone_surrogate_in_model_output_does_not_stop_the_writer(tmp_path: Pat
     async def scenario() -> list[str]:
         store = SQLiteRunStore(tmp_path / "reasoner.db")
         await store.open()
-        await store.create("run_x", "Q?", {"question": "Q?"})
+        await store.create("run_x", "Q?", {"question": "Q?"}, lease_s=60)
         store.append(Event(1, "run_x", ANSWER_DELTA, AnswerDelta(text="half a pair: \ud800")))
         store.append(Event(2, "run_x", ANSWER_DELTA, AnswerDelta(text="and after it")))
         assert await store.flush(5)

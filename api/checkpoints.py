@@ -1,0 +1,130 @@
+"""LangGraph's checkpointer, made best-effort for writes: a checkpoint that cannot be written
+(disk full, database locked) does not fail the run. The run goes on; if its process then dies,
+it resumes from an earlier checkpoint, and the call journal still spares the calls that had
+returned. Reads fail as they do (a run that cannot read its checkpoint cannot resume)."""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+)
+
+log = logging.getLogger(__name__)
+
+FAILURE_LOG_EVERY_S = 30.0
+PAUSE_S = 5.0
+"""After a failed write, checkpoints are not attempted for this long: runs do not queue up
+behind a database that cannot take them (each attempt waits for its lock)."""
+
+
+class BestEffortSaver(BaseCheckpointSaver[str]):
+    def __init__(
+        self,
+        saver: BaseCheckpointSaver[str],
+        write_errors: tuple[type[Exception], ...],
+        after_failure: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``after_failure`` puts the saver's connection back in order after a failed write
+        (SQLite: roll back what the failed statement left open)."""
+        super().__init__(serde=saver.serde)
+        self.saver = saver
+        self.write_errors = write_errors
+        self.after_failure = after_failure
+        self.failures = 0
+        self._last_log = -FAILURE_LOG_EVERY_S
+        self._paused_until = 0.0
+        self._writing = asyncio.Lock()
+        """Writes wait here, not in the saver: once one fails, those behind it see the pause."""
+
+    def _paused(self) -> bool:
+        if time.monotonic() < self._paused_until:
+            self.failures += 1
+            return True
+        return False
+
+    async def _failed(self, exc: Exception) -> None:
+        if self.after_failure is not None:
+            with contextlib.suppress(*self.write_errors):
+                await self.after_failure()
+        self.failures += 1
+        now = time.monotonic()
+        self._paused_until = now + PAUSE_S
+        if now - self._last_log >= FAILURE_LOG_EVERY_S:
+            self._last_log = now
+            log.warning(
+                "a checkpoint could not be written; the run goes on without it",
+                extra={"error": str(exc), "failures": self.failures},
+            )
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self.saver.aget_tuple(config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        async for item in self.saver.alist(config, filter=filter, before=before, limit=limit):
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        async with self._writing:
+            try:
+                if not self._paused():
+                    return await self.saver.aput(config, checkpoint, metadata, new_versions)
+            except self.write_errors as exc:
+                await self._failed(exc)
+        configurable = config.get("configurable", {})
+        return {
+            "configurable": {
+                "thread_id": configurable.get("thread_id"),
+                "checkpoint_ns": configurable.get("checkpoint_ns", ""),
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        async with self._writing:
+            if self._paused():
+                return
+            try:
+                await self.saver.aput_writes(config, writes, task_id, task_path)
+            except self.write_errors as exc:
+                await self._failed(exc)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self.saver.adelete_thread(thread_id)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await self.saver.aget_delta_channel_history(config=config, channels=channels)
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        return self.saver.get_next_version(current, channel)
