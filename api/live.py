@@ -1,7 +1,12 @@
-"""A run this process is executing: its events so far, in memory, and whoever follows or waits."""
+"""A run this process is executing: its events so far, in memory, and whoever follows or waits.
+
+Followers see an event once it is stored: an event id a client has seen is never given to
+another event, even if the process dies the next moment and another one resumes the run. While
+the store cannot write (``healthy`` is false) they see events from memory at once instead: the
+run stays visible through a storage fault, at the price of that guarantee during it."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -11,6 +16,9 @@ from graph.events import EventData, EventName
 
 HEARTBEAT = None
 """What ``follow`` yields when nothing happened for a heartbeat interval."""
+
+RECHECK_S = 0.5
+"""How often a follower waiting for events to be stored looks at the store's health again."""
 
 StopReason = Literal["cancelled", "interrupted", "suspended"]
 """Why a run was stopped: by a caller, by a shutdown that ends it, or by a shutdown that leaves
@@ -27,6 +35,9 @@ class LiveRun:
     """Replay keys of the events before the seam: a resumed run does not log them again."""
     events: list[Event] = field(default_factory=list)
     """The events this process added, numbered from ``base`` + 1."""
+    stored: int = 0
+    """The id up to which the events are stored (at least ``base``)."""
+    store_healthy: Callable[[], bool] = lambda: True
     result: asyncio.Future[Result] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     task: asyncio.Task[None] | None = None
     stop_reason: StopReason | None = None
@@ -39,9 +50,21 @@ class LiveRun:
         self._wake()
         return event
 
+    def __post_init__(self) -> None:
+        self.stored = max(self.stored, self.base)
+
     @property
     def last_event_id(self) -> int:
         return self.base + len(self.events)
+
+    def stored_up_to(self, event_id: int) -> None:
+        """The store has committed the events up to ``event_id``."""
+        if event_id > self.stored:
+            self.stored = event_id
+            self._wake()
+
+    def _visible(self) -> int:
+        return self.last_event_id if not self.store_healthy() else self.stored
 
     @property
     def finished(self) -> bool:
@@ -72,14 +95,22 @@ class LiveRun:
         """Events of this process with ids above ``after``, as they come, until the run ends;
         ``HEARTBEAT`` (None) after every ``heartbeat_s`` without one."""
         seen = max(0, after - self.base)
+        quiet = 0.0
         while True:
-            while seen < len(self.events):
+            while seen < self._visible() - self.base:
                 seen += 1
+                quiet = 0.0
                 yield self.events[seen - 1]
-            if self.finished:
+            if self.finished and seen == len(self.events):
                 return
             changed = self._changed
+            pending = seen < len(self.events)  # appended, not stored yet
+            wait_s = min(RECHECK_S, heartbeat_s - quiet) if pending else heartbeat_s - quiet
+            started = asyncio.get_running_loop().time()
             try:
-                await asyncio.wait_for(changed.wait(), heartbeat_s)
+                await asyncio.wait_for(changed.wait(), wait_s)
             except TimeoutError:
-                yield HEARTBEAT
+                quiet += asyncio.get_running_loop().time() - started
+                if quiet >= heartbeat_s:
+                    quiet = 0.0
+                    yield HEARTBEAT

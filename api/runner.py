@@ -132,8 +132,11 @@ class Runner:
             self._unfinished -= 1
             raise
         ctx = dataclasses.replace(ctx, journal=Journal(StoredCalls(self.store, run_id)))
-        self._start(LiveRun(run_id), request, ctx, count, admitted)
+        self._start(self._live_run(run_id), request, ctx, count, admitted)
         return run_id
+
+    def _live_run(self, run_id: str, **kwargs: Any) -> LiveRun:
+        return LiveRun(run_id, store_healthy=lambda: self.store.healthy, **kwargs)
 
     def _start(
         self,
@@ -154,7 +157,8 @@ class Runner:
         key = replay_key(name, data)
         if key is not None and key in live.repeats:
             return  # written before the seam
-        self.store.append(live.append(name, data))
+        event = live.append(name, data)
+        self.store.append(event, committed=lambda: live.stored_up_to(event.id))
 
     async def _run(
         self,
@@ -267,6 +271,7 @@ class Runner:
     async def _commit(self, live: LiveRun, status: Status, result: Result, event: Event) -> None:
         try:
             await self.store.finish(live.run_id, status, result, event)
+            live.stored_up_to(event.id)
         finally:
             self.live.pop(live.run_id, None)
 
@@ -379,7 +384,7 @@ class Runner:
             error = RunError(kind="internal_error", message=f"cannot resume the run: {message}", node=None)
             return await self._end_unfinished(run_id, last, entries, "failed", error)
         repeats = {key async for key in self._replay_keys(run_id)}
-        live = LiveRun(run_id, base=last, repeats=repeats)
+        live = self._live_run(run_id, base=last, repeats=repeats)
         self._unfinished += 1
         ctx = ctx.resuming(StoredCalls(self.store, run_id), entries)
         self._start(live, request, ctx, count, admitted, claim.resumes)

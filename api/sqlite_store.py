@@ -174,6 +174,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 class _Write:
     statements: list[Statement]
     done: asyncio.Future[None] | None = None
+    committed: Callable[[], None] | None = None
 
 
 @dataclass
@@ -311,6 +312,8 @@ class SQLiteRunStore:
             for write in batch:
                 if write.done is not None and not write.done.done():
                     write.done.set_result(None)
+                if write.committed is not None:
+                    write.committed()
             if not queue.writes:
                 queue.idle.set()
 
@@ -360,8 +363,10 @@ class SQLiteRunStore:
             raise StorageUnavailable(f"cannot store the run: {exc}") from exc
         return RunRecord(run_id, "queued", question, request, now, now, None, completion_budget)
 
-    def append(self, event: Event) -> None:
-        self._enqueue([_event_row(event)])
+    def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
+        self._queue.writes.append(_Write([_event_row(event)], committed=committed))
+        self._queue.idle.clear()
+        self._queue.ready.set()
 
     def set_status(self, run_id: str, status: Status) -> None:
         self._enqueue([("UPDATE runs SET status=?, updated_at=? WHERE id=?", (status, _now(), run_id))])

@@ -7,6 +7,7 @@ back and retried until it sticks, so nothing admitted is lost to a passing stora
 run's followers never wait on the writer: they are fed from memory while the run is live.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -91,8 +92,8 @@ class RunStore(Protocol):
         StorageUnavailable."""
         ...
 
-    def append(self, event: Event) -> None:
-        """Queue one event for the writer."""
+    def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
+        """Queue one event for the writer; ``committed`` is called once it is stored."""
         ...
 
     def set_status(self, run_id: str, status: Status) -> None:
