@@ -63,6 +63,17 @@ class ApiError(Exception):
         self.headers = headers
 
 
+def run_suspended(run_id: str) -> ApiError:
+    """What a client waiting on a run gets when the process shuts down and leaves the run to
+    resume in the next one: the run goes on there, and can be fetched by its id."""
+    return ApiError(
+        503,
+        f"the service is shutting down; run {run_id} resumes when it is back: GET /v1/runs/{run_id}",
+        type="server_error",
+        code="run_suspended",
+    )
+
+
 def raise_for_failure(result: Result) -> None:
     """A failed run as an error response, with its cause in ``code``."""
     error = result["error"]

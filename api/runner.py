@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from api.admission import admit
 from api.backend import Backend
-from api.errors import ApiError
+from api.errors import ApiError, run_suspended
 from api.live import LiveRun, StopReason
 from api.schemas import ReasonRequest
 from api.settings import Settings
@@ -244,11 +244,7 @@ class Runner:
         if live.stop_reason == "suspended":
             self._unfinished -= 1
             self.live.pop(live.run_id, None)
-            message = (
-                f"the service is shutting down; run {live.run_id} will resume when it is back: "
-                f"GET /v1/runs/{live.run_id}"
-            )
-            live.suspend(ApiError(503, message, type="server_error", code="run_suspended"))
+            live.suspend(run_suspended(live.run_id))
             return
         status: Status = result["status"]
         if status == "cancelled" and live.stop_reason == "interrupted":

@@ -42,11 +42,13 @@ async def follow_frames(
     after: int = 0,
     first: Iterable[str] = (),
     last: Iterable[str] = (),
+    unfinished: Iterable[str] = (),
     cancel_on_disconnect: bool,
 ) -> AsyncIterator[str]:
     """``first``, the run's events rendered as they come with heartbeats while it is quiet,
-    then ``last``. A client that goes away before the end cancels the run only if
-    ``cancel_on_disconnect``."""
+    then ``last``; before it ``unfinished`` if the stream ends before the run (the process
+    shuts down and leaves the run to resume). A client that goes away before the end cancels
+    the run only if ``cancel_on_disconnect``."""
     ended = False
     try:
         for frame in first:
@@ -57,6 +59,9 @@ async def follow_frames(
                 continue
             ended = ended or event.event in TERMINAL_EVENTS
             for frame in render(event):
+                yield frame
+        if not ended:
+            for frame in unfinished:
                 yield frame
         for frame in last:
             yield frame

@@ -9,7 +9,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from api.deps import LookupDep, RunnerDep, SettingsDep
-from api.errors import RUN_ERRORS, ApiError, documented, raise_for_failure
+from api.errors import RUN_ERRORS, ApiError, documented, raise_for_failure, run_suspended
 from api.events import SSE_HEADERS, encode_data
 from api.schemas import (
     AssistantMessage,
@@ -169,6 +169,7 @@ async def chat_completions(
             chunks.render,
             first=(chunks.chunk({"role": "assistant", "content": ""}),),
             last=(encode_data("[DONE]"),),
+            unfinished=(encode_data({"error": run_suspended(run_id).body.model_dump()}),),
             cancel_on_disconnect=settings.cancel_on_disconnect,
         )
         headers = {**SSE_HEADERS, RUN_ID_HEADER: run_id}

@@ -272,6 +272,12 @@ const handlers = {
     if ("reasoning_effort" in d) $("effort").value = d.reasoning_effort ?? "";
     progress("Planning…");
   },
+  "run.resumed": () => {
+    // The run's process stopped and another took it up: work already done is not redone, but
+    // the answer is written again from the start.
+    $("answer").textContent = "";
+    progress("Resumed after the service restarted…");
+  },
   stage: (d) => {
     stagesReported = true;
     setStatus(`${STAGES[d.stage] ?? d.stage}${d.round ? ` (round ${d.round})` : ""}…`);

@@ -2,8 +2,10 @@
 resume in the next process (stored as interrupted with RESUME_RUNS=false), streams end, and the
 store stays whole. Also: dropped streams leave nothing behind."""
 
+import json
 import signal
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -112,3 +114,34 @@ def test_a_dropped_stream_leaves_no_follower_behind(service: Service, stub: Stub
     assert names[-1] == "run.completed"
     assert lookup.followers == 0
     assert service.server.config.app.state.runner.active == 0  # type: ignore[attr-defined]
+
+
+def test_clients_waiting_on_a_run_left_to_resume_are_told_where_it_went(
+    stub: StubBackend, data_dir: Path
+) -> None:
+    """A waiting POST /v1/reason gets 503 run_suspended; a streamed chat completion gets an
+    error chunk with that code before [DONE]. Both can find the run by its id afterwards."""
+    stub.options.latency_s = 1.5
+    served = Served(stub, data_dir, grace_s=0.3)
+    body = {"model": "reasoner", "messages": [{"role": "user", "content": "Q?"}], "stream": True}
+    try:
+        with (
+            ThreadPoolExecutor(1) as pool,
+            httpx.Client(base_url=served.url, timeout=30) as http,
+            http.stream("POST", "/v1/chat/completions", json=body) as streamed,
+        ):
+            waiting = pool.submit(httpx.post, f"{served.url}/v1/reason", json={"question": "Q?"}, timeout=30)
+            lines = streamed.iter_lines()
+            data = [next(line for line in lines if "reasoning_content" in line)]
+            served.process.send_signal(signal.SIGTERM)
+            data += [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+            answered = waiting.result()
+            run_id = streamed.headers["X-Run-Id"]
+        served.process.wait(timeout=30)
+    finally:
+        served.stop()
+    assert data[-1] == "[DONE]"
+    assert json.loads(data[-2])["error"]["code"] == "run_suspended"
+    assert answered.status_code == 503
+    assert answered.json()["error"]["code"] == "run_suspended"
+    assert stored_status(data_dir, run_id) == "running", "left to resume"
