@@ -17,7 +17,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +75,12 @@ def stub(latency: float, *options: str) -> Iterator[str]:
 
 
 @contextmanager
-def service(backend: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def service(
+    backend: str, data_dir: str | None = None, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``data_dir``: a DATA_DIR that outlives the process (else a temporary one of its own)."""
     port = free_port()
-    data = tempfile.TemporaryDirectory(prefix="reasoner-bench-")
+    data = tempfile.TemporaryDirectory(prefix="reasoner-bench-") if data_dir is None else nullcontext(data_dir)
     settings = {
         "LLM_BASE_URL": f"{backend}/v1",
         **MODEL_ENV,
@@ -87,13 +90,14 @@ def service(backend: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[by
         "MAX_CONCURRENCY": "64",
         "MAX_ACTIVE_RUNS": "64",
         "LLM_STREAM": "false",
-        "DATA_DIR": data.name,
         **env,
     }
     with (
-        data,
+        data as directory,
         process(
-            ["-m", "api.cli", "serve", "--port", str(port)], f"http://127.0.0.1:{port}/healthz", settings
+            ["-m", "api.cli", "serve", "--port", str(port)],
+            f"http://127.0.0.1:{port}/healthz",
+            {**settings, "DATA_DIR": directory},
         ) as p,
     ):
         yield f"http://127.0.0.1:{port}", p
@@ -134,7 +138,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def engine(backend: str, stream: bool = False) -> Any:
+def engine(backend: str, stream: bool = False, checkpointer: Any = None) -> Any:
     def spec(role: str) -> ModelSpec:
         name = model_name(role)
         chat = openai_chat_model(model=name, base_url=f"{backend}/v1", api_key="unused", timeout_s=60)
@@ -147,7 +151,8 @@ def engine(backend: str, stream: bool = False) -> Any:
             worker=spec("worker"),
             critic=spec("critic"),
             synthesizer=spec("synthesizer"),
-        )
+        ),
+        checkpointer=checkpointer,
     )
 
 
