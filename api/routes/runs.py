@@ -102,5 +102,12 @@ async def cancel_run(run_id: str, runner: RunnerDep, lookup: LookupDep) -> RunAc
     await lookup.get(run_id)
     if not await runner.cancel(run_id):
         current = (await lookup.get(run_id)).status
-        raise ApiError(409, f"run {run_id} is not running here ({current})", code="run_finished")
+        if current in TERMINAL:
+            raise ApiError(409, f"run {run_id} has already finished ({current})", code="run_finished")
+        raise ApiError(
+            409,
+            f"run {run_id} is {current} in another process on this store; cancel it there, or "
+            "retry once this process has taken it up",
+            code="run_elsewhere",
+        )
     return RunAccepted(run_id=run_id, status=(await lookup.get(run_id)).status)
