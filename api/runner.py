@@ -176,7 +176,7 @@ class Runner:
                     ctx = dataclasses.replace(ctx, deadline=ctx.deadline + time.monotonic() - admitted)
                 live.status = "running"
                 self.store.set_status(live.run_id, "running")
-                if resumes:
+                if resumes and live.base:  # a run that had not started yet just starts
                     resumed = RunResumed(run_id=live.run_id, resumes=resumes, after=live.base)
                     self._emit(live, RUN_RESUMED, resumed)
                 else:
