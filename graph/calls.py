@@ -29,6 +29,9 @@ T = TypeVar("T", bound=BaseModel)
 
 MAX_RETRY_AFTER_S = 60.0
 
+_jitter = random.Random()
+"""Backoff jitter from a generator of its own: the process-wide one is left to its users."""
+
 
 class _Failure(Exception):
     def __init__(
@@ -107,7 +110,7 @@ def _backoff(ctx: RunContext, retry: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return retry_after
     ceiling = min(ctx.retry_max_s, ctx.retry_initial_s * 2**retry)
-    return random.uniform(ceiling / 2, ceiling)
+    return _jitter.uniform(ceiling / 2, ceiling)
 
 
 def _cap_kwargs(spec: ModelSpec, max_tokens: int, response_format: dict[str, Any] | None) -> dict[str, Any]:

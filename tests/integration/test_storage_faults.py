@@ -420,9 +420,13 @@ def ride_out(
                 storage_error(http.post(path, json={"question": "Refused?", **OPTIONS}))
             assert http.get(f"/v1/runs/{ids['waiting']}").json()["result"] == result
 
-            # Still faulty: the runs' ends are resolved, none of them is committed yet.
+            # Still faulty: the runs' ends are resolved. (A small write can still fit in pages
+            # SQLite has freed, a finished run's deleted checkpoints for one: stored is either
+            # still running or already final, never anything else.)
             assert fault.holding()
-            assert stored_statuses(http) == {run_id: "running" for run_id in ids.values()}
+            stored = stored_statuses(http)
+            for name, status in FINAL.items():
+                assert stored[ids[name]] in ("running", status), (name, stored[ids[name]])
         finally:
             fault.clear()
             health.stop()
