@@ -346,7 +346,11 @@ class Runner:
         """Claim the runs whose owner is gone and resume them, or end them; returns their ids."""
         claims = await self.store.claim(self.settings.lease_s)
         for claim in claims:
-            await self._take_up(claim)
+            try:
+                await self._take_up(claim)
+            except Exception:  # storage trouble (or a bug): give it back for the next round
+                log.exception("could not take up a run; it is tried again", extra={"run_id": claim.run.id})
+                await self.store.release([claim.run.id])
         if claims:
             log.warning(
                 "took up runs of a process that is gone",
