@@ -74,6 +74,16 @@ def run_suspended(run_id: str) -> ApiError:
     )
 
 
+def run_taken_over(run_id: str) -> ApiError:
+    """What a client waiting on a run gets when another process has taken the run over."""
+    return ApiError(
+        503,
+        f"run {run_id} was taken over by another process: GET /v1/runs/{run_id}",
+        type="server_error",
+        code="run_taken_over",
+    )
+
+
 def raise_for_failure(result: Result) -> None:
     """A failed run as an error response, with its cause in ``code``."""
     error = result["error"]

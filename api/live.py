@@ -20,9 +20,13 @@ HEARTBEAT = None
 RECHECK_S = 0.5
 """How often a follower waiting for events to be stored looks at the store's health again."""
 
-StopReason = Literal["cancelled", "interrupted", "suspended"]
-"""Why a run was stopped: by a caller, by a shutdown that ends it, or by a shutdown that leaves
-it to resume in the next process."""
+StopReason = Literal["cancelled", "interrupted", "suspended", "lost"]
+"""Why a run was stopped: by a caller, by a shutdown that ends it, by a shutdown that leaves it
+to resume in the next process, or because another process took it over (this one had lost its
+lease)."""
+
+LET_GO: frozenset[StopReason] = frozenset({"suspended", "lost"})
+"""Stops after which the run goes on elsewhere: this process writes nothing more for it."""
 
 
 @dataclass
@@ -70,7 +74,7 @@ class LiveRun:
     def finished(self) -> bool:
         """Nothing more will be appended: the terminal event is in ``events``, or the run was
         left to resume in another process."""
-        return self.status in TERMINAL or self.stop_reason == "suspended"
+        return self.status in TERMINAL or self.stop_reason in LET_GO
 
     def end(self, status: Status, result: Result) -> None:
         """The terminal event has been appended: resolve waiters, release followers."""
@@ -79,9 +83,9 @@ class LiveRun:
             self.result.set_result(result)
         self._wake()
 
-    def suspend(self, error: Exception) -> None:
-        """The run is left to resume in the next process: waiters get ``error``, followers are
-        released (they reconnect with Last-Event-ID)."""
+    def let_go(self, error: Exception) -> None:
+        """The run goes on in another process: waiters get ``error``, followers are released
+        (they reconnect with Last-Event-ID)."""
         if not self.result.done():
             self.result.set_exception(error)
             self.result.exception()  # retrieved: nobody may be waiting

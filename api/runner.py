@@ -26,8 +26,8 @@ from pydantic import ValidationError
 
 from api.admission import admit
 from api.backend import Backend
-from api.errors import ApiError, run_suspended
-from api.live import LiveRun, StopReason
+from api.errors import ApiError, run_suspended, run_taken_over
+from api.live import LET_GO, LiveRun, StopReason
 from api.schemas import ReasonRequest
 from api.settings import Settings
 from api.store import REPLAY_PAGE, Claim, Event, RunStore, Status
@@ -152,7 +152,7 @@ class Runner:
         live.task = asyncio.create_task(work, name=live.run_id)
 
     def _emit(self, live: LiveRun, name: EventName, data: EventData) -> None:
-        if live.stop_reason == "suspended":
+        if live.stop_reason in LET_GO:
             return  # what the run does while it is stopped is not part of its log
         key = replay_key(name, data)
         if key is not None and key in live.repeats:
@@ -241,10 +241,11 @@ class Runner:
         """End the run in memory at once (no await: nothing can skip this) and have its final
         state committed in the background. A suspended run is not ended: its lease is given up
         for the next process to resume it."""
-        if live.stop_reason == "suspended":
+        if live.stop_reason in LET_GO:
             self._unfinished -= 1
             self.live.pop(live.run_id, None)
-            live.suspend(run_suspended(live.run_id))
+            lost = live.stop_reason == "lost"
+            live.let_go(run_taken_over(live.run_id) if lost else run_suspended(live.run_id))
             return
         status: Status = result["status"]
         if status == "cancelled" and live.stop_reason == "interrupted":
@@ -328,7 +329,7 @@ class Runner:
         while True:
             await asyncio.sleep(every)
             try:
-                await self.store.renew(s.lease_s)
+                await self._renew()
                 if not take_up:
                     continue
                 if self.accepting:
@@ -341,6 +342,19 @@ class Runner:
                         log.info("deleted old runs", extra={"runs": deleted})
             except Exception:  # storage trouble (or a bug): the next round tries again
                 log.exception("the runner's upkeep failed; retrying")
+
+    async def _renew(self) -> None:
+        """Keep this process's leases; stop (without a word to the store) the runs it no longer
+        owns: it was held up past a lease, and another process has taken them over."""
+        before = set(self.live)  # stored before the renewal: a later run cannot look lost
+        owned = await self.store.renew(self.settings.lease_s)
+        for run_id in before - owned:
+            live = self.live.get(run_id)
+            if live is not None and not live.finished:
+                log.warning(
+                    "a run was taken over by another process; stopping it here", extra={"run_id": run_id}
+                )
+                self._in_background(self.cancel(run_id, "lost"))
 
     async def take_up(self) -> list[str]:
         """Claim the runs whose owner is gone and resume them, or end them; returns their ids."""

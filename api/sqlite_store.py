@@ -101,7 +101,14 @@ INSTANCE_NAME = re.compile(r"[0-9a-f]{32}")
 
 Statement = tuple[str, tuple[Any, ...]]
 
-INSERT_EVENT = "INSERT OR IGNORE INTO events (run_id, seq, event, data) VALUES (?,?,?,?)"
+OWNED = "EXISTS (SELECT 1 FROM runs WHERE id=? AND owner=?)"
+"""Writes that follow a run apply only while this process owns it: one that lost its lease (it
+was frozen past it, and another process took the run over) cannot write over the new owner."""
+
+INSERT_EVENT = f"INSERT OR IGNORE INTO events (run_id, seq, event, data) SELECT ?,?,?,? WHERE {OWNED}"
+INSERT_CALL = (
+    f"INSERT OR REPLACE INTO calls (run_id, seq, row, output, in_flight) SELECT ?,?,?,?,? WHERE {OWNED}"
+)
 
 
 class InstanceLock:
@@ -160,8 +167,8 @@ def _dumps(value: Any) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _event_row(event: Event) -> Statement:
-    return INSERT_EVENT, (event.run_id, event.id, event.event, _dumps(event.data))
+def _event_row(event: Event, owner: str) -> Statement:
+    return INSERT_EVENT, (event.run_id, event.id, event.event, _dumps(event.data), event.run_id, owner)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -364,19 +371,34 @@ class SQLiteRunStore:
         return RunRecord(run_id, "queued", question, request, now, now, None, completion_budget)
 
     def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
-        self._queue.writes.append(_Write([_event_row(event)], committed=committed))
+        self._queue.writes.append(_Write([_event_row(event, self.instance.name)], committed=committed))
         self._queue.idle.clear()
         self._queue.ready.set()
 
     def set_status(self, run_id: str, status: Status) -> None:
-        self._enqueue([("UPDATE runs SET status=?, updated_at=? WHERE id=?", (status, _now(), run_id))])
+        self._enqueue(
+            [
+                (
+                    "UPDATE runs SET status=?, updated_at=? WHERE id=? AND owner=?",
+                    (status, _now(), run_id, self.instance.name),
+                )
+            ]
+        )
 
     def record_call(self, run_id: str, seq: int, row: CallRecord, output: str | None) -> None:
         self._enqueue(
             [
                 (
-                    "INSERT OR REPLACE INTO calls (run_id, seq, row, output, in_flight) VALUES (?,?,?,?,?)",
-                    (run_id, seq, _dumps(row), output, int(row["error"] == IN_FLIGHT)),
+                    INSERT_CALL,
+                    (
+                        run_id,
+                        seq,
+                        _dumps(row),
+                        output,
+                        int(row["error"] == IN_FLIGHT),
+                        run_id,
+                        self.instance.name,
+                    ),
                 )
             ]
         )
@@ -403,15 +425,22 @@ class SQLiteRunStore:
             raise StorageUnavailable(f"cannot read the run's calls: {exc}") from exc
         return [Entry(seq, cast(CallRecord, json.loads(row)), output) for seq, row, output in rows]
 
-    async def renew(self, lease_s: float) -> None:
-        self._enqueue(
+    async def renew(self, lease_s: float) -> set[str]:
+        done = self._enqueue(
             [
                 (
                     f"UPDATE runs SET lease_until=? WHERE owner=? AND status IN {UNFINISHED}",
                     (time.time() + lease_s, self.instance.name),
                 )
-            ]
+            ],
+            wait=True,
         )
+        assert done is not None
+        await done
+        rows = await self._read(
+            f"SELECT id FROM runs WHERE owner=? AND status IN {UNFINISHED}", (self.instance.name,)
+        )
+        return {row[0] for row in rows}
 
     async def claim(self, lease_s: float) -> list[Claim]:
         def take() -> list[tuple[Any, ...]]:
@@ -468,12 +497,16 @@ class SQLiteRunStore:
     async def finish(self, run_id: str, status: Status, result: Result, event: Event) -> None:
         done = self._enqueue(
             [
-                _event_row(event),
+                _event_row(event, self.instance.name),
                 (
-                    "UPDATE runs SET status=?, updated_at=?, result=?, lease_until=NULL WHERE id=?",
-                    (status, _now(), _dumps(result), run_id),
+                    f"UPDATE calls SET output=NULL WHERE run_id=? AND {OWNED}",
+                    (run_id, run_id, self.instance.name),
                 ),
-                ("UPDATE calls SET output=NULL WHERE run_id=?", (run_id,)),
+                (
+                    "UPDATE runs SET status=?, updated_at=?, result=?, lease_until=NULL "
+                    "WHERE id=? AND owner=?",
+                    (status, _now(), _dumps(result), run_id, self.instance.name),
+                ),
             ],
             wait=True,
         )

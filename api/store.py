@@ -116,8 +116,10 @@ class RunStore(Protocol):
         interrupted, with no tokens, before they are returned."""
         ...
 
-    async def renew(self, lease_s: float) -> None:
-        """Extend the leases of every unfinished run this process owns."""
+    async def renew(self, lease_s: float) -> set[str]:
+        """Extend the leases of every unfinished run this process owns; returns their ids (a
+        run missing from them was taken over by another process). Writes that follow a run
+        (events, status, ledger, its end) apply only while this process owns it."""
         ...
 
     async def claim(self, lease_s: float) -> list[Claim]:

@@ -3,6 +3,7 @@ process on the same DATA_DIR) resumes the run from where it stopped. Finished wo
 called again, the usage covers every attempt, the event log is one gap-free stream with
 ``run.resumed`` at the seam, and SQLite's integrity check passes after every crash."""
 
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -194,6 +195,46 @@ def test_with_resume_off_a_killed_run_is_interrupted(four_parts: StubBackend, da
     assert len(stub.received) == received, "nothing was called again"
     rows = view["result"]["calls"]
     assert sorted(r["task_id"] for r in rows if r["error"] == "interrupted") == ["t3", "t4"]
+    assert view["result"]["usage"]["total_tokens"] == sum(
+        c.prompt_tokens + c.completion_tokens for c in stub.calls
+    )
+    assert integrity(data_dir) == "ok"
+
+
+def test_a_process_frozen_past_its_lease_lets_the_run_go(four_parts: StubBackend, data_dir: Path) -> None:
+    """SIGSTOP holds a process past its lease (its lock stays held: only the lease can expire);
+    another process takes the run over and finishes it; the thawed process stops its copy at
+    its next renewal, and nothing it writes reaches the run's log or ledger."""
+    stub = four_parts
+    lease_s = 2
+    frozen = Served(stub, data_dir, lease_s=lease_s)
+    survivor = Served(stub, data_dir, lease_s=lease_s)
+    try:
+        with httpx.Client(base_url=frozen.url, timeout=30) as http:
+            run_id = http.post("/v1/runs", json=BODY).json()["run_id"]
+        until(lambda: len(workers_received(stub)) == 4, 10, "all four workers to be called")
+        frozen.process.send_signal(signal.SIGSTOP)
+        stub.options.slow = {}
+        with httpx.Client(base_url=survivor.url, timeout=30) as http:
+            view = until(
+                lambda: (v := http.get(f"/v1/runs/{run_id}").json())["status"] == "completed" and v,
+                lease_s + 10,
+                "the survivor to finish the run",
+            )
+        frozen.process.send_signal(signal.SIGCONT)
+        until(
+            lambda: "taken over by another process" in frozen.log.read_text(), 10, "the thawed one to let go"
+        )
+        events = list(follow(survivor.url, run_id, 0))
+        with httpx.Client(base_url=survivor.url) as http:
+            after = http.get(f"/v1/runs/{run_id}").json()
+    finally:
+        frozen.kill()
+        survivor.kill()
+    assert after == view, "the thawed process changed nothing"
+    assert [f.id for f in events] == list(range(1, len(events) + 1))
+    assert [f.event for f in events].count("run.completed") == 1
+    assert events[-1].event == "run.completed"
     assert view["result"]["usage"]["total_tokens"] == sum(
         c.prompt_tokens + c.completion_tokens for c in stub.calls
     )
