@@ -105,7 +105,7 @@ class LiveRun:
                 seen += 1
                 quiet = 0.0
                 yield self.events[seen - 1]
-            if self.finished and seen == len(self.events):
+            if self.finished and seen >= len(self.events):
                 return
             changed = self._changed
             pending = seen < len(self.events)  # appended, not stored yet

@@ -37,7 +37,8 @@ class RunLookup:
             raise RunNotFound(run_id)
         if live is None:
             return record
-        result = live.result.result() if live.result.done() else None
+        done = live.result.done() and live.result.exception() is None  # not let go meanwhile
+        result = live.result.result() if done else None
         return dataclasses.replace(record, status=live.status, result=result or record.result)
 
     async def wait(self, run_id: str) -> Result:

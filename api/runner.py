@@ -145,8 +145,9 @@ class Runner:
         ctx: RunContext,
         count: TokenCount,
         admitted: float,
-        resumes: int = 0,
+        resumes: int | None = None,
     ) -> None:
+        """``resumes``: None for a new run; for one taken up, how often its process died."""
         self.live[live.run_id] = live
         work = self._run(live, request, ctx, count, admitted, resumes)
         live.task = asyncio.create_task(work, name=live.run_id)
@@ -167,7 +168,7 @@ class Runner:
         ctx: RunContext,
         count: TokenCount,
         admitted: float,
-        resumes: int,
+        resumes: int | None,
     ) -> None:
         result: Result | None = None
         try:
@@ -176,7 +177,7 @@ class Runner:
                     ctx = dataclasses.replace(ctx, deadline=ctx.deadline + time.monotonic() - admitted)
                 live.status = "running"
                 self.store.set_status(live.run_id, "running")
-                if resumes and live.base:  # a run that had not started yet just starts
+                if resumes is not None and live.base:  # one that had not started just starts
                     resumed = RunResumed(run_id=live.run_id, resumes=resumes, after=live.base)
                     self._emit(live, RUN_RESUMED, resumed)
                 else:
@@ -203,7 +204,7 @@ class Runner:
                     run_id=live.run_id,
                     question_count=count,
                     emit=emit,
-                    resume=bool(resumes),
+                    resume=resumes is not None,
                     durability=self.settings.checkpoint_durability,
                 )
         except asyncio.CancelledError:
@@ -243,7 +244,7 @@ class Runner:
         for the next process to resume it."""
         if live.stop_reason in LET_GO:
             self._unfinished -= 1
-            self.live.pop(live.run_id, None)
+            self._forget(live)
             lost = live.stop_reason == "lost"
             live.let_go(run_taken_over(live.run_id) if lost else run_suspended(live.run_id))
             return
@@ -270,7 +271,11 @@ class Runner:
             await self.store.finish(live.run_id, status, result, event)
             live.stored_up_to(event.id)
         finally:
-            self.live.pop(live.run_id, None)
+            self._forget(live)
+
+    def _forget(self, live: LiveRun) -> None:
+        if self.live.get(live.run_id) is live:  # not a later LiveRun of the same run
+            del self.live[live.run_id]
 
     def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
         task = asyncio.create_task(work)
@@ -296,10 +301,7 @@ class Runner:
         """Refuse new runs and give in-flight runs ``grace_s`` to finish. The rest are left to
         resume in the next process (by default where ``RESUME_RUNS``) or stored as interrupted.
         Then commit what is queued."""
-        self.accepting = False
-        if self._upkeep is not None:
-            self._upkeep.cancel()
-            await asyncio.gather(self._upkeep, return_exceptions=True)
+        self.accepting = False  # the upkeep goes on renewing the leases, but takes nothing up
         tasks = {live.task for live in self.live.values() if live.task is not None}
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_s)
@@ -311,6 +313,9 @@ class Runner:
             if reason == "suspended":
                 await self.store.release(left)
                 log.warning("runs left to resume in the next process", extra={"runs": left})
+        if self._upkeep is not None:
+            self._upkeep.cancel()
+            await asyncio.gather(self._upkeep, return_exceptions=True)
         if self._background:
             await asyncio.wait(set(self._background), timeout=5)
 
@@ -360,6 +365,9 @@ class Runner:
         """Claim the runs whose owner is gone and resume them, or end them; returns their ids."""
         claims = await self.store.claim(self.settings.lease_s)
         for claim in claims:
+            if claim.run.id in self.live:  # this process is still letting it go: next round
+                await self.store.release([claim.run.id])
+                continue
             try:
                 await self._take_up(claim)
             except Exception:  # storage trouble (or a bug): give it back for the next round

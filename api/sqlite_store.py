@@ -460,8 +460,10 @@ class SQLiteRunStore:
                 ]
                 rows = []
                 for run_id in taken:
+                    # A run given up on purpose (no owner: a shutdown, a failed take-up) is no crash.
                     db.execute(
-                        "UPDATE runs SET owner=?, lease_until=?, resumes=resumes+1 WHERE id=?",
+                        "UPDATE runs SET owner=?, lease_until=?, "
+                        "resumes=resumes + (owner IS NOT NULL) WHERE id=?",
                         (self.instance.name, now + lease_s, run_id),
                     )
                     rows.append(
@@ -488,7 +490,7 @@ class SQLiteRunStore:
             self._enqueue(
                 [
                     (
-                        f"UPDATE runs SET lease_until=0 WHERE owner=? AND id IN ({marks})",
+                        f"UPDATE runs SET owner=NULL, lease_until=0 WHERE owner=? AND id IN ({marks})",
                         (self.instance.name, *run_ids),
                     )
                 ]
@@ -601,12 +603,12 @@ class SQLiteRunStore:
         if self._saver is not None:
             await self._saver.conn.close()
             self._saver = None
+        await self._on(self._writer, self.instance.release)
         for executor, db in ((self._writer, self._wdb), (self._reader, self._rdb)):
             if db is not None:
                 await self._on(executor, db.close)
             executor.shutdown(wait=True)
         self._wdb = self._rdb = None
-        self.instance.release()
 
     @staticmethod
     def _record(row: tuple[Any, ...]) -> RunRecord:

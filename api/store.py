@@ -63,7 +63,8 @@ class Claim:
 
     run: RunRecord
     resumes: int
-    """How many times the run has been taken up after its process died, this time included."""
+    """How many times the run's process died with it (this time included); a run given up on
+    purpose (a shutdown that left it to resume) does not count."""
 
 
 class RunStore(Protocol):
@@ -128,8 +129,8 @@ class RunStore(Protocol):
         ...
 
     async def release(self, run_ids: list[str]) -> None:
-        """End this process's leases on these runs now, so that the next process takes them up
-        at once (a shutdown that leaves runs to resume)."""
+        """Give these runs up now (no owner, no lease), so that the next process, or this one's
+        next round, takes them up at once; a release is not counted as a crash."""
         ...
 
     async def delete_before(self, cutoff: str) -> int:

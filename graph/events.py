@@ -69,8 +69,9 @@ class RunStarted(TypedDict):
 
 
 class RunResumed(TypedDict):
-    """The seam of a run taken up again after its process died: ``resumes`` counts the times,
-    ``after`` is the id of the last event before the seam. Work done before it is not redone
+    """The seam of a run taken up again by another process: ``resumes`` counts the times its
+    process died (a shutdown that left it to resume does not count), ``after`` is the id of the
+    last event before the seam. Work done before it is not redone
     (and its events are not repeated); the answer text starts again from the beginning."""
 
     run_id: str
