@@ -15,7 +15,8 @@ from api.backend import Backend
 from api.local_model import free_port
 from api.serve import server_config
 from api.settings import Settings
-from graph import Models, ModelSpec, TiktokenCounter, openai_chat_model
+from graph import Models, ModelSpec, Result, TiktokenCounter, openai_chat_model
+from graph.result import assemble
 from tests.stub_backend import ROLES, StubBackend, StubOptions, model_name
 
 ROLE_MODELS = {f"{role}_model": model_name(role) for role in ROLES}
@@ -45,6 +46,21 @@ def stub_models(
 
     return Models(
         planner=role("planner"), worker=role("worker"), critic=role("critic"), synthesizer=role("synthesizer")
+    )
+
+
+def empty_result(run_id: str) -> Result:
+    """The result of a run stopped before it made any call."""
+    return assemble(
+        run_id=run_id,
+        question="Q?",
+        state=None,
+        calls=[],
+        question_tokens=0,
+        question_exact=False,
+        total_ms=0.0,
+        error=None,
+        status="cancelled",
     )
 
 

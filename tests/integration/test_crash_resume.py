@@ -45,6 +45,13 @@ def until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+def stored_as(http: httpx.Client, run_id: str, status: str, timeout_s: float, what: str) -> Any:
+    """The run's view, once its status is ``status``."""
+    return until(
+        lambda: (v := http.get(f"/v1/runs/{run_id}").json())["status"] == status and v, timeout_s, what
+    )
+
+
 def workers_received(stub: StubBackend) -> list[str]:
     return [last for role, last in stub.received if role == "worker"]
 
@@ -127,11 +134,7 @@ def test_a_survivor_on_the_same_data_dir_takes_over(four_parts: StubBackend, dat
         run_id, before = start_and_crash(stub, Served(stub, data_dir, lease_s=lease_s))
         stub.options.slow = {}
         with httpx.Client(base_url=survivor.url, timeout=30) as http:
-            view = until(
-                lambda: (v := http.get(f"/v1/runs/{run_id}").json())["status"] == "completed" and v,
-                lease_s + 10,
-                "the survivor to finish the run",
-            )
+            view = stored_as(http, run_id, "completed", lease_s + 10, "the survivor to finish the run")
         after = list(follow(survivor.url, run_id, before[-1].id))
     finally:
         survivor.kill()
@@ -163,11 +166,7 @@ def test_a_run_that_keeps_killing_its_process_fails(four_parts: StubBackend, dat
     last = Served(stub, data_dir)
     try:
         with httpx.Client(base_url=last.url) as http:
-            view = until(
-                lambda: (v := http.get(f"/v1/runs/{run_id}").json())["status"] == "failed" and v,
-                10,
-                "the run to be failed",
-            )
+            view = stored_as(http, run_id, "failed", 10, "the run to be failed")
             events = [f.event for f in follow(last.url, run_id, 0)]
     finally:
         last.kill()
@@ -185,11 +184,7 @@ def test_with_resume_off_a_killed_run_is_interrupted(four_parts: StubBackend, da
     restarted = Served(stub, data_dir, resume_runs="false")
     try:
         with httpx.Client(base_url=restarted.url) as http:
-            view = until(
-                lambda: (v := http.get(f"/v1/runs/{run_id}").json())["status"] == "interrupted" and v,
-                10,
-                "the run to be stored interrupted",
-            )
+            view = stored_as(http, run_id, "interrupted", 10, "the run to be stored interrupted")
     finally:
         restarted.kill()
     assert len(stub.received) == received, "nothing was called again"
@@ -212,15 +207,13 @@ def test_a_process_frozen_past_its_lease_lets_the_run_go(four_parts: StubBackend
     try:
         with httpx.Client(base_url=frozen.url, timeout=30) as http:
             run_id = http.post("/v1/runs", json=BODY).json()["run_id"]
+            with http.stream("GET", f"/v1/runs/{run_id}/events") as response:
+                next(f for f in frames(response) if f.event == "plan")  # the planner's call is done
         until(lambda: len(workers_received(stub)) == 4, 10, "all four workers to be called")
         frozen.process.send_signal(signal.SIGSTOP)
         stub.options.slow = {}
         with httpx.Client(base_url=survivor.url, timeout=30) as http:
-            view = until(
-                lambda: (v := http.get(f"/v1/runs/{run_id}").json())["status"] == "completed" and v,
-                lease_s + 10,
-                "the survivor to finish the run",
-            )
+            view = stored_as(http, run_id, "completed", lease_s + 10, "the survivor to finish the run")
         frozen.process.send_signal(signal.SIGCONT)
         until(
             lambda: "taken over by another process" in frozen.log.read_text(), 10, "the thawed one to let go"

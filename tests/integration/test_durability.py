@@ -20,8 +20,7 @@ from graph.events import (
     RunSettings,
     RunStarted,
 )
-from graph.result import assemble
-from tests.conftest import Service, stub_backend
+from tests.conftest import Service, empty_result, stub_backend
 from tests.sse import frames
 from tests.stub_backend import StubBackend
 
@@ -97,17 +96,7 @@ async def long_run(path: Path, deltas: int) -> None:
     await store.create("run_long", "Q?", {"question": "Q?"}, lease_s=60)
     for i in range(1, deltas + 1):
         store.append(Event(i, "run_long", ANSWER_DELTA, AnswerDelta(text=f"{i} ")))
-    empty = assemble(
-        run_id="run_long",
-        question="Q?",
-        state=None,
-        calls=[],
-        question_tokens=0,
-        question_exact=False,
-        total_ms=0.0,
-        error=None,
-        status="cancelled",
-    )
+    empty = empty_result("run_long")
     ended = RunEnded(run_id="run_long", result=empty, error=None)
     await store.finish("run_long", "cancelled", empty, Event(deltas + 1, "run_long", RUN_CANCELLED, ended))
     await store.close()
@@ -154,17 +143,7 @@ async def aged(path: Path) -> None:
         await store.create(run_id, "Q?", {"question": "Q?"}, lease_s=60)
         store.append(Event(1, run_id, RUN_STARTED, started(run_id)))
     for run_id in ("run_old", "run_new"):
-        empty = assemble(
-            run_id=run_id,
-            question="Q?",
-            state=None,
-            calls=[],
-            question_tokens=0,
-            question_exact=False,
-            total_ms=0.0,
-            error=None,
-            status="cancelled",
-        )
+        empty = empty_result(run_id)
         ended = RunEnded(run_id=run_id, result=empty, error=None)
         await store.finish(run_id, "cancelled", empty, Event(2, run_id, RUN_CANCELLED, ended))
     await store.close()

@@ -4,7 +4,7 @@ import asyncio
 
 from api.live import LiveRun
 from graph.events import RUN_CANCELLED, RunEnded
-from graph.result import assemble
+from tests.conftest import empty_result
 
 
 async def test_a_follower_ahead_of_the_log_ends_with_the_run() -> None:
@@ -12,17 +12,7 @@ async def test_a_follower_ahead_of_the_log_ends_with_the_run() -> None:
     for it past the run's end."""
     live = LiveRun("run_x")
     follower = asyncio.create_task(anext(aiter(live.follow(after=5, heartbeat_s=60)), "ended"))
-    result = assemble(
-        run_id="run_x",
-        question="Q?",
-        state=None,
-        calls=[],
-        question_tokens=0,
-        question_exact=False,
-        total_ms=0.0,
-        error=None,
-        status="cancelled",
-    )
+    result = empty_result("run_x")
     event = live.append(RUN_CANCELLED, RunEnded(run_id="run_x", result=result, error=None))
     live.stored_up_to(event.id)
     live.end("cancelled", result)
