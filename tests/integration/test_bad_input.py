@@ -108,6 +108,10 @@ def fuzz_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             yield service
 
 
+# The service runs in this process, on its own thread; LangGraph's checkpoint ids (uuid6) draw
+# from the global random generator there while hypothesis draws here, which hypothesis takes for
+# a strategy using `random`.
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 def test_no_5xx_and_responses_match_the_schema(fuzz_service: Service) -> None:
     """schemathesis against the app's own OpenAPI schema (driven directly: its pytest plugin
     does not load under pytest 9)."""
