@@ -63,25 +63,20 @@ class ApiError(Exception):
         self.headers = headers
 
 
+def _gone_elsewhere(run_id: str, why: str, code: str) -> ApiError:
+    return ApiError(503, f"{why}: GET /v1/runs/{run_id}", type="server_error", code=code)
+
+
 def run_suspended(run_id: str) -> ApiError:
     """What a client waiting on a run gets when the process shuts down and leaves the run to
     resume in the next one: the run goes on there, and can be fetched by its id."""
-    return ApiError(
-        503,
-        f"the service is shutting down; run {run_id} resumes when it is back: GET /v1/runs/{run_id}",
-        type="server_error",
-        code="run_suspended",
-    )
+    why = f"the service is shutting down; run {run_id} resumes when it is back"
+    return _gone_elsewhere(run_id, why, "run_suspended")
 
 
 def run_taken_over(run_id: str) -> ApiError:
     """What a client waiting on a run gets when another process has taken the run over."""
-    return ApiError(
-        503,
-        f"run {run_id} was taken over by another process: GET /v1/runs/{run_id}",
-        type="server_error",
-        code="run_taken_over",
-    )
+    return _gone_elsewhere(run_id, f"run {run_id} was taken over by another process", "run_taken_over")
 
 
 def raise_for_failure(result: Result) -> None:

@@ -155,8 +155,7 @@ class Runner:
     def _emit(self, live: LiveRun, name: EventName, data: EventData) -> None:
         if live.stop_reason in LET_GO:
             return  # what the run does while it is stopped is not part of its log
-        key = replay_key(name, data)
-        if key is not None and key in live.repeats:
+        if live.repeats and replay_key(name, data) in live.repeats:
             return  # written before the seam
         event = live.append(name, data)
         self.store.append(event, committed=lambda: live.stored_up_to(event.id))

@@ -22,7 +22,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -171,6 +171,19 @@ def _event_row(event: Event, owner: str) -> Statement:
     return INSERT_EVENT, (event.run_id, event.id, event.event, _dumps(event.data), event.run_id, owner)
 
 
+@contextlib.contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, taken at once; rolled back if anything in it fails."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:  # SQLite may have rolled back by itself (disk full)
+            db.execute("ROLLBACK")
+        raise
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -247,18 +260,12 @@ class SQLiteRunStore:
     def _migrate(db: sqlite3.Connection) -> None:
         """Apply the schema steps this database lacks, in one transaction (a second process
         starting at the same time waits, then finds nothing to do)."""
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(db):
             version = db.execute("PRAGMA user_version").fetchone()[0]
             for step, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in filter(str.strip, script.split(";")):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version={step}")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     @property
     def checkpointer(self) -> BestEffortSaver:
@@ -274,19 +281,19 @@ class SQLiteRunStore:
     def _transaction(self, statements: Iterable[Statement]) -> None:
         db = self._wdb
         assert db is not None, "the store is not open"
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(db):
             for sql, params in statements:
                 db.execute(sql, params)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:  # SQLite may have rolled back by itself (disk full)
-                db.execute("ROLLBACK")
-            raise
 
-    def _enqueue(self, statements: list[Statement], *, wait: bool = False) -> asyncio.Future[None] | None:
+    def _enqueue(
+        self,
+        statements: list[Statement],
+        *,
+        wait: bool = False,
+        committed: Callable[[], None] | None = None,
+    ) -> asyncio.Future[None] | None:
         done = asyncio.get_running_loop().create_future() if wait else None
-        self._queue.writes.append(_Write(statements, done))
+        self._queue.writes.append(_Write(statements, done, committed))
         self._queue.idle.clear()
         self._queue.ready.set()
         return done
@@ -371,9 +378,7 @@ class SQLiteRunStore:
         return RunRecord(run_id, "queued", question, request, now, now, None, completion_budget)
 
     def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
-        self._queue.writes.append(_Write([_event_row(event, self.instance.name)], committed=committed))
-        self._queue.idle.clear()
-        self._queue.ready.set()
+        self._enqueue([_event_row(event, self.instance.name)], committed=committed)
 
     def set_status(self, run_id: str, status: Status) -> None:
         self._enqueue(
@@ -446,8 +451,7 @@ class SQLiteRunStore:
         def take() -> list[tuple[Any, ...]]:
             db = self._wdb
             assert db is not None, "the store is not open"
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(db):
                 now = time.time()
                 candidates = db.execute(
                     f"SELECT id, owner, lease_until FROM runs WHERE status IN {UNFINISHED}"
@@ -471,12 +475,7 @@ class SQLiteRunStore:
                             f"SELECT {RUN_COLUMNS}, resumes FROM runs WHERE id=?", (run_id,)
                         ).fetchone()
                     )
-                db.execute("COMMIT")
-                return rows
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+            return rows
 
         try:
             rows = await self._on(self._writer, take)

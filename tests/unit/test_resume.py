@@ -77,27 +77,34 @@ def context(**kwargs: Any) -> RunContext:
     return RunContext(max_subtasks=4, max_revisions=0, max_attempts=1, **kwargs)
 
 
-async def test_a_resumed_run_does_not_call_finished_workers_again(stub: StubBackend) -> None:
+Events = list[tuple[EventName, EventData]]
+
+
+async def crash_and_resume(stub: StubBackend) -> tuple[Events, Events, Result, MemoryLog, int]:
+    """A run stopped with 2 of its 4 workers answered and the other 2 held, then resumed: the
+    events of each attempt, the result, the journal and what the first attempt was billed."""
     stub.options.plan = PLAN
     stub.options.slow = {"Part 3": 60, "Part 4": 60}
     saver, log = InMemorySaver(), MemoryLog()
-    before: list[tuple[EventName, EventData]] = []
+    before: Events = []
     await attempt(stub, saver, context(journal=Journal(log)), before, resume=False, stop_after_completed=2)
-    first_attempt = [(c.role, c.prompt_tokens + c.completion_tokens) for c in stub.calls]
+    first_billed = sum(c.prompt_tokens + c.completion_tokens for c in stub.calls)
     stub.options.slow = {}
-
-    after: list[tuple[EventName, EventData]] = []
-    ctx = context().resuming(log, log.entries())
-    result = await attempt(stub, saver, ctx, after, resume=True)
-
+    after: Events = []
+    result = await attempt(stub, saver, context().resuming(log, log.entries()), after, resume=True)
     assert result is not None
+    return before, after, result, log, first_billed
+
+
+async def test_a_resumed_run_does_not_call_finished_workers_again(stub: StubBackend) -> None:
+    _, _, result, log, first_billed = await crash_and_resume(stub)
     assert result["status"] == "completed", (result["subanswers"], result["error"], result["fallbacks"])
     workers = [str(c.body["messages"][-1]["content"]) for c in stub.calls_of("worker")]
     for part, calls in (("Part 1", 1), ("Part 2", 1), ("Part 3", 1), ("Part 4", 1)):
         assert sum(part in w for w in workers) == calls, part
     assert len(stub.calls_of("planner")) == 1, "the plan is replayed from the journal"
     billed = sum(c.prompt_tokens + c.completion_tokens for c in stub.calls)
-    assert billed > sum(t for _, t in first_attempt) > 0
+    assert billed > first_billed > 0
     assert result["usage"]["total_tokens"] == billed, "every attempt's calls, each counted once"
     assert len(result["calls"]) == len(log.entries())
     cut = [c for c in result["calls"] if c["error"] is not None]
@@ -108,14 +115,7 @@ async def test_a_resumed_run_does_not_call_finished_workers_again(stub: StubBack
 
 
 async def test_events_before_the_seam_are_recognised_as_repeats(stub: StubBackend) -> None:
-    stub.options.plan = PLAN
-    stub.options.slow = {"Part 3": 60, "Part 4": 60}
-    saver, log = InMemorySaver(), MemoryLog()
-    before: list[tuple[EventName, EventData]] = []
-    await attempt(stub, saver, context(journal=Journal(log)), before, resume=False, stop_after_completed=2)
-    stub.options.slow = {}
-    after: list[tuple[EventName, EventData]] = []
-    await attempt(stub, saver, context().resuming(log, log.entries()), after, resume=True)
+    before, after, _, _, _ = await crash_and_resume(stub)
     seen = {replay_key(n, d) for n, d in before} - {None}
     fresh = [(n, d) for n, d in after if replay_key(n, d) not in seen]
     completed = sorted(str(d["task_id"]) for n, d in fresh if n == "task.completed")  # type: ignore[typeddict-item]
