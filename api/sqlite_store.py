@@ -24,7 +24,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -34,6 +33,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from api.checkpoints import BestEffortSaver
 from api.store import REPLAY_PAGE, TERMINAL, Claim, Event, RunRecord, Status, StorageUnavailable
+from api.writer import BatchWriter, Statement
 from graph import CallRecord, Result
 from graph.events import EventData, EventName
 from graph.journal import IN_FLIGHT, INTERRUPTED, Entry
@@ -92,14 +92,7 @@ CHECKPOINT_BUSY_TIMEOUT_S = 1.0
 soon is given up rather than hold up the run."""
 WAL_CHECKPOINT_PAGES = 16
 WAL_SIZE_LIMIT = 65536
-RETRY_FIRST_S = 0.05
-RETRY_MAX_S = 2.0
-FAILURE_LOG_EVERY_S = 30.0
-"""A write that keeps failing is logged at most this often."""
-
 INSTANCE_NAME = re.compile(r"[0-9a-f]{32}")
-
-Statement = tuple[str, tuple[Any, ...]]
 
 OWNED = "EXISTS (SELECT 1 FROM runs WHERE id=? AND owner=?)"
 """Writes that follow a run apply only while this process owns it: one that lost its lease (it
@@ -190,36 +183,19 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-@dataclass
-class _Write:
-    statements: list[Statement]
-    done: asyncio.Future[None] | None = None
-    committed: Callable[[], None] | None = None
-
-
-@dataclass
-class _Queue:
-    writes: list[_Write] = field(default_factory=list)
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 class SQLiteRunStore:
     """``store = SQLiteRunStore(path); await store.open()`` … ``await store.close()``."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.instance = InstanceLock(path.parent / "instances")
-        self.healthy = True
         self._saver: AsyncSqliteSaver | None = None
         self._checkpointer: BestEffortSaver | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="store-reader")
         self._wdb: sqlite3.Connection | None = None
         self._rdb: sqlite3.Connection | None = None
-        self._queue = _Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._last_failure_log = -FAILURE_LOG_EVERY_S
+        self._writes = BatchWriter(self._commit, (sqlite3.Error,))
 
     async def open(self) -> None:
         """Create the file and schema if needed; raises StorageUnavailable if it cannot."""
@@ -240,8 +216,7 @@ class SQLiteRunStore:
             )
         except (OSError, sqlite3.Error) as exc:
             raise StorageUnavailable(f"cannot open {self.path}: {exc}") from exc
-        self._queue.idle.set()
-        self._task = asyncio.create_task(self._write_loop(), name="store-writer")
+        self._writes.start()
 
     def _open_writer(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -285,61 +260,12 @@ class SQLiteRunStore:
             for sql, params in statements:
                 db.execute(sql, params)
 
-    def _enqueue(
-        self,
-        statements: list[Statement],
-        *,
-        wait: bool = False,
-        committed: Callable[[], None] | None = None,
-    ) -> asyncio.Future[None] | None:
-        done = asyncio.get_running_loop().create_future() if wait else None
-        self._queue.writes.append(_Write(statements, done, committed))
-        self._queue.idle.clear()
-        self._queue.ready.set()
-        return done
+    async def _commit(self, statements: list[Statement]) -> None:
+        await self._on(self._writer, functools.partial(self._transaction, statements))
 
-    async def _write_loop(self) -> None:
-        queue = self._queue
-        while True:
-            await queue.ready.wait()
-            queue.ready.clear()
-            batch, queue.writes = queue.writes, []
-            commit = functools.partial(self._transaction, [s for w in batch for s in w.statements])
-            delay = RETRY_FIRST_S
-            while True:
-                try:
-                    await self._on(self._writer, commit)
-                    break
-                except sqlite3.Error as exc:  # storage: retried until it clears
-                    self._failed(exc, len(batch))
-                    await asyncio.sleep(delay)
-                    delay = min(RETRY_MAX_S, delay * 2)
-                except Exception:  # a bug: retrying cannot help, and the writer must go on
-                    log.exception(
-                        "the run store dropped a batch it cannot write", extra={"writes": len(batch)}
-                    )
-                    break
-            if not self.healthy:
-                log.warning("the run store accepts writes again")
-                self._last_failure_log = -FAILURE_LOG_EVERY_S
-            self.healthy = True
-            for write in batch:
-                if write.done is not None and not write.done.done():
-                    write.done.set_result(None)
-                if write.committed is not None:
-                    write.committed()
-            if not queue.writes:
-                queue.idle.set()
-
-    def _failed(self, exc: sqlite3.Error, size: int) -> None:
-        self.healthy = False
-        now = time.monotonic()
-        if now - self._last_failure_log >= FAILURE_LOG_EVERY_S:
-            self._last_failure_log = now
-            log.error(
-                "the run store cannot write; retrying",
-                extra={"error": str(exc), "queued_writes": size + len(self._queue.writes)},
-            )
+    @property
+    def healthy(self) -> bool:
+        return self._writes.healthy
 
     async def create(
         self,
@@ -371,17 +297,17 @@ class SQLiteRunStore:
         try:
             await self._on(self._writer, lambda: self._transaction([statement]))
         except sqlite3.Error as exc:
-            self._failed(exc, 0)
+            self._writes.failed(exc, 0)
             # Something must write to find out when storage is back: the writer retries this.
-            self._enqueue([("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (_now(),))])
+            self._writes.enqueue([("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (_now(),))])
             raise StorageUnavailable(f"cannot store the run: {exc}") from exc
         return RunRecord(run_id, "queued", question, request, now, now, None, completion_budget)
 
     def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
-        self._enqueue([_event_row(event, self.instance.name)], committed=committed)
+        self._writes.enqueue([_event_row(event, self.instance.name)], committed=committed)
 
     def set_status(self, run_id: str, status: Status) -> None:
-        self._enqueue(
+        self._writes.enqueue(
             [
                 (
                     "UPDATE runs SET status=?, updated_at=? WHERE id=? AND owner=?",
@@ -391,7 +317,7 @@ class SQLiteRunStore:
         )
 
     def record_call(self, run_id: str, seq: int, row: CallRecord, output: str | None) -> None:
-        self._enqueue(
+        self._writes.enqueue(
             [
                 (
                     INSERT_CALL,
@@ -431,17 +357,14 @@ class SQLiteRunStore:
         return [Entry(seq, cast(CallRecord, json.loads(row)), output) for seq, row, output in rows]
 
     async def renew(self, lease_s: float) -> set[str]:
-        done = self._enqueue(
+        await self._writes.write(
             [
                 (
                     f"UPDATE runs SET lease_until=? WHERE owner=? AND status IN {UNFINISHED}",
                     (time.time() + lease_s, self.instance.name),
                 )
-            ],
-            wait=True,
+            ]
         )
-        assert done is not None
-        await done
         rows = await self._read(
             f"SELECT id FROM runs WHERE owner=? AND status IN {UNFINISHED}", (self.instance.name,)
         )
@@ -486,7 +409,7 @@ class SQLiteRunStore:
     async def release(self, run_ids: list[str]) -> None:
         if run_ids:
             marks = ",".join("?" * len(run_ids))
-            self._enqueue(
+            self._writes.enqueue(
                 [
                     (
                         f"UPDATE runs SET owner=NULL, lease_until=0 WHERE owner=? AND id IN ({marks})",
@@ -496,7 +419,7 @@ class SQLiteRunStore:
             )
 
     async def finish(self, run_id: str, status: Status, result: Result, event: Event) -> None:
-        done = self._enqueue(
+        await self._writes.write(
             [
                 _event_row(event, self.instance.name),
                 (
@@ -508,11 +431,8 @@ class SQLiteRunStore:
                     "WHERE id=? AND owner=?",
                     (status, _now(), _dumps(result), run_id, self.instance.name),
                 ),
-            ],
-            wait=True,
+            ]
         )
-        assert done is not None
-        await asyncio.shield(done)
         await self._forget_checkpoints([run_id])
 
     async def _forget_checkpoints(self, run_ids: list[str]) -> None:
@@ -530,24 +450,17 @@ class SQLiteRunStore:
         for start in range(0, len(ids), REPLAY_PAGE):
             chunk = ids[start : start + REPLAY_PAGE]
             marks = ",".join("?" * len(chunk))
-            done = self._enqueue(
+            await self._writes.write(
                 [
                     (f"DELETE FROM {table} WHERE {column} IN ({marks})", tuple(chunk))
                     for table, column in (("events", "run_id"), ("calls", "run_id"), ("runs", "id"))
-                ],
-                wait=True,
+                ]
             )
-            assert done is not None
-            await done
             await self._forget_checkpoints(chunk)
         return len(ids)
 
     async def flush(self, timeout_s: float) -> bool:
-        try:
-            await asyncio.wait_for(self._queue.idle.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
+        return await self._writes.flush(timeout_s)
 
     # Reads ----------------------------------------------------------------------------------
 
@@ -592,13 +505,7 @@ class SQLiteRunStore:
         return [self._record(row) for row in rows]
 
     async def close(self, timeout_s: float = 5.0) -> None:
-        if self._task is not None:
-            if not await self.flush(timeout_s):
-                lost = len(self._queue.writes)
-                log.error("the run store closed with writes it could not commit", extra={"writes": lost})
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._writes.close(timeout_s)
         if self._saver is not None:
             await self._saver.conn.close()
             self._saver = None

@@ -72,8 +72,10 @@ class RunStore(Protocol):
     ``lease_s`` after its last ``renew``. A run whose lease expired (or whose owner is known to
     be gone) can be claimed by any process on the same store."""
 
-    healthy: bool
-    """False while queued writes keep failing; ready again once one commits."""
+    @property
+    def healthy(self) -> bool:
+        """False while queued writes keep failing; true again once one commits."""
+        ...
 
     @property
     def checkpointer(self) -> BaseCheckpointSaver[str]:
