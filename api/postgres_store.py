@@ -1,0 +1,379 @@
+"""The run store on Postgres, for several replicas: runs (which are also the queue), their
+events, the durable ledger and LangGraph's checkpoints (langgraph-checkpoint-postgres) in one
+database, through one psycopg connection pool.
+
+A replica is an instance with a random id. A run belongs to the instance whose lease on it is
+current; leases are timed by the database's clock, so replicas on machines whose clocks differ
+agree on them. A run nobody owns (queued for a free slot, or given up by a shutdown) or whose
+lease expired (its replica died) is claimed with ``FOR UPDATE SKIP LOCKED``: two replicas
+claiming at once never take the same run.
+"""
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import psycopg
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from api.checkpoints import BestEffortSaver
+from api.postgres_schema import Row, migrate
+from api.store import (
+    REPLAY_PAGE,
+    TERMINAL,
+    Claim,
+    Event,
+    RunRecord,
+    Status,
+    StorageUnavailable,
+    to_json,
+)
+from api.writer import BatchWriter, Statement
+from graph import CallRecord, Result
+from graph.events import EventData, EventName
+from graph.journal import IN_FLIGHT, INTERRUPTED, Entry
+
+log = logging.getLogger(__name__)
+
+POOL_TIMEOUT_S = 5.0
+"""A request that cannot get a connection this soon gets 503 (the database is gone or busy)."""
+CONNECT_TIMEOUT_S = 5
+
+RETRYABLE: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+"""Errors of the connection, not of the statement: the writer retries them."""
+FAILURES: tuple[type[Exception], ...] = (psycopg.Error, PoolTimeout)
+
+RUN_COLUMNS = "id, status, question, request, created_at, updated_at, result, completion_budget"
+UNFINISHED = "('queued', 'running')"
+
+OWNED = "EXISTS (SELECT 1 FROM runs WHERE id=%s AND owner=%s)"
+"""Writes that follow a run apply only while this replica owns it (see the SQLite store)."""
+
+INSERT_EVENT = (
+    f"INSERT INTO events (run_id, seq, event, data) SELECT %s,%s,%s,%s WHERE {OWNED} ON CONFLICT DO NOTHING"
+)
+INSERT_CALL = (
+    f"INSERT INTO calls (run_id, seq, row, output, in_flight) SELECT %s,%s,%s,%s,%s WHERE {OWNED} "
+    "ON CONFLICT (run_id, seq) DO UPDATE SET row=excluded.row, output=excluded.output, "
+    "in_flight=excluded.in_flight"
+)
+
+CLAIM = f"""
+WITH picked AS (
+    SELECT id FROM runs
+    WHERE status IN {UNFINISHED}
+      AND (owner IS NULL OR lease_until < now())
+      AND owner IS DISTINCT FROM %(me)s
+      AND (%(run_id)s::text IS NULL OR id = %(run_id)s::text)
+    ORDER BY created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE runs SET owner = %(me)s, lease_until = now() + %(lease_s)s * interval '1 second',
+    resumes = runs.resumes + (runs.owner IS NOT NULL)::int
+FROM picked WHERE runs.id = picked.id
+RETURNING runs.id, status, question, request, created_at, updated_at, result, completion_budget,
+    resumes, cancel_requested
+"""
+"""A run given up on purpose (no owner: queued, a shutdown, a failed take-up) is no crash."""
+
+
+def _text(value: str | None) -> str | None:
+    """Postgres text cannot hold NUL characters; model output can."""
+    return None if value is None else value.replace("\x00", "\ufffd")
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class PostgresRunStore:
+    """``store = PostgresRunStore(url); await store.open()`` … ``await store.close()``."""
+
+    shared = True
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.instance = uuid.uuid4().hex
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
+            url,
+            open=False,
+            min_size=1,
+            max_size=pool_size,
+            timeout=POOL_TIMEOUT_S,
+            check=AsyncConnectionPool.check_connection,
+            kwargs={
+                "autocommit": True,
+                "prepare_threshold": 0,
+                "row_factory": dict_row,
+                "connect_timeout": CONNECT_TIMEOUT_S,
+            },
+            name="reasoner",
+        )
+        self._saver = AsyncPostgresSaver(cast(Any, self._pool))
+        self._checkpointer = BestEffortSaver(self._saver, FAILURES)
+        self._writes = BatchWriter(self._commit, RETRYABLE)
+
+    async def open(self) -> list[int]:
+        """Connect and migrate; returns the schema versions this call applied. Raises
+        StorageUnavailable if the database cannot be reached."""
+        try:
+            await self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+            async with self._pool.connection() as conn:
+                applied = await migrate(conn, self.instance, also=self._saver.setup)
+        except FAILURES as exc:
+            await self._pool.close()
+            raise StorageUnavailable(f"cannot open the Postgres run store: {exc}") from exc
+        if applied:
+            log.info("migrated the run store", extra={"versions": applied})
+        self._writes.start()
+        return applied
+
+    @property
+    def checkpointer(self) -> BestEffortSaver:
+        return self._checkpointer
+
+    @property
+    def healthy(self) -> bool:
+        return self._writes.healthy
+
+    @asynccontextmanager
+    async def _connection(self, what: str) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except FAILURES as exc:
+            raise StorageUnavailable(f"cannot {what}: {exc}") from exc
+
+    async def _commit(self, statements: list[Statement]) -> None:
+        async with self._pool.connection() as conn, conn.transaction(), conn.pipeline():
+            for sql, params in statements:
+                await conn.execute(sql.encode(), params)
+
+    async def _read(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Row]:
+        async with self._connection("read the run store") as conn:
+            cursor = await conn.execute(sql.encode(), params)
+            return await cursor.fetchall()
+
+    async def ping(self) -> bool:
+        try:
+            await self._read("SELECT 1")
+        except StorageUnavailable:
+            return False
+        return self.healthy
+
+    # Writes ---------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        run_id: str,
+        question: str,
+        request: dict[str, Any],
+        *,
+        lease_s: float,
+        completion_budget: int | None = None,
+        owned: bool = True,
+    ) -> RunRecord:
+        rows = await self._read(
+            "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
+            "lease_until, completion_budget) VALUES (%s, 'queued', %s, %s, now(), now(), %s, "
+            "CASE WHEN %s THEN now() + %s * interval '1 second' END, %s) RETURNING created_at",
+            (
+                run_id,
+                _text(question),
+                to_json(request),
+                self.instance if owned else None,
+                owned,
+                lease_s,
+                completion_budget,
+            ),
+        )
+        at = _iso(rows[0]["created_at"])
+        return RunRecord(run_id, "queued", question, request, at, at, None, completion_budget)
+
+    def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
+        self._writes.enqueue([self._event_row(event)], committed=committed)
+
+    def _event_row(self, event: Event) -> Statement:
+        data = _text(to_json(event.data))
+        return INSERT_EVENT, (event.run_id, event.id, event.event, data, event.run_id, self.instance)
+
+    def set_status(self, run_id: str, status: Status) -> None:
+        self._writes.enqueue(
+            [
+                (
+                    "UPDATE runs SET status=%s, updated_at=now() WHERE id=%s AND owner=%s",
+                    (status, run_id, self.instance),
+                )
+            ]
+        )
+
+    def record_call(self, run_id: str, seq: int, row: CallRecord, output: str | None) -> None:
+        in_flight = row["error"] == IN_FLIGHT
+        params = (run_id, seq, _text(to_json(row)), _text(output), in_flight, run_id, self.instance)
+        self._writes.enqueue([(INSERT_CALL, params)])
+
+    async def calls(self, run_id: str) -> list[Entry]:
+        async with self._connection("read the run's calls") as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE calls SET row=jsonb_set(row::jsonb, '{error}', to_jsonb(%s::text))::text, "
+                "in_flight=false WHERE run_id=%s AND in_flight",
+                (INTERRUPTED, run_id),
+            )
+            cursor = await conn.execute(
+                "SELECT seq, row, output FROM calls WHERE run_id=%s ORDER BY seq", (run_id,)
+            )
+            rows = await cursor.fetchall()
+        return [Entry(r["seq"], cast(CallRecord, json.loads(r["row"])), r["output"]) for r in rows]
+
+    async def renew(self, lease_s: float) -> set[str]:
+        rows = await self._read(
+            "UPDATE runs SET lease_until=now() + %s * interval '1 second' "
+            f"WHERE owner=%s AND status IN {UNFINISHED} RETURNING id",
+            (lease_s, self.instance),
+        )
+        return {row["id"] for row in rows}
+
+    async def claim(
+        self, lease_s: float, *, limit: int | None = None, run_id: str | None = None
+    ) -> list[Claim]:
+        params = {"me": self.instance, "lease_s": lease_s, "limit": limit, "run_id": run_id}
+        rows = await self._read(CLAIM, params)
+        rows.sort(key=lambda row: row["created_at"])
+        return [Claim(self._record(row), row["resumes"], row["cancel_requested"]) for row in rows]
+
+    async def queued(self) -> int:
+        rows = await self._read("SELECT count(*) AS n FROM runs WHERE status='queued'")
+        return int(rows[0]["n"])
+
+    async def request_cancel(self, run_id: str) -> bool:
+        rows = await self._read(
+            f"UPDATE runs SET cancel_requested=true WHERE id=%s AND status IN {UNFINISHED} RETURNING id",
+            (run_id,),
+        )
+        return bool(rows)
+
+    async def cancel_requested(self) -> set[str]:
+        rows = await self._read(
+            f"SELECT id FROM runs WHERE owner=%s AND status IN {UNFINISHED} AND cancel_requested",
+            (self.instance,),
+        )
+        return {row["id"] for row in rows}
+
+    async def release(self, run_ids: list[str]) -> None:
+        if run_ids:
+            self._writes.enqueue(
+                [
+                    (
+                        "UPDATE runs SET owner=NULL, lease_until=NULL WHERE owner=%s AND id = ANY(%s)",
+                        (self.instance, run_ids),
+                    )
+                ]
+            )
+
+    async def finish(self, run_id: str, status: Status, result: Result, event: Event) -> None:
+        await self._writes.write(
+            [
+                self._event_row(event),
+                (
+                    f"UPDATE calls SET output=NULL WHERE run_id=%s AND {OWNED}",
+                    (run_id, run_id, self.instance),
+                ),
+                (
+                    "UPDATE runs SET status=%s, updated_at=now(), result=%s, lease_until=NULL "
+                    "WHERE id=%s AND owner=%s",
+                    (status, _text(to_json(result)), run_id, self.instance),
+                ),
+            ]
+        )
+        await self._forget_checkpoints([run_id])
+
+    async def _forget_checkpoints(self, run_ids: list[str]) -> None:
+        """Checkpoints are for resuming: a finished run's are deleted (its result stays)."""
+        try:
+            for run_id in run_ids:
+                await self._saver.adelete_thread(run_id)
+        except FAILURES as exc:
+            log.warning("could not delete a finished run's checkpoints", extra={"error": str(exc)})
+
+    async def delete_before(self, cutoff: str) -> int:
+        terminal = ",".join(f"'{status}'" for status in sorted(TERMINAL))
+        rows = await self._read(
+            f"SELECT id FROM runs WHERE status IN ({terminal}) AND updated_at < %s::timestamptz", (cutoff,)
+        )
+        ids = [row["id"] for row in rows]
+        for start in range(0, len(ids), REPLAY_PAGE):
+            chunk = ids[start : start + REPLAY_PAGE]
+            await self._writes.write(
+                [
+                    (f"DELETE FROM {table} WHERE {column} = ANY(%s)", (chunk,))
+                    for table, column in (("events", "run_id"), ("calls", "run_id"), ("runs", "id"))
+                ]
+            )
+            await self._forget_checkpoints(chunk)
+        return len(ids)
+
+    async def flush(self, timeout_s: float) -> bool:
+        return await self._writes.flush(timeout_s)
+
+    # Reads ----------------------------------------------------------------------------------
+
+    async def get(self, run_id: str) -> RunRecord | None:
+        rows = await self._read(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=%s", (run_id,))
+        return self._record(rows[0]) if rows else None
+
+    async def events(self, run_id: str, after: int = 0, limit: int = REPLAY_PAGE) -> list[Event]:
+        rows = await self._read(
+            "SELECT seq, event, data FROM events WHERE run_id=%s AND seq>%s ORDER BY seq LIMIT %s",
+            (run_id, after, limit),
+        )
+        return [
+            Event(
+                row["seq"],
+                run_id,
+                cast(EventName, row["event"]),
+                cast(EventData, json.loads(row["data"])),
+            )
+            for row in rows
+        ]
+
+    async def last_event_id(self, run_id: str) -> int:
+        rows = await self._read("SELECT COALESCE(MAX(seq), 0) AS last FROM events WHERE run_id=%s", (run_id,))
+        return int(rows[0]["last"])
+
+    async def recent(self, limit: int, before: str | None = None) -> list[RunRecord]:
+        if before is None:
+            rows = await self._read(
+                f"SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT %s", (limit,)
+            )
+        else:
+            rows = await self._read(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE (created_at, id) < "
+                "(SELECT created_at, id FROM runs WHERE id=%s) "
+                "ORDER BY created_at DESC, id DESC LIMIT %s",
+                (before, limit),
+            )
+        return [self._record(row) for row in rows]
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        await self._writes.close(timeout_s)
+        await self._pool.close()
+
+    @staticmethod
+    def _record(row: Row) -> RunRecord:
+        result = row["result"]
+        return RunRecord(
+            id=row["id"],
+            status=cast(Status, row["status"]),
+            question=row["question"],
+            request=json.loads(row["request"]),
+            created_at=_iso(row["created_at"]),
+            updated_at=_iso(row["updated_at"]),
+            result=None if result is None else cast(Result, json.loads(result)),
+            completion_budget=row["completion_budget"],
+        )
