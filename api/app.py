@@ -23,7 +23,7 @@ from api.routes import health, openai, page, reason, runs
 from api.routes.page import STATIC
 from api.runner import Runner
 from api.settings import Settings, get_settings
-from api.sqlite_store import SQLiteRunStore
+from api.storage import open_broker, open_store
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,12 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                 ready = backend
                 stack.push_async_callback(backend.aclose)  # the app owns the backend it was given
             log.info("model backend ready", extra={"base_url": ready.base_url, "embedded": ready.embedded})
-            store = SQLiteRunStore(settings.data_dir / "reasoner.db")
-            await store.open()
+            store = await open_store(settings)
             stack.push_async_callback(store.close)
-            runner = Runner(settings, ready, store)
+            broker = open_broker(settings)
+            runner = Runner(settings, ready, store, broker)
+            await broker.start()
+            stack.push_async_callback(broker.close)
             await runner.start()
             app.state.runner = runner
             app.state.lookup = RunLookup(runner, settings.sse_heartbeat_s)

@@ -17,8 +17,8 @@ from api.lookup import RunLookup
 from api.runner import Runner
 from api.schemas import ReasonRequest
 from api.settings import Settings
-from api.sqlite_store import SQLiteRunStore
-from api.store import Event, StorageUnavailable
+from api.storage import open_store
+from api.store import Event, RunStore, StorageUnavailable
 from graph import Result
 from graph.events import (
     CRITIQUE,
@@ -89,13 +89,12 @@ def token_table(result: Result) -> str:
     return "\n".join(rows)
 
 
-async def _open_store(settings: Settings) -> SQLiteRunStore:
-    store = SQLiteRunStore(settings.data_dir / "reasoner.db")
+async def _open_store(settings: Settings) -> RunStore:
     try:
-        await store.open()
+        return await open_store(settings)
     except StorageUnavailable as exc:
-        raise ConfigurationError(f"cannot use DATA_DIR {settings.data_dir}: {exc}") from exc
-    return store
+        where = "DATABASE_URL" if settings.database_url else f"DATA_DIR {settings.data_dir}"
+        raise ConfigurationError(f"cannot use {where}: {exc}") from exc
 
 
 async def _ask(settings: Settings, request: ReasonRequest, as_json: bool) -> int:

@@ -1,10 +1,12 @@
 """Finding runs: live ones in memory, the rest in the store. Used by every route that reads.
 
-A run that is unfinished but not live here (its process is gone and it waits to be taken up,
-or another process runs it) is followed and waited on by reading the store every
-``POLL_S``, until it ends or this process takes it up."""
+A run that is unfinished but not live here (another replica runs it, or it waits to be taken
+up) is followed and waited on by reading the store whenever the broker says it changed (at
+once, through Redis), or every ``POLL_S`` without one, until it ends or this process takes it
+up."""
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 
@@ -13,13 +15,15 @@ from api.runner import Runner
 from api.store import REPLAY_PAGE, TERMINAL, Event, RunNotFound, RunRecord
 from graph import Result
 
-POLL_S = 0.5
+SETTLE_S = 5.0
+"""How long a cancel of a run on another replica waits to see it end."""
 
 
 class RunLookup:
     def __init__(self, runner: Runner, heartbeat_s: float) -> None:
         self.runner = runner
         self.store = runner.store
+        self.broker = runner.broker
         self.heartbeat_s = heartbeat_s
         self.followers = 0
         self._unfollowed = asyncio.Event()
@@ -43,16 +47,23 @@ class RunLookup:
 
     async def wait(self, run_id: str) -> Result:
         """The run's result, once it has one."""
-        while True:
-            live = self._live(run_id)
-            if live is not None:
-                return await asyncio.shield(live.result)
-            record = await self.get(run_id)
-            if record.status in TERMINAL:
-                if record.result is None:
-                    raise RunNotFound(run_id)
-                return record.result
-            await asyncio.sleep(POLL_S)
+        with self.broker.watch(run_id) as watch:
+            while True:
+                live = self._live(run_id)
+                if live is not None:
+                    return await asyncio.shield(live.result)
+                record = await self.get(run_id)
+                if record.status in TERMINAL:
+                    if record.result is None:
+                        raise RunNotFound(run_id)
+                    return record.result
+                await watch.wait(self.heartbeat_s)
+
+    async def settled(self, run_id: str, timeout_s: float = SETTLE_S) -> RunRecord:
+        """The run once it has ended, or as it is after ``timeout_s``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wait(run_id), timeout_s)
+        return await self.get(run_id)
 
     async def last_event_id(self, run_id: str) -> int:
         live = self._live(run_id)
@@ -69,32 +80,33 @@ class RunLookup:
         """
         self.followers += 1
         self._unfollowed.clear()
+        clock = asyncio.get_running_loop().time
         try:
-            quiet = 0.0
-            while True:
-                live = self._live(run_id)
-                if live is not None and after >= live.base:
-                    async for event in live.follow(after, self.heartbeat_s):
+            with self.broker.watch(run_id) as watch:
+                quiet_since = clock()
+                while True:
+                    live = self._live(run_id)
+                    if live is not None and after >= live.base:
+                        async for event in live.follow(after, self.heartbeat_s):
+                            yield event
+                        return  # ended, or left to resume in the next process: the client reconnects
+                    # The status first: once it is final, every event of the run is stored.
+                    record = await self.store.get(run_id)
+                    if record is None:
+                        return
+                    page = await self.store.events(run_id, after)
+                    for event in page:
                         yield event
-                    return  # ended, or left to resume in the next process: the client reconnects
-                # The status first: once it is final, every event of the run is stored.
-                record = await self.store.get(run_id)
-                if record is None:
-                    return
-                page = await self.store.events(run_id, after)
-                for event in page:
-                    yield event
-                if page:
-                    after, quiet = page[-1].id, 0.0
-                if len(page) == REPLAY_PAGE or live is not None:
-                    continue
-                if record.status in TERMINAL:
-                    return
-                await asyncio.sleep(POLL_S)
-                quiet += POLL_S
-                if quiet >= self.heartbeat_s:
-                    quiet = 0.0
-                    yield None
+                    if page:
+                        after, quiet_since = page[-1].id, clock()
+                    if len(page) == REPLAY_PAGE or live is not None:
+                        continue
+                    if record.status in TERMINAL:
+                        return
+                    await watch.wait(quiet_since + self.heartbeat_s - clock())
+                    if clock() - quiet_since >= self.heartbeat_s:
+                        quiet_since = clock()
+                        yield None
         finally:
             self.followers -= 1
             if not self.followers:

@@ -13,6 +13,7 @@ been resumed ``MAX_RESUMES`` times. A shutdown leaves the runs it cannot finish 
 """
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -26,6 +27,7 @@ from pydantic import ValidationError
 
 from api.admission import admit
 from api.backend import Backend
+from api.broker import Broker
 from api.errors import ApiError, run_suspended, run_taken_over
 from api.live import LET_GO, LiveRun, StopReason
 from api.schemas import ReasonRequest
@@ -63,6 +65,9 @@ TERMINAL_EVENT: dict[Status, TerminalEventName] = {
 
 
 RETENTION_EVERY_S = 3600.0
+TICK_S = 1.0
+"""On a shared store, how often a replica looks for queued runs and cancel requests without
+being woken (the broker wakes it at once; this is the fallback while Redis is away)."""
 
 
 def new_run_id() -> str:
@@ -84,10 +89,15 @@ class StoredCalls:
 
 
 class Runner:
-    def __init__(self, settings: Settings, backend: Backend, store: RunStore) -> None:
+    def __init__(
+        self, settings: Settings, backend: Backend, store: RunStore, broker: Broker | None = None
+    ) -> None:
         self.settings = settings
         self.backend = backend
         self.store = store
+        self.broker = broker or Broker()
+        self.broker.on_wake = self.poke
+        self.broker.on_cancel = self._cancel_if_here
         self.graph: Graph = build_graph(backend.models, checkpointer=store.checkpointer)
         self.accepting = True
         self.live: dict[str, LiveRun] = {}
@@ -96,6 +106,7 @@ class Runner:
         self._slots = asyncio.Semaphore(settings.max_active_runs)
         self._background: set[asyncio.Task[Any]] = set()
         self._upkeep: asyncio.Task[None] | None = None
+        self._poked = asyncio.Event()
 
     @property
     def active(self) -> int:
@@ -103,11 +114,18 @@ class Runner:
         return self._unfinished
 
     async def submit(self, request: ReasonRequest, *, completion_budget: int | None = None) -> str:
-        """Admit the run, store it as queued and start it in the background; returns its id."""
+        """Admit the run, store it as queued and start it in the background; returns its id.
+
+        On a shared store, a run this process has no free slot for is left queued in the store
+        for any replica to claim, and MAX_QUEUED_RUNS counts the runs queued there."""
         s = self.settings
         if not self.accepting:
             raise ApiError(503, "the service is shutting down", type="server_error", code="shutting_down")
-        if self._unfinished >= s.max_active_runs + s.max_queued_runs:
+        if self.store.shared:
+            full = await self.store.queued() >= s.max_queued_runs
+        else:
+            full = self._unfinished >= s.max_active_runs + s.max_queued_runs
+        if full:
             raise ApiError(
                 429,
                 "too many runs in progress; retry later",
@@ -116,6 +134,7 @@ class Runner:
                 headers={"Retry-After": "5"},
             )
         self._unfinished += 1  # held from here, so concurrent submissions see it
+        here = not self.store.shared or self._unfinished <= s.max_active_runs
         try:
             count = await self.backend.counter.count(request.question)
             admitted = time.monotonic()
@@ -127,10 +146,15 @@ class Runner:
                 request.model_dump(exclude_none=True),
                 lease_s=s.lease_s,
                 completion_budget=completion_budget,
+                owned=here,
             )
         except BaseException:
             self._unfinished -= 1
             raise
+        if not here:
+            self._unfinished -= 1
+            self.broker.wake()
+            return run_id
         ctx = dataclasses.replace(ctx, journal=Journal(StoredCalls(self.store, run_id)))
         self._start(self._live_run(run_id), request, ctx, count, admitted)
         return run_id
@@ -158,7 +182,11 @@ class Runner:
         if live.repeats and replay_key(name, data) in live.repeats:
             return  # written before the seam
         event = live.append(name, data)
-        self.store.append(event, committed=lambda: live.stored_up_to(event.id))
+        self.store.append(event, committed=lambda: self._stored(live, event.id))
+
+    def _stored(self, live: LiveRun, event_id: int) -> None:
+        live.stored_up_to(event_id)
+        self.broker.changed(live.run_id)
 
     async def _run(
         self,
@@ -268,13 +296,19 @@ class Runner:
     async def _commit(self, live: LiveRun, status: Status, result: Result, event: Event) -> None:
         try:
             await self.store.finish(live.run_id, status, result, event)
-            live.stored_up_to(event.id)
+            self._stored(live, event.id)
         finally:
             self._forget(live)
 
     def _forget(self, live: LiveRun) -> None:
         if self.live.get(live.run_id) is live:  # not a later LiveRun of the same run
             del self.live[live.run_id]
+        self.poke()  # a slot is free
+
+    def poke(self) -> None:
+        """Look for runs to take up now (a run was queued, or a slot freed)."""
+        if self.store.shared:
+            self._poked.set()
 
     def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
         task = asyncio.create_task(work)
@@ -295,6 +329,26 @@ class Runner:
     def cancel_later(self, run_id: str) -> None:
         """Cancel from a place that cannot wait (a stream's cleanup)."""
         self._in_background(self.cancel(run_id))
+
+    def _cancel_if_here(self, run_id: str) -> None:
+        if run_id in self.live:
+            self.cancel_later(run_id)
+
+    async def cancel_elsewhere(self, run_id: str) -> bool:
+        """Cancel a run this process does not run, on a shared store: end it at once if nobody
+        runs it (queued, or its replica is gone), or ask the replica that runs it. False if it
+        has finished, or the store is not shared."""
+        if not self.store.shared:
+            return False
+        if await self.store.claim(self.settings.lease_s, run_id=run_id):
+            entries = await self.store.calls(run_id)
+            last = await self.store.last_event_id(run_id)
+            await self._end_unfinished(run_id, last, entries, "cancelled", None)
+            return True
+        if not await self.store.request_cancel(run_id):
+            return False
+        self.broker.cancel(run_id)
+        return True
 
     async def shutdown(self, grace_s: float, *, leave_to_resume: bool | None = None) -> None:
         """Refuse new runs and give in-flight runs ``grace_s`` to finish. The rest are left to
@@ -329,11 +383,20 @@ class Runner:
     async def _keep_up(self, take_up: bool) -> None:
         s = self.settings
         every = s.lease_s / 3
+        tick = min(TICK_S, every) if self.store.shared else every
         pruned = -RETENTION_EVERY_S
+        renewed = time.monotonic()
         while True:
-            await asyncio.sleep(every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), tick)
+            self._poked.clear()
             try:
-                await self._renew()
+                if time.monotonic() - renewed >= every * 0.9:
+                    renewed = time.monotonic()
+                    await self._renew()
+                if self.store.shared:
+                    for run_id in await self.store.cancel_requested():
+                        self._cancel_if_here(run_id)
                 if not take_up:
                     continue
                 if self.accepting:
@@ -361,8 +424,14 @@ class Runner:
                 self._in_background(self.cancel(run_id, "lost"))
 
     async def take_up(self) -> list[str]:
-        """Claim the runs whose owner is gone and resume them, or end them; returns their ids."""
-        claims = await self.store.claim(self.settings.lease_s)
+        """Claim the runs whose owner is gone and resume them, or end them, and on a shared
+        store the queued runs this process has free slots for; returns their ids."""
+        limit = None
+        if self.store.shared:
+            limit = self.settings.max_active_runs - self._unfinished
+            if limit <= 0:
+                return []
+        claims = await self.store.claim(self.settings.lease_s, limit=limit)
         for claim in claims:
             if claim.run.id in self.live:  # this process is still letting it go: next round
                 await self.store.release([claim.run.id])
@@ -372,10 +441,11 @@ class Runner:
             except Exception:  # storage trouble (or a bug): give it back for the next round
                 log.exception("could not take up a run; it is tried again", extra={"run_id": claim.run.id})
                 await self.store.release([claim.run.id])
-        if claims:
+        gone = [c.run.id for c in claims if c.resumes or c.run.status != "queued"]
+        if gone:
             log.warning(
                 "took up runs of a process that is gone",
-                extra={"runs": [c.run.id for c in claims], "resume": self.settings.resume_runs},
+                extra={"runs": gone, "resume": self.settings.resume_runs},
             )
         return [c.run.id for c in claims]
 
@@ -385,9 +455,13 @@ class Runner:
         run_id = record.id
         entries = await self.store.calls(run_id)
         last = await self.store.last_event_id(run_id)
-        if not s.resume_runs:
+        if claim.cancel_requested:
+            return await self._end_unfinished(run_id, last, entries, "cancelled", None)
+        # A run that never started (queued for a slot, or its process died first) just starts.
+        fresh = record.status == "queued" and last == 0 and not entries
+        if not fresh and not s.resume_runs:
             return await self._end_unfinished(run_id, last, entries, "interrupted", None)
-        if claim.resumes > s.max_resumes:
+        if not fresh and claim.resumes > s.max_resumes:
             error = RunError(
                 kind="crash_loop",
                 message=f"the run's process died {claim.resumes} times; it is not resumed again "
@@ -408,7 +482,7 @@ class Runner:
         live = self._live_run(run_id, base=last, repeats=repeats)
         self._unfinished += 1
         ctx = ctx.resuming(StoredCalls(self.store, run_id), entries)
-        self._start(live, request, ctx, count, admitted, claim.resumes)
+        self._start(live, request, ctx, count, admitted, None if fresh else claim.resumes)
 
     async def _replay_keys(self, run_id: str) -> AsyncIterator[tuple[object, ...]]:
         after = 0
@@ -443,3 +517,4 @@ class Runner:
             last + 1, run_id, TERMINAL_EVENT[status], RunEnded(run_id=run_id, result=result, error=error)
         )
         await self.store.finish(run_id, status, result, event)
+        self.broker.changed(run_id)

@@ -48,7 +48,8 @@ class ErrorResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"] = "ok"
+    status: Literal["ok", "degraded"] = "ok"
+    detail: str | None = Field(None, description="what is degraded, and what still works")
 
 
 # Runs

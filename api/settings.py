@@ -58,6 +58,24 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS; empty = CORS off")
 
     data_dir: Path = Path("data")
+    database_url: str | None = Field(
+        None,
+        pattern=r"^postgres(ql)?://",
+        description="postgresql://… = runs, events and checkpoints in Postgres, shared by replicas; "
+        "unset = one SQLite file in DATA_DIR",
+    )
+    database_pool_size: int = Field(
+        10, ge=2, le=1000, description="Postgres connections per replica, at most"
+    )
+    redis_url: str | None = Field(
+        None,
+        pattern=r"^(rediss?|unix)://",
+        description="redis://… = live events, wake-ups and cancels cross replicas at once; unset = "
+        "replicas poll the database",
+    )
+    redis_prefix: str = Field(
+        "reasoner", min_length=1, max_length=100, description="every Redis channel of this deployment"
+    )
     served_model_name: str = Field("reasoner", min_length=1, description="the model id of /v1/models")
     sse_heartbeat_s: float = Field(15.0, gt=0, le=15.0)
     cancel_on_disconnect: bool = Field(False, description="a dropped stream cancels its run")

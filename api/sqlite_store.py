@@ -32,7 +32,16 @@ import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from api.checkpoints import BestEffortSaver
-from api.store import REPLAY_PAGE, TERMINAL, Claim, Event, RunRecord, Status, StorageUnavailable
+from api.store import (
+    REPLAY_PAGE,
+    TERMINAL,
+    Claim,
+    Event,
+    RunRecord,
+    Status,
+    StorageUnavailable,
+    to_json,
+)
 from api.writer import BatchWriter, Statement
 from graph import CallRecord, Result
 from graph.events import EventData, EventName
@@ -153,15 +162,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def _dumps(value: Any) -> str:
-    """Compact JSON that SQLite can store: a lone surrogate in model output (not UTF-8) is
-    replaced rather than failing the write."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return text.encode("utf-8", "replace").decode("utf-8")
-
-
 def _event_row(event: Event, owner: str) -> Statement:
-    return INSERT_EVENT, (event.run_id, event.id, event.event, _dumps(event.data), event.run_id, owner)
+    return INSERT_EVENT, (event.run_id, event.id, event.event, to_json(event.data), event.run_id, owner)
 
 
 @contextlib.contextmanager
@@ -185,6 +187,8 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 class SQLiteRunStore:
     """``store = SQLiteRunStore(path); await store.open()`` … ``await store.close()``."""
+
+    shared = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -275,6 +279,7 @@ class SQLiteRunStore:
         *,
         lease_s: float,
         completion_budget: int | None = None,
+        owned: bool = True,
     ) -> RunRecord:
         if not self.healthy:
             raise StorageUnavailable("the run store is failing to write")
@@ -286,11 +291,11 @@ class SQLiteRunStore:
                 run_id,
                 "queued",
                 question,
-                _dumps(request),
+                to_json(request),
                 now,
                 now,
-                self.instance.name,
-                time.time() + lease_s,
+                self.instance.name if owned else None,
+                time.time() + lease_s if owned else 0,
                 completion_budget,
             ),
         )
@@ -324,7 +329,7 @@ class SQLiteRunStore:
                     (
                         run_id,
                         seq,
-                        _dumps(row),
+                        to_json(row),
                         output,
                         int(row["error"] == IN_FLIGHT),
                         run_id,
@@ -370,32 +375,36 @@ class SQLiteRunStore:
         )
         return {row[0] for row in rows}
 
-    async def claim(self, lease_s: float) -> list[Claim]:
+    async def claim(
+        self, lease_s: float, *, limit: int | None = None, run_id: str | None = None
+    ) -> list[Claim]:
         def take() -> list[tuple[Any, ...]]:
             db = self._wdb
             assert db is not None, "the store is not open"
             with _immediate(db):
                 now = time.time()
                 candidates = db.execute(
-                    f"SELECT id, owner, lease_until FROM runs WHERE status IN {UNFINISHED}"
+                    f"SELECT id, owner, lease_until FROM runs WHERE status IN {UNFINISHED} "
+                    "AND (? IS NULL OR id=?) ORDER BY created_at",
+                    (run_id, run_id),
                 ).fetchall()
                 taken = [
-                    run_id
-                    for run_id, owner, lease_until in candidates
+                    candidate
+                    for candidate, owner, lease_until in candidates
                     if owner != self.instance.name
                     and (lease_until is None or lease_until < now or self.instance.gone(owner))
-                ]
+                ][:limit]
                 rows = []
-                for run_id in taken:
+                for taken_id in taken:
                     # A run given up on purpose (no owner: a shutdown, a failed take-up) is no crash.
                     db.execute(
                         "UPDATE runs SET owner=?, lease_until=?, "
                         "resumes=resumes + (owner IS NOT NULL) WHERE id=?",
-                        (self.instance.name, now + lease_s, run_id),
+                        (self.instance.name, now + lease_s, taken_id),
                     )
                     rows.append(
                         db.execute(
-                            f"SELECT {RUN_COLUMNS}, resumes FROM runs WHERE id=?", (run_id,)
+                            f"SELECT {RUN_COLUMNS}, resumes FROM runs WHERE id=?", (taken_id,)
                         ).fetchone()
                     )
             return rows
@@ -405,6 +414,20 @@ class SQLiteRunStore:
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot claim runs: {exc}") from exc
         return [Claim(self._record(row[:-1]), row[-1]) for row in rows]
+
+    async def queued(self) -> int:
+        rows = await self._read("SELECT COUNT(*) FROM runs WHERE status='queued'", ())
+        return int(rows[0][0])
+
+    async def request_cancel(self, run_id: str) -> bool:
+        """Not kept: the store is not shared, and a process cancels only its own runs."""
+        return False
+
+    async def cancel_requested(self) -> set[str]:
+        return set()
+
+    async def ping(self) -> bool:
+        return self.healthy
 
     async def release(self, run_ids: list[str]) -> None:
         if run_ids:
@@ -429,7 +452,7 @@ class SQLiteRunStore:
                 (
                     "UPDATE runs SET status=?, updated_at=?, result=?, lease_until=NULL "
                     "WHERE id=? AND owner=?",
-                    (status, _now(), _dumps(result), run_id, self.instance.name),
+                    (status, _now(), to_json(result), run_id, self.instance.name),
                 ),
             ]
         )

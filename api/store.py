@@ -7,6 +7,7 @@ back and retried until it sticks, so nothing admitted is lost to a passing stora
 run's followers never wait on the writer: they are fed from memory while the run is live.
 """
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -24,6 +25,13 @@ TERMINAL: frozenset[Status] = frozenset({"completed", "partial", "failed", "canc
 
 REPLAY_PAGE = 500
 """Events read from storage at a time when a stream replays a run."""
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON that any store can keep as text: a lone surrogate in model output (not
+    UTF-8) is replaced rather than failing the write."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 class RunNotFound(LookupError):
@@ -65,6 +73,8 @@ class Claim:
     resumes: int
     """How many times the run's process died with it (this time included); a run given up on
     purpose (a shutdown that left it to resume) does not count."""
+    cancel_requested: bool = False
+    """A caller cancelled the run while it had no live owner: end it, do not run it."""
 
 
 class RunStore(Protocol):
@@ -76,6 +86,10 @@ class RunStore(Protocol):
     def healthy(self) -> bool:
         """False while queued writes keep failing; true again once one commits."""
         ...
+
+    shared: bool
+    """Whether processes on other machines execute runs from this store too (replicas): runs
+    wait in the store for a free slot anywhere, not in the process that admitted them."""
 
     @property
     def checkpointer(self) -> BaseCheckpointSaver[str]:
@@ -90,8 +104,10 @@ class RunStore(Protocol):
         *,
         lease_s: float,
         completion_budget: int | None = None,
+        owned: bool = True,
     ) -> RunRecord:
-        """Store a new queued run owned by this process, committed before it returns; raises
+        """Store a new queued run, owned by this process (or, not ``owned``, by none: it waits
+        for any process to claim it), committed before it returns; raises
         StorageUnavailable."""
         ...
 
@@ -125,9 +141,29 @@ class RunStore(Protocol):
         (events, status, ledger, its end) apply only while this process owns it."""
         ...
 
-    async def claim(self, lease_s: float) -> list[Claim]:
-        """Take over the unfinished runs whose owner is gone (lease expired, or its process
-        known to have exited); each claim counts in ``Claim.resumes``."""
+    async def claim(
+        self, lease_s: float, *, limit: int | None = None, run_id: str | None = None
+    ) -> list[Claim]:
+        """Take over unfinished runs that have no owner, or whose owner is gone (lease expired,
+        or its process known to have exited), oldest first: at most ``limit``, or only
+        ``run_id``. A claim from an owner that is gone counts in ``Claim.resumes``."""
+        ...
+
+    async def queued(self) -> int:
+        """How many runs wait to start, in every process."""
+        ...
+
+    async def request_cancel(self, run_id: str) -> bool:
+        """Mark an unfinished run to be cancelled by its owner (it sees it in
+        ``cancel_requested``); False if the run has finished."""
+        ...
+
+    async def cancel_requested(self) -> set[str]:
+        """This process's unfinished runs that a caller asked to cancel."""
+        ...
+
+    async def ping(self) -> bool:
+        """Whether the store answers and takes writes now."""
         ...
 
     async def release(self, run_ids: list[str]) -> None:

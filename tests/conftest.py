@@ -17,6 +17,7 @@ from api.serve import server_config
 from api.settings import Settings
 from graph import Models, ModelSpec, Result, TiktokenCounter, openai_chat_model
 from graph.result import assemble
+from tests.services import redis_prefix, scratch_database
 from tests.stub_backend import ROLES, StubBackend, StubOptions, model_name
 
 ROLE_MODELS = {f"{role}_model": model_name(role) for role in ROLES}
@@ -127,6 +128,20 @@ def service(stub: StubBackend, settings: Settings) -> Iterator[Service]:
 def client(service: Service) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=service.url, timeout=30) as http:
         yield http
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """The URL of a new Postgres database of this test's own, dropped at the end."""
+    with scratch_database() as url:
+        yield url
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A Redis prefix of this test's own."""
+    with redis_prefix() as name:
+        yield name
 
 
 REPORT: list[str] = []

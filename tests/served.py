@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class Served:
-    def __init__(self, stub: StubBackend, data_dir: Path, **env: object) -> None:
-        """``env``: settings by name (``grace_s=…`` is SHUTDOWN_GRACE_S, ``lease_s=…`` LEASE_S)."""
+    def __init__(self, stub: StubBackend, data_dir: Path, *, wait: bool = True, **env: object) -> None:
+        """``env``: settings by name (``grace_s=…`` is SHUTDOWN_GRACE_S, ``lease_s=…`` LEASE_S).
+        Without ``wait``, call ``ready()`` before using it."""
         self.port = free_port()
         self.data_dir = data_dir
         inherited = {
@@ -46,11 +47,16 @@ class Served:
                 stderr=subprocess.STDOUT,
             )
         self.url = f"http://127.0.0.1:{self.port}"
+        if wait:
+            self.ready()
+
+    def ready(self) -> "Served":
+        """Wait until it answers /healthz."""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
+                    return self
             except httpx.HTTPError:
                 time.sleep(0.1)
         self.process.kill()

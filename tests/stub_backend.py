@@ -149,6 +149,8 @@ class StubBackend:
         self.calls: list[Recorded] = []
         self.received: list[tuple[str, str]] = []
         """(role, last message) of every chat request, the moment it arrives (answered or not)."""
+        self.callers: list[tuple[str, str]] = []
+        """(API key, role) of every chat request as it arrives: which replica made the call."""
         self.faults: dict[str, deque[Fault]] = {}
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
@@ -267,8 +269,10 @@ class StubBackend:
             self._record(UNKNOWN, body, started, 0, 0, 400)
             return JSONResponse(unknown_model(body.get("model")), status_code=400)
         last = str(messages[-1].get("content", "")) if messages else ""
+        key = request.headers.get("authorization", "").removeprefix("Bearer ")
         with self._lock:
             self.received.append((role, last))
+            self.callers.append((key, role))
         fault = self._next_fault(role, last)
         if fault is not None:
             if fault.hang_s:

@@ -17,13 +17,17 @@ async def healthz() -> Health:
 
 @router.get("/readyz", responses=documented(503))
 async def readyz(runner: RunnerDep) -> Health:
-    """Ready for runs: not shutting down, the run store takes writes, the model backend answers."""
+    """Ready for runs: not shutting down, the run store answers and takes writes, the model
+    backend answers. Redis lost (with replicas) is `degraded`, not unready: live events and
+    cancels then go through the database, a little later."""
     if not runner.accepting:
         raise ApiError(503, "the service is shutting down", type="server_error", code="shutting_down")
-    if not runner.store.healthy:
+    if not await runner.store.ping():
         raise ApiError(503, "the run store cannot write", type="server_error", code="storage_unavailable")
     if not await runner.backend.ping():
         raise ApiError(
             503, "the model backend is not answering", type="server_error", code="upstream_unavailable"
         )
+    if not await runner.broker.ping():
+        return Health(status="degraded", detail="Redis is unreachable: replicas poll the database")
     return Health()

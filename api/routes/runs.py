@@ -98,8 +98,11 @@ async def run_events(
 
 @router.post("/{run_id}/cancel", responses=documented(401, 404, 409, 413, 422, 503))
 async def cancel_run(run_id: str, runner: RunnerDep, lookup: LookupDep) -> RunAccepted:
-    """Stop the run: no further model calls; it ends as `cancelled`."""
+    """Stop the run: no further model calls; it ends as `cancelled`. With replicas, the one
+    that runs it stops it (within a second); the answer waits up to 5 s to show it ended."""
     await lookup.get(run_id)
+    if run_id not in runner.live and await runner.cancel_elsewhere(run_id):
+        return RunAccepted(run_id=run_id, status=(await lookup.settled(run_id)).status)
     if not await runner.cancel(run_id):
         current = (await lookup.get(run_id)).status
         if current in TERMINAL:

@@ -4,23 +4,16 @@ called again, the usage covers every attempt, the event log is one gap-free stre
 ``run.resumed`` at the seam, and SQLite's integrity check passes after every crash."""
 
 import signal
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.runs import BODY, calls_for, follow, until, workers_received
 from tests.served import Served, integrity
 from tests.sse import Frame, frames
 from tests.stub_backend import StubBackend
-
-PLAN = [{"id": f"t{i}", "question": f"Part {i} of the question?", "depends_on": []} for i in range(1, 5)]
-HELD = {"Part 3": 120.0, "Part 4": 120.0}
-"""The stub holds these two workers' calls (far longer than any test waits)."""
-
-BODY = {"question": "A question in four parts?", "max_subtasks": 4, "max_revisions": 0}
 
 
 @pytest.fixture
@@ -28,32 +21,11 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-@pytest.fixture
-def four_parts(stub: StubBackend) -> StubBackend:
-    stub.options.plan = PLAN
-    stub.options.slow = dict(HELD)
-    return stub
-
-
-def until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
 def stored_as(http: httpx.Client, run_id: str, status: str, timeout_s: float, what: str) -> Any:
     """The run's view, once its status is ``status``."""
     return until(
         lambda: (v := http.get(f"/v1/runs/{run_id}").json())["status"] == status and v, timeout_s, what
     )
-
-
-def workers_received(stub: StubBackend) -> list[str]:
-    return [last for role, last in stub.received if role == "worker"]
 
 
 def start_and_crash(stub: StubBackend, served: Served) -> tuple[str, list[Frame]]:
@@ -75,18 +47,6 @@ def start_and_crash(stub: StubBackend, served: Served) -> tuple[str, list[Frame]
     until(lambda: len(workers_received(stub)) == 4, 10, "all four workers to be called")
     served.kill()
     return run_id, seen
-
-
-def follow(url: str, run_id: str, last_event_id: int) -> Iterator[Frame]:
-    with (
-        httpx.Client(base_url=url, timeout=60) as http,
-        http.stream("GET", f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": str(last_event_id)}) as r,
-    ):
-        yield from (f for f in frames(r) if not f.comment)
-
-
-def calls_for(stub: StubBackend, part: str) -> int:
-    return sum(part in str(c.body["messages"][-1]["content"]) for c in stub.calls_of("worker"))
 
 
 def test_a_run_killed_mid_way_resumes_after_a_restart(four_parts: StubBackend, data_dir: Path) -> None:

@@ -1,0 +1,274 @@
+"""Several ``reasoner serve`` replicas on one Postgres database and one Redis, in front of the
+scripted backend: any replica follows, cancels and resumes any run; runs are spread over the
+replicas' free slots and executed once; a Postgres restart or a lost Redis degrades, never
+breaks. Every replica calls the stub with its own API key, so the stub knows who made a call."""
+
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.conftest import REPORT
+from tests.runs import BODY, calls_for, follow, four_parts, until, workers_received
+from tests.served import Served
+from tests.services import REDIS_URL, PrivateRedis, restart_postgres
+from tests.sse import Frame
+from tests.stub_backend import StubBackend
+
+__all__ = ["four_parts"]
+
+
+class Cluster:
+    def __init__(self, replicas: list[Served]) -> None:
+        self.replicas = replicas
+
+    def __getitem__(self, index: int) -> Served:
+        return self.replicas[index]
+
+    def kill(self) -> None:
+        for replica in self.replicas:
+            replica.kill()
+
+
+def start(
+    stub: StubBackend, tmp_path: Path, database: str, prefix: str, n: int = 3, **env: object
+) -> Cluster:
+    settings: dict[str, object] = {"database_url": database, "redis_url": REDIS_URL, "redis_prefix": prefix}
+    settings.update(env)
+    replicas = [
+        Served(stub, tmp_path / f"replica{i}", wait=False, llm_api_key=f"replica-{i}", **settings)
+        for i in range(n)
+    ]
+    try:
+        return Cluster([replica.ready() for replica in replicas])
+    except BaseException:
+        Cluster(replicas).kill()
+        raise
+
+
+@pytest.fixture
+def cluster_of(stub: StubBackend, tmp_path: Path, database: str, prefix: str) -> Iterator[Any]:
+    started: list[Cluster] = []
+
+    def make(n: int = 3, **env: object) -> Cluster:
+        started.append(start(stub, tmp_path, database, prefix, n, **env))
+        return started[-1]
+
+    yield make
+    for cluster in started:
+        cluster.kill()
+
+
+class Follower(threading.Thread):
+    """Follows a run's events on one replica in the background, noting when each arrived."""
+
+    def __init__(self, url: str, run_id: str, after: int = 0) -> None:
+        super().__init__(daemon=True)
+        self.url, self.run_id, self.after = url, run_id, after
+        self.frames: list[Frame] = []
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            for frame in follow(self.url, self.run_id, self.after):
+                self.frames.append(frame)
+        except BaseException as exc:
+            self.error = exc
+
+    def names(self) -> list[str]:
+        return [str(f.event) for f in self.frames]
+
+    def done(self, timeout_s: float) -> list[Frame]:
+        self.join(timeout_s)
+        assert not self.is_alive(), f"the stream on {self.url} did not end"
+        assert self.error is None, self.error
+        return self.frames
+
+
+def submit(url: str, body: dict[str, Any]) -> str:
+    response = httpx.post(f"{url}/v1/runs", json=body, timeout=30)
+    assert response.status_code == 202, response.text
+    return str(response.json()["run_id"])
+
+
+def view(url: str, run_id: str) -> dict[str, Any]:
+    result: dict[str, Any] = httpx.get(f"{url}/v1/runs/{run_id}", timeout=30).json()
+    return result
+
+
+def test_a_run_is_followed_from_one_replica_and_cancelled_from_another(
+    four_parts: StubBackend, cluster_of: Any
+) -> None:
+    a, b, c = cluster_of(3).replicas
+    run_id = submit(a.url, BODY)
+    on_a, on_b = Follower(a.url, run_id), Follower(b.url, run_id)
+    until(lambda: on_b.names().count("task.completed") == 2, 20, "two workers' answers on B")
+    until(lambda: len(workers_received(four_parts)) == 4, 10, "all four workers to be called")
+
+    asked = time.perf_counter()
+    response = httpx.post(f"{c.url}/v1/runs/{run_id}/cancel", timeout=30)
+    took = time.perf_counter() - asked
+    calls_then = len(four_parts.received)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled"
+
+    frames_a, frames_b = on_a.done(10), on_b.done(10)
+    assert frames_b[-1].event == "run.cancelled"
+    assert [f.id for f in frames_b] == [f.id for f in frames_a] == list(range(1, len(frames_a) + 1))
+    assert len(four_parts.received) == calls_then, "no model call after the cancel"
+    assert {key for key, _ in four_parts.callers} == {"replica-0"}, "A executed it"
+
+    stored_on_a = {f.id: f.at for f in frames_a}  # A's followers see an event once it is stored
+    both_on = max(frames_a[0].at, frames_b[0].at)  # events before that were replayed, not live
+    lags = sorted(f.at - stored_on_a[f.id] for f in frames_b if stored_on_a[f.id] > both_on)
+    p50 = statistics.median(lags)
+    REPORT.append(
+        f"replicas: events on B after stored on A: p50 {p50 * 1000:.1f} ms, max {lags[-1] * 1000:.1f} ms "
+        f"({len(lags)} events); cancel from C answered in {took * 1000:.0f} ms"
+    )
+    assert p50 <= 0.05, f"p50 {p50 * 1000:.1f} ms"
+
+
+def test_a_replica_killed_mid_run_is_resumed_by_another(four_parts: StubBackend, cluster_of: Any) -> None:
+    lease_s = 3.0
+    a, b, c = cluster_of(3, lease_s=lease_s).replicas
+    run_id = submit(a.url, BODY)
+    on_b = Follower(b.url, run_id)  # one stream, from before the crash to the end
+    until(lambda: on_b.names().count("task.completed") == 2 and "plan" in on_b.names(), 20, "2 of 4 answers")
+    until(lambda: len(workers_received(four_parts)) == 4, 10, "all four workers to be called")
+    a.kill()
+    killed = time.perf_counter()
+    four_parts.options.slow = {}
+
+    frames = on_b.done(lease_s + 30)
+    resumed = [f for f in frames if f.event == "run.resumed"]
+    assert len(resumed) == 1
+    assert resumed[0].at - killed <= lease_s + 5, f"resumed {resumed[0].at - killed:.1f} s after the kill"
+    assert [f.id for f in frames] == list(range(1, len(frames) + 1)), "one gap-free stream"
+    assert frames[-1].event == "run.completed"
+
+    final = view(c.url, run_id)
+    assert final["status"] == "completed"
+    assert (calls_for(four_parts, "Part 1"), calls_for(four_parts, "Part 2")) == (1, 1), "finished: once"
+    assert (calls_for(four_parts, "Part 3"), calls_for(four_parts, "Part 4")) == (1, 1), "held: answered once"
+    billed = sum(call.prompt_tokens + call.completion_tokens for call in four_parts.calls)
+    assert final["result"]["usage"]["total_tokens"] == billed, "the ledger is the stub's record"
+    resumers = {key for key, role in four_parts.callers[-3:]}
+    assert resumers <= {"replica-1", "replica-2"}
+    REPORT.append(f"replicas: kill -9 → run.resumed on another replica after {resumed[0].at - killed:.1f} s")
+
+
+def test_runs_are_spread_over_free_slots_and_executed_once(stub: StubBackend, cluster_of: Any) -> None:
+    stub.options.latency_s = 0.05
+    replicas = cluster_of(3, max_active_runs=4).replicas
+    questions = [f"Question number {i}?" for i in range(30)]
+    run_ids = [
+        submit(replicas[i % 3].url, {"question": q, "max_revisions": 0}) for i, q in enumerate(questions)
+    ]
+
+    def statuses() -> list[str]:
+        return [view(replicas[i % 3].url, run_id)["status"] for i, run_id in enumerate(run_ids)]
+
+    until(lambda: all(s == "completed" for s in statuses()), 120, "every run to complete")
+    for question in questions:
+        for role in ("planner", "synthesizer"):
+            made = [c for c in stub.calls_of(role) if question in str(c.body["messages"][-1]["content"])]
+            assert len(made) == 1, f"{question} {role}: {len(made)} calls"
+    shares = Counter(key for key, role in stub.callers if role == "planner")
+    assert sum(shares.values()) == 30
+    assert set(shares) == {"replica-0", "replica-1", "replica-2"}, shares
+    REPORT.append(
+        f"replicas: 30 runs round-robin, MAX_ACTIVE_RUNS=4 each: executed {sorted(shares.values())}"
+    )
+
+
+def migrations(database: str) -> list[tuple[int, str]]:
+    with psycopg.connect(database) as conn:
+        return conn.execute("SELECT version, applied_by FROM reasoner_migrations ORDER BY version").fetchall()
+
+
+def test_replicas_starting_together_migrate_once(cluster_of: Any, database: str) -> None:
+    a, b = cluster_of(2).replicas
+    applied = migrations(database)
+    assert [version for version, _ in applied] == [1, 2]
+    assert len({by for _, by in applied}) == 1, "one replica applied them"
+    for replica in (a, b):
+        assert httpx.get(f"{replica.url}/readyz", timeout=10).json() == {"status": "ok", "detail": None}
+
+
+def error_shaped(response: httpx.Response) -> bool:
+    error = response.json().get("error")
+    return isinstance(error, dict) and {"message", "type", "code"} <= set(error)
+
+
+def test_a_postgres_restart_during_load_ends_every_run(stub: StubBackend, cluster_of: Any) -> None:
+    stub.options.latency_s = 0.2
+    a, b = cluster_of(2).replicas
+    run_ids = [submit((a, b)[i % 2].url, {"question": f"Load {i}?", "max_revisions": 0}) for i in range(8)]
+    answers: list[httpx.Response] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=30) as http:
+            i = 0
+            while not stop.is_set():
+                url = (a, b)[i % 2].url
+                answers.append(http.get(f"{url}/v1/runs/{run_ids[i % len(run_ids)]}"))
+                answers.append(
+                    http.post(f"{url}/v1/runs", json={"question": f"During {i}?", "max_revisions": 0})
+                )
+                i += 1
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    away_s = restart_postgres()
+    time.sleep(1.0)  # the load goes on a moment after Postgres is back
+    stop.set()
+    loader.join(30)
+
+    assert answers
+    odd = [r for r in answers if r.status_code not in (200, 202) and not error_shaped(r)]
+    assert not odd, [(r.status_code, r.text) for r in odd]
+    codes = Counter(r.status_code for r in answers)
+    assert set(codes) <= {200, 202, 429, 503}, codes
+    accepted = run_ids + [r.json()["run_id"] for r in answers if r.status_code == 202]
+
+    def unfinished() -> list[str]:
+        return [run_id for run_id in accepted if view(a.url, run_id)["status"] in ("queued", "running")]
+
+    until(lambda: not unfinished(), 90, "every run to end")
+    ends = Counter(view(b.url, run_id)["status"] for run_id in accepted)
+    REPORT.append(
+        f"replicas: Postgres restart ({away_s:.1f} s) under load: answers {dict(codes)}, runs {dict(ends)}"
+    )
+
+
+def test_a_stream_goes_on_by_polling_when_redis_is_lost(
+    four_parts: StubBackend, tmp_path: Path, database: str, prefix: str
+) -> None:
+    four_parts.options.slow = {"Part 3": 3.0, "Part 4": 3.0}
+    redis = PrivateRedis()
+    cluster = start(four_parts, tmp_path, database, prefix, 2, redis_url=redis.url)
+    try:
+        a, b = cluster.replicas
+        run_id = submit(a.url, BODY)
+        on_b = Follower(b.url, run_id)
+        until(lambda: on_b.names().count("task.completed") == 2, 20, "two workers' answers on B")
+        redis.stop()
+        lost_at = len(on_b.frames)
+        frames = on_b.done(30)
+        assert frames[-1].event == "run.completed"
+        assert [f.id for f in frames] == list(range(1, len(frames) + 1))
+        assert len(frames) > lost_at, "events after Redis was lost"
+        assert httpx.get(f"{b.url}/readyz", timeout=10).json()["status"] == "degraded"
+    finally:
+        cluster.kill()
+        redis.stop()

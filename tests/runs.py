@@ -1,0 +1,51 @@
+"""Runs against the scripted backend, as the process-level tests drive them: a four-part plan
+whose last two workers the stub can hold, and waiting, following and counting helpers."""
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.sse import Frame, frames
+from tests.stub_backend import StubBackend
+
+PLAN = [{"id": f"t{i}", "question": f"Part {i} of the question?", "depends_on": []} for i in range(1, 5)]
+HELD = {"Part 3": 120.0, "Part 4": 120.0}
+"""The stub holds these two workers' calls (far longer than any test waits)."""
+
+BODY = {"question": "A question in four parts?", "max_subtasks": 4, "max_revisions": 0}
+
+
+@pytest.fixture
+def four_parts(stub: StubBackend) -> StubBackend:
+    stub.options.plan = PLAN
+    stub.options.slow = dict(HELD)
+    return stub
+
+
+def until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def workers_received(stub: StubBackend) -> list[str]:
+    return [last for role, last in stub.received if role == "worker"]
+
+
+def follow(url: str, run_id: str, last_event_id: int) -> Iterator[Frame]:
+    with (
+        httpx.Client(base_url=url, timeout=60) as http,
+        http.stream("GET", f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": str(last_event_id)}) as r,
+    ):
+        yield from (f for f in frames(r) if not f.comment)
+
+
+def calls_for(stub: StubBackend, part: str) -> int:
+    return sum(part in str(c.body["messages"][-1]["content"]) for c in stub.calls_of("worker"))

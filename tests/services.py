@@ -1,0 +1,99 @@
+"""The machine's Postgres and Redis, for the tests that run replicas: each test gets a database
+of its own (a random name, dropped at the end) and a Redis prefix of its own (its keys deleted
+at the end), so runs of different tests, sessions or machines sharing a server never meet.
+``PrivateRedis`` is a Redis server of the test's own, for tests that stop it."""
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import redis
+
+from api.local_model import free_port
+
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+"""A database to connect to for creating and dropping the tests' own."""
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SESSION = uuid.uuid4().hex[:8]
+
+
+def database_url(name: str) -> str:
+    return ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """A new empty database; its URL. Dropped (with whatever still uses it) at the end."""
+    name = f"reasoner_test_{SESSION}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"'.encode())
+    try:
+        yield database_url(name)
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+@contextmanager
+def redis_prefix() -> Iterator[str]:
+    """A key and channel prefix of the test's own; its keys are deleted at the end."""
+    prefix = f"reasoner-test-{SESSION}-{uuid.uuid4().hex[:8]}"
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            keys = list(client.scan_iter(f"{prefix}:*"))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
+class PrivateRedis:
+    """``redis-server`` on a free loopback port, keeping nothing on disk."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed"
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+
+
+def restart_postgres() -> float:
+    """Restart the machine's Postgres (every connection to it breaks); returns the seconds it
+    was away."""
+    clusters = sorted(os.listdir("/etc/postgresql"))
+    started = time.monotonic()
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", clusters[-1], "main", "restart", "-m", "fast"],
+        check=True,
+        capture_output=True,
+    )
+    return time.monotonic() - started
