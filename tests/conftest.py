@@ -17,6 +17,7 @@ from api.serve import server_config
 from api.settings import Settings
 from graph import Models, ModelSpec, Result, TiktokenCounter, openai_chat_model
 from graph.result import assemble
+from tests.runs import HELD, PLAN
 from tests.services import redis_prefix, scratch_database
 from tests.stub_backend import ROLES, StubBackend, StubOptions, model_name
 
@@ -128,6 +129,14 @@ def service(stub: StubBackend, settings: Settings) -> Iterator[Service]:
 def client(service: Service) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=service.url, timeout=30) as http:
         yield http
+
+
+@pytest.fixture
+def four_parts(stub: StubBackend) -> StubBackend:
+    """The stub plans four parts and holds the last two workers (see ``tests.runs``)."""
+    stub.options.plan = PLAN
+    stub.options.slow = dict(HELD)
+    return stub
 
 
 @pytest.fixture

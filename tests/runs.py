@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.sse import Frame, frames
 from tests.stub_backend import StubBackend
@@ -16,13 +15,6 @@ HELD = {"Part 3": 120.0, "Part 4": 120.0}
 """The stub holds these two workers' calls (far longer than any test waits)."""
 
 BODY = {"question": "A question in four parts?", "max_subtasks": 4, "max_revisions": 0}
-
-
-@pytest.fixture
-def four_parts(stub: StubBackend) -> StubBackend:
-    stub.options.plan = PLAN
-    stub.options.slow = dict(HELD)
-    return stub
 
 
 def until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:

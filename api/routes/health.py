@@ -9,13 +9,13 @@ from api.schemas import Health
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model_exclude_none=True)
 async def healthz() -> Health:
     """The process is up. Touches neither storage nor the model backend."""
     return Health()
 
 
-@router.get("/readyz", responses=documented(503))
+@router.get("/readyz", responses=documented(503), response_model_exclude_none=True)
 async def readyz(runner: RunnerDep) -> Health:
     """Ready for runs: not shutting down, the run store answers and takes writes, the model
     backend answers. Redis lost (with replicas) is `degraded`, not unready: live events and

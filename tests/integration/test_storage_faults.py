@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import pytest
 
-import api.app
+import api.storage
 from api.settings import Settings
 from api.sqlite_store import BUSY_TIMEOUT_MS, SQLiteRunStore, Statement
 from graph.events import TERMINAL_EVENTS
@@ -130,7 +130,7 @@ class SimulatedFullDisk:
                     raise sqlite3.OperationalError("database or disk is full")
                 super()._transaction(statements)
 
-        monkeypatch.setattr(api.app, "SQLiteRunStore", FullDiskStore)
+        monkeypatch.setattr(api.storage, "SQLiteRunStore", FullDiskStore)
 
     def start(self) -> None:
         self._full.set()
