@@ -121,10 +121,11 @@ class Runner:
         s = self.settings
         if not self.accepting:
             raise ApiError(503, "the service is shutting down", type="server_error", code="shutting_down")
-        if self.store.shared:
-            full = await self.store.queued() >= s.max_queued_runs
-        else:
+        here = not self.store.shared or self._unfinished < s.max_active_runs
+        if here:
             full = self._unfinished >= s.max_active_runs + s.max_queued_runs
+        else:
+            full = await self.store.queued() >= s.max_queued_runs
         if full:
             raise ApiError(
                 429,
@@ -134,7 +135,6 @@ class Runner:
                 headers={"Retry-After": "5"},
             )
         self._unfinished += 1  # held from here, so concurrent submissions see it
-        here = not self.store.shared or self._unfinished <= s.max_active_runs
         try:
             count = await self.backend.counter.count(request.question)
             admitted = time.monotonic()
