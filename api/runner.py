@@ -365,6 +365,7 @@ class Runner:
                 await self.cancel(run_id, reason)
             if reason == "suspended":
                 await self.store.release(left)
+                self.broker.wake()  # another replica may take them up at once
                 log.warning("runs left to resume in the next process", extra={"runs": left})
         if self._upkeep is not None:
             self._upkeep.cancel()
