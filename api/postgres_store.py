@@ -33,6 +33,7 @@ from api.store import (
     Status,
     StorageUnavailable,
     to_json,
+    to_text,
 )
 from api.writer import BatchWriter, Statement
 from graph import CallRecord, Result
@@ -85,8 +86,10 @@ RETURNING runs.id, status, question, request, created_at, updated_at, result, co
 
 
 def _text(value: str | None) -> str | None:
-    """Postgres text cannot hold NUL characters; model output can."""
-    return None if value is None else value.replace("\x00", "\ufffd")
+    """Postgres text holds neither NUL characters nor lone surrogates; model output can."""
+    if value is None:
+        return None
+    return to_text(value.replace("\x00", "\ufffd"))
 
 
 def _iso(value: datetime) -> str:

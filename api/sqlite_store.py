@@ -41,6 +41,7 @@ from api.store import (
     Status,
     StorageUnavailable,
     to_json,
+    to_text,
 )
 from api.writer import BatchWriter, Statement
 from graph import CallRecord, Result
@@ -330,7 +331,7 @@ class SQLiteRunStore:
                         run_id,
                         seq,
                         to_json(row),
-                        output,
+                        None if output is None else to_text(output),
                         int(row["error"] == IN_FLIGHT),
                         run_id,
                         self.instance.name,

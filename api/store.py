@@ -27,11 +27,15 @@ REPLAY_PAGE = 500
 """Events read from storage at a time when a stream replays a run."""
 
 
-def to_json(value: Any) -> str:
-    """Compact JSON that any store can keep as text: a lone surrogate in model output (not
-    UTF-8) is replaced rather than failing the write."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+def to_text(text: str) -> str:
+    """Text any store can keep: a lone surrogate in model output (not UTF-8) is replaced rather
+    than failing the write."""
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON that any store can keep as text (see ``to_text``)."""
+    return to_text(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
 
 
 class RunNotFound(LookupError):
