@@ -47,6 +47,7 @@ from graph import (
 from graph.events import RUN_COMPLETED, RunEnded
 from graph.journal import Journal
 from tests.bench.reference import reference_run
+from tests.bench.replicas import plot_replicas, print_replicas, replicas
 from tests.sse import frames
 from tests.stub_backend import MODEL_ENV, StubBackend, StubOptions, model_name, subquestion_of
 
@@ -953,6 +954,7 @@ def plots(report: dict[str, Any]) -> None:
     )
     fig.tight_layout()
     fig.savefig(RESULTS / "bench.png", dpi=110)
+    plot_replicas(report)
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -1019,6 +1021,7 @@ def print_table(report: dict[str, Any]) -> None:
               f"{d['independents_without_answers']}/{d['independents']}")  # fmt: skip
     print_durability(report)
     print_restart(report)
+    print_replicas(report)
     print("\n6. growth per run (engine in-process)")
     print(f"{'sub-q':>6}{'CPU ms':>9}{'CPU ms/sub-q':>14}{'peak KB':>10}{'KB/sub-q':>10}")
     for r in report["growth"]:
@@ -1056,7 +1059,7 @@ def main() -> None:
     report: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"}
     started = time.perf_counter()
     for step in (overhead, fanout, throughput, streaming, growth, attribution, chain, streamed_plan,
-                 dependency_answers, durability, restart):  # fmt: skip
+                 dependency_answers, durability, restart, replicas):  # fmt: skip
         t0 = time.perf_counter()
         step(report)
         print(f"[{step.__name__} done in {time.perf_counter() - t0:.0f} s]", flush=True)
@@ -1064,7 +1067,8 @@ def main() -> None:
     print_table(report)
     plots(report)
     (RESULTS / "results.json").write_text(json.dumps(report, indent=2))
-    print(f"\nwritten: {RESULTS / 'results.json'}, {RESULTS / 'bench.png'} ({report['duration_s']:.0f} s)")
+    print(f"\nwritten: {RESULTS / 'results.json'}, {RESULTS / 'bench.png'}, {RESULTS / 'replicas.png'} "
+          f"({report['duration_s']:.0f} s)")  # fmt: skip
 
 
 if __name__ == "__main__":
