@@ -182,7 +182,7 @@ def test_a_postgres_restart_during_load_ends_every_run(stub: StubBackend, cluste
     )
 
 
-def test_a_stream_goes_on_by_polling_when_redis_is_lost(
+def test_streams_and_cancels_go_on_through_postgres_when_redis_is_lost(
     four_parts: StubBackend, tmp_path: Path, database: str, prefix: str
 ) -> None:
     four_parts.options.slow = {"Part 3": 3.0, "Part 4": 3.0}
@@ -200,6 +200,14 @@ def test_a_stream_goes_on_by_polling_when_redis_is_lost(
         assert [f.id for f in frames] == list(range(1, len(frames) + 1))
         assert len(frames) > lost_at, "events after Redis was lost"
         assert httpx.get(f"{b.url}/readyz", timeout=10).json()["status"] == "degraded"
+
+        four_parts.options.slow = {"Part 3": 120.0, "Part 4": 120.0}
+        held = submit(a.url, BODY)
+        on_b = Follower(b.url, held)
+        until(lambda: on_b.names().count("task.completed") == 2, 20, "two answers of the held run on B")
+        cancelled = httpx.post(f"{b.url}/v1/runs/{held}/cancel", timeout=30)
+        assert cancelled.json()["status"] == "cancelled", "the cancel reached A through the run's row"
+        assert on_b.done(10)[-1].event == "run.cancelled"
     finally:
         cluster.kill()
         redis.stop()
