@@ -10,6 +10,11 @@ Runs outlive their process. This process renews its leases on its runs while it 
 long as it runs, takes up the unfinished runs of processes that are gone: it resumes them from
 their checkpoints (``RESUME_RUNS``), or stores them as interrupted, or as failed once one has
 been resumed ``MAX_RESUMES`` times. A shutdown leaves the runs it cannot finish to resume.
+
+On a shared store (Postgres) this process is one replica of several: a run it has no free slot
+for waits in the store, and every replica's upkeep (each second, or at once when the broker
+wakes it) claims waiting runs for its free slots and stops its runs that a caller cancelled on
+another replica.
 """
 
 import asyncio
