@@ -1,11 +1,15 @@
 """The machine's Postgres and Redis, for the tests that run replicas: each test gets a database
 of its own (a random name, dropped at the end) and a Redis prefix of its own (its keys deleted
 at the end), so runs of different tests, sessions or machines sharing a server never meet.
-``PrivateRedis`` is a Redis server of the test's own, for tests that stop it."""
+``PrivateRedis`` is a Redis server of the test's own, for tests that stop it; ``CuttableProxy``
+stands between a replica and Postgres, for tests that lose the database."""
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -97,3 +101,61 @@ def restart_postgres() -> float:
         capture_output=True,
     )
     return time.monotonic() - started
+
+
+class CuttableProxy:
+    """A TCP proxy on a free loopback port to ``host:port``, which a test can cut (every
+    connection dropped, new ones refused, as when a database host is lost) and restore."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.port = free_port()
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            if self._listener is not None:
+                with contextlib.suppress(OSError):  # wakes the accepting thread (close alone does not)
+                    self._listener.shutdown(socket.SHUT_RDWR)
+                self._listener.close()
+                self._listener = None
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            try:
+                upstream = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets |= {client, upstream}
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                target.shutdown(socket.SHUT_WR)

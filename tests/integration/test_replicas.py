@@ -18,7 +18,7 @@ import pytest
 from tests.cluster import Cluster, Follower, start, submit, view
 from tests.conftest import REPORT
 from tests.runs import BODY, calls_for, until, workers_received
-from tests.services import PrivateRedis, restart_postgres
+from tests.services import CuttableProxy, PrivateRedis, restart_postgres
 from tests.stub_backend import StubBackend
 
 
@@ -211,3 +211,33 @@ def test_streams_and_cancels_go_on_through_postgres_when_redis_is_lost(
     finally:
         cluster.kill()
         redis.stop()
+
+
+def test_while_postgres_is_lost_requests_get_503_and_the_run_finishes_after(
+    four_parts: StubBackend, tmp_path: Path, database: str, prefix: str
+) -> None:
+    proxy = CuttableProxy("127.0.0.1", 5432)
+    four_parts.options.slow = {"Part 3": 2.0, "Part 4": 2.0}
+    via_proxy = database.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    cluster = start(four_parts, tmp_path, via_proxy, prefix, 1)
+    try:
+        (a,) = cluster.replicas
+        run_id = submit(a.url, BODY)
+        until(lambda: len(workers_received(four_parts)) == 4, 10, "all four workers to be called")
+        proxy.cut()
+        with httpx.Client(base_url=a.url, timeout=30) as http:
+            lost = time.perf_counter()
+            answers = [http.get(f"/v1/runs/{run_id}"), http.post("/v1/runs", json=BODY), http.get("/readyz")]
+            took = (time.perf_counter() - lost) / len(answers)
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert error_shaped(answer) and answer.json()["error"]["code"] == "storage_unavailable"
+        proxy.restore()
+        final = until(
+            lambda: (v := view(a.url, run_id))["status"] not in ("queued", "running") and v, 60, "end"
+        )
+        assert final["status"] == "completed", "its writes waited for the database"
+        REPORT.append(f"replicas: Postgres lost: 503 storage_unavailable after {took:.1f} s per request")
+    finally:
+        cluster.kill()
+        proxy.cut()
