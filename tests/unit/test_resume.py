@@ -48,8 +48,10 @@ async def attempt(
 
     async def emit(name: EventName, data: EventData) -> None:
         events.append((name, data))
-        completed = [n for n, _ in events if n == "task.completed"]
-        if stop_after_completed is not None and len(completed) >= stop_after_completed:
+        names = [n for n, _ in events]
+        # The plan's end too: workers start while it streams, so its call could be the one cut.
+        done = stop_after_completed is not None and names.count("task.completed") >= stop_after_completed
+        if done and "plan" in names:
             enough.set()
 
     run = asyncio.create_task(
