@@ -14,6 +14,7 @@ from api.errors import ApiError
 from api.local_model import LocalModelError
 from api.logs import configure_logging
 from api.lookup import RunLookup
+from api.pricing import load_prices
 from api.runner import Runner
 from api.schemas import ReasonRequest
 from api.settings import Settings
@@ -74,17 +75,25 @@ def _show(event: Event) -> None:
 
 
 def token_table(result: Result) -> str:
-    rows = [f"{'node':<12}{'calls':>6}{'prompt':>9}{'completion':>12}{'total':>9}"]
+    """Tokens per node; a cost column where the models' prices are known."""
+    priced = result["usage"].get("cost_usd") is not None
+    rows = [
+        f"{'node':<12}{'calls':>6}{'prompt':>9}{'completion':>12}{'total':>9}"
+        + ("   cost USD" if priced else "")
+    ]
     for node, u in result["by_node"].items():
+        cost = u.get("cost_usd")
         rows.append(
             f"{node:<12}{u['calls']:>6}{u['prompt_tokens']:>9}"
             f"{u['completion_tokens']:>12}{u['total_tokens']:>9}"
+            + (f"{cost:>11.6f}" if priced and cost is not None else "")
         )
     usage = result["usage"]
     note = "estimated" if usage["estimated"] else "exact, as reported by the backend"
+    total_cost = f" · cost ${usage['cost_usd']:.6f}" if priced else ""
     rows.append(
         f"input {usage['input_tokens']} · output {usage['output_tokens']} · "
-        f"reasoning {usage['reasoning_tokens']} · total {usage['total_tokens']} ({note})"
+        f"reasoning {usage['reasoning_tokens']} · total {usage['total_tokens']}{total_cost} ({note})"
     )
     return "\n".join(rows)
 
@@ -133,6 +142,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     from api.serve import serve
 
     check_settings(settings)
+    load_prices(settings.prices_file)
 
     async def can_store() -> None:
         await (await _open_store(settings)).close()

@@ -35,6 +35,7 @@ from api.backend import Backend
 from api.broker import Broker
 from api.errors import ApiError, run_suspended, run_taken_over
 from api.live import LET_GO, LiveRun, StopReason
+from api.pricing import prices_for
 from api.schemas import ReasonRequest
 from api.settings import Settings
 from api.store import REPLAY_PAGE, Claim, Event, RunStore, Status
@@ -104,6 +105,11 @@ class Runner:
         self.broker.on_wake = self.poke
         self.broker.on_cancel = self._cancel_if_here
         self.graph: Graph = build_graph(backend.models, checkpointer=store.checkpointer)
+        self.prices = prices_for(settings.prices_file, backend)
+        models = backend.models
+        self._models = {
+            spec.name for spec in (models.planner, models.worker, models.critic, models.synthesizer)
+        }
         self.accepting = True
         self.live: dict[str, LiveRun] = {}
         """Runs of this process until their final state is committed."""
@@ -143,7 +149,7 @@ class Runner:
         try:
             count = await self.backend.counter.count(request.question)
             admitted = time.monotonic()
-            ctx = admit(request, s, count, now=admitted, completion_budget=completion_budget)
+            ctx = self._admit(request, count, admitted, completion_budget)
             run_id = new_run_id()
             await self.store.create(
                 run_id,
@@ -163,6 +169,19 @@ class Runner:
         ctx = dataclasses.replace(ctx, journal=Journal(StoredCalls(self.store, run_id)))
         self._start(self._live_run(run_id), request, ctx, count, admitted)
         return run_id
+
+    def _admit(
+        self, request: ReasonRequest, count: TokenCount, admitted: float, completion_budget: int | None
+    ) -> RunContext:
+        return admit(
+            request,
+            self.settings,
+            count,
+            now=admitted,
+            completion_budget=completion_budget,
+            prices=self.prices,
+            models=self._models,
+        )
 
     def _live_run(self, run_id: str, **kwargs: Any) -> LiveRun:
         return LiveRun(run_id, store_healthy=lambda: self.store.healthy, **kwargs)
@@ -268,6 +287,7 @@ class Runner:
             error=error,
             budget_exhausted=ctx.budget.exhausted,
             status=None if error is not None else "cancelled",
+            prices=ctx.prices,
         )
 
     def _finish(self, live: LiveRun, result: Result) -> None:
@@ -479,7 +499,7 @@ class Runner:
             request = ReasonRequest.model_validate(record.request)
             count = await self.backend.counter.count(request.question)
             admitted = time.monotonic()
-            ctx = admit(request, s, count, now=admitted, completion_budget=record.completion_budget)
+            ctx = self._admit(request, count, admitted, record.completion_budget)
         except (ValidationError, ApiError) as exc:
             message = exc.body.message if isinstance(exc, ApiError) else "its stored request is invalid"
             error = RunError(kind="internal_error", message=f"cannot resume the run: {message}", node=None)
@@ -518,6 +538,7 @@ class Runner:
             total_ms=0.0,
             error=error,
             status=None if error is not None else "cancelled",
+            prices=self.prices,
         )
         event = Event(
             last + 1, run_id, TERMINAL_EVENT[status], RunEnded(run_id=run_id, result=result, error=error)

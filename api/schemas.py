@@ -25,6 +25,12 @@ class ReasonRequest(BaseModel):
     deadline_s: float | None = Field(
         None, ge=1, le=86_400, description="seconds after which the run ends with what it has"
     )
+    cost_budget_usd: float | None = Field(
+        None,
+        gt=0,
+        le=1_000_000,
+        description="most US dollars the run may cost; needs a price for every model (PRICES_FILE)",
+    )
 
     @field_validator("question")
     @classmethod
@@ -140,6 +146,7 @@ class CompletionUsage(BaseModel):
     completion_tokens: int
     total_tokens: int
     completion_tokens_details: CompletionTokensDetails
+    cost: float | None = Field(None, description="US dollars, as OpenRouter reports it; null without prices")
 
 
 class AssistantMessage(BaseModel):

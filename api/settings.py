@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS; empty = CORS off")
 
     data_dir: Path = Path("data")
+    prices_file: Path | None = Field(
+        None, description="JSON or YAML: model -> USD per million input, cached_input, output tokens"
+    )
+    metrics_public: bool = Field(False, description="with API_KEYS set, /metrics needs no key")
     database_url: str | None = Field(
         None,
         pattern=r"^postgres(ql)?://",

@@ -3,7 +3,7 @@
 from graph.builder import Graph, build_graph
 from graph.context import RunContext
 from graph.errors import ErrorKind, ModelCallError
-from graph.ledger import CallRecord, NodeUsage, Usage
+from graph.ledger import CallRecord, NodeUsage, Price, Prices, Usage
 from graph.models import Models, ModelSpec, openai_chat_model
 from graph.result import Result, RunError, RunStatus
 from graph.run import Emit, execute
@@ -19,6 +19,8 @@ __all__ = [
     "ModelSpec",
     "Models",
     "NodeUsage",
+    "Price",
+    "Prices",
     "Result",
     "RunContext",
     "RunError",

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from graph.budget import Budget
 from graph.journal import CallLog, Entry, Journal
-from graph.ledger import CallRecord
+from graph.ledger import CallRecord, Prices
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class RunContext:
     retry_max_s: float = 8.0
     deadline: float | None = None
     synthesis_time_s: float = 0.0
+    prices: Prices = field(default_factory=dict)
+    """Model prices, for the result's cost (a model missing from them has none)."""
     budget: Budget = field(default_factory=Budget)
     ledger: list[CallRecord] = field(default_factory=list)
     journal: Journal = field(default_factory=Journal)

@@ -1,5 +1,8 @@
-"""The token ledger: one row per model call, and the run's usage summary built from the rows."""
+"""The token ledger: one row per model call, and the run's usage summary built from the rows,
+in tokens and, where the models have prices, in US dollars."""
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 from typing_extensions import TypedDict
@@ -27,6 +30,24 @@ class CallRecord(TypedDict):
     error: str | None
 
 
+@dataclass(frozen=True)
+class Price:
+    """A model's price in US dollars per million tokens."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+    """Not applied yet: the ledger does not record cached prompt tokens, so every prompt token
+    is priced as ``input`` (an upper bound where a backend caches)."""
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
+
+
+Prices = Mapping[str, Price]
+"""Model name → price. A model missing from it has no known price."""
+
+
 class Usage(TypedDict):
     """Run totals in the vocabulary of OpenAI's reasoning models.
 
@@ -39,6 +60,8 @@ class Usage(TypedDict):
     total_tokens: int
     estimated: bool
     input_tokens_exact: bool
+    cost_usd: float | None
+    """What the calls cost; None if a model that was called has no price."""
 
 
 class NodeUsage(TypedDict):
@@ -46,9 +69,23 @@ class NodeUsage(TypedDict):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    cost_usd: float | None
 
 
-def summarize(calls: list[CallRecord], question_tokens: int, question_exact: bool) -> Usage:
+def cost(calls: list[CallRecord], prices: Prices) -> float | None:
+    """What these calls cost, or None if one of them was made to a model with no price."""
+    total = 0.0
+    for call in calls:
+        price = prices.get(call["model"])
+        if price is None:
+            return None
+        total += price.cost(call["prompt_tokens"], call["completion_tokens"])
+    return round(total, 10)
+
+
+def summarize(
+    calls: list[CallRecord], question_tokens: int, question_exact: bool, prices: Prices | None = None
+) -> Usage:
     """Split the ledger into input (the question), output (the final answer) and reasoning.
 
     Reasoning is derived as ``total - input - output`` so the total stays exact even
@@ -64,18 +101,22 @@ def summarize(calls: list[CallRecord], question_tokens: int, question_exact: boo
         total_tokens=total,
         estimated=any(c["estimated"] for c in calls),
         input_tokens_exact=question_exact,
+        cost_usd=cost(calls, prices or {}),
     )
 
 
-def by_node(calls: list[CallRecord]) -> dict[NodeName, NodeUsage]:
-    """Per node kind: number of calls and their tokens."""
-    rows: dict[NodeName, NodeUsage] = {
-        node: NodeUsage(calls=0, prompt_tokens=0, completion_tokens=0, total_tokens=0) for node in NODES
-    }
-    for call in calls:
-        row = rows[call["node"]]
-        row["calls"] += 1
-        row["prompt_tokens"] += call["prompt_tokens"]
-        row["completion_tokens"] += call["completion_tokens"]
-        row["total_tokens"] += call["prompt_tokens"] + call["completion_tokens"]
+def by_node(calls: list[CallRecord], prices: Prices | None = None) -> dict[NodeName, NodeUsage]:
+    """Per node kind: number of calls, their tokens and their cost."""
+    rows: dict[NodeName, NodeUsage] = {}
+    for node in NODES:
+        mine = [c for c in calls if c["node"] == node]
+        prompt = sum(c["prompt_tokens"] for c in mine)
+        completion = sum(c["completion_tokens"] for c in mine)
+        rows[node] = NodeUsage(
+            calls=len(mine),
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            cost_usd=cost(mine, prices or {}),
+        )
     return rows

@@ -6,7 +6,7 @@ from typing import Literal
 from typing_extensions import TypedDict
 
 from graph.errors import ErrorKind
-from graph.ledger import CallRecord, NodeName, NodeUsage, Usage, by_node, summarize
+from graph.ledger import CallRecord, NodeName, NodeUsage, Prices, Usage, by_node, summarize
 from graph.state import Fallback, OutputState, SubAnswer, SubTask, VerdictRecord
 
 RunStatus = Literal["completed", "partial", "failed", "cancelled"]
@@ -41,6 +41,8 @@ class Result(TypedDict):
     fallbacks: list[Fallback]
     budget_exhausted: bool
     error: RunError | None
+    trace_id: str | None
+    """The run's OpenTelemetry trace (32 hex digits), when tracing is on."""
 
 
 def _span_ms(calls: list[CallRecord], node: NodeName) -> float:
@@ -64,6 +66,8 @@ def assemble(
     error: RunError | None,
     budget_exhausted: bool = False,
     status: RunStatus | None = None,
+    prices: Prices | None = None,
+    trace_id: str | None = None,
 ) -> Result:
     """Build the result from the final (or last known) state and the run's ledger."""
     plan = state["plan"] if state and "plan" in state else []
@@ -87,8 +91,8 @@ def assemble(
         plan=plan,
         subanswers=subanswers,
         critique=state.get("critique", []) if state else [],
-        usage=summarize(calls, question_tokens, question_exact),
-        by_node=by_node(calls),
+        usage=summarize(calls, question_tokens, question_exact, prices),
+        by_node=by_node(calls, prices),
         calls=list(calls),
         timings=Timings(
             total_ms=round(total_ms, 2),
@@ -100,4 +104,5 @@ def assemble(
         fallbacks=fallbacks,
         budget_exhausted=budget_exhausted,
         error=error,
+        trace_id=trace_id,
     )

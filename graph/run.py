@@ -93,6 +93,7 @@ async def execute(
         error=error,
         budget_exhausted=ctx.budget.exhausted,
         status="cancelled" if cancelled else None,
+        prices=ctx.prices,
     )
     await emit(USAGE, UsageReport(usage=result["usage"], by_node=result["by_node"]))
     return result

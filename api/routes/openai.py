@@ -59,6 +59,7 @@ def completion_usage(usage: Usage) -> CompletionUsage:
         completion_tokens=usage["output_tokens"] + usage["reasoning_tokens"],
         total_tokens=usage["total_tokens"],
         completion_tokens_details=CompletionTokensDetails(reasoning_tokens=usage["reasoning_tokens"]),
+        cost=usage.get("cost_usd"),
     )
 
 

@@ -207,6 +207,7 @@ async def test_usage_is_what_the_backend_billed(stub: StubBackend) -> None:
             "prompt_tokens": sum(c.prompt_tokens for c in calls),
             "completion_tokens": sum(c.completion_tokens for c in calls),
             "total_tokens": sum(c.prompt_tokens + c.completion_tokens for c in calls),
+            "cost_usd": None,  # no prices
         }, node
     (synth,) = stub.calls_of("synthesizer")
     assert usage["output_tokens"] == synth.completion_tokens == count_tokens("The final answer is 42.")

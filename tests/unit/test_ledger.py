@@ -2,18 +2,24 @@
 
 import random
 
-from graph.ledger import NODES, CallRecord, by_node, summarize
+from graph.ledger import NODES, CallRecord, Price, by_node, summarize
 
 
 def row(
-    node: str, prompt: int, completion: int, *, error: str | None = None, estimated: bool = False
+    node: str,
+    prompt: int,
+    completion: int,
+    *,
+    error: str | None = None,
+    estimated: bool = False,
+    model: str = "m",
 ) -> CallRecord:
     return CallRecord(
         node=node,  # type: ignore[typeddict-item]
         task_id=None,
         attempt=1,
         retry=0,
-        model="m",
+        model=model,
         prompt_tokens=prompt,
         completion_tokens=completion,
         estimated=estimated,
@@ -65,6 +71,7 @@ def test_split_of_a_typical_run() -> None:
         "total_tokens": 690,
         "estimated": False,
         "input_tokens_exact": True,
+        "cost_usd": None,
     }
 
 
@@ -81,5 +88,36 @@ def test_estimated_if_any_call_was() -> None:
 def test_by_node_counts_every_kind() -> None:
     rows = by_node([row("worker", 10, 5), row("worker", 1, 1)])
     assert set(rows) == set(NODES)
-    assert rows["worker"] == {"calls": 2, "prompt_tokens": 11, "completion_tokens": 6, "total_tokens": 17}
+    assert rows["worker"] == {
+        "calls": 2,
+        "prompt_tokens": 11,
+        "completion_tokens": 6,
+        "total_tokens": 17,
+        "cost_usd": None,
+    }
     assert rows["critic"]["calls"] == 0
+
+
+def test_cost_is_tokens_times_prices_per_node_and_in_all() -> None:
+    prices = {"small": Price(input=0.5, output=2.0), "big": Price(input=3.0, output=15.0, cached_input=0.3)}
+    calls = [
+        row("planner", 1000, 200, model="big"),
+        row("worker", 800, 500, model="small"),
+        row("worker", 700, 0, model="small", error="upstream_timeout"),  # billed what was reported
+        row("synthesizer", 2000, 600, model="big"),
+    ]
+    nodes = by_node(calls, prices)
+    assert nodes["planner"]["cost_usd"] == (1000 * 3.0 + 200 * 15.0) / 1e6
+    assert nodes["worker"]["cost_usd"] == (1500 * 0.5 + 500 * 2.0) / 1e6
+    assert nodes["critic"]["cost_usd"] == 0.0, "no calls, no cost"
+    assert nodes["synthesizer"]["cost_usd"] == (2000 * 3.0 + 600 * 15.0) / 1e6
+    usage = summarize(calls, 10, True, prices)
+    assert usage["cost_usd"] == round(sum(n["cost_usd"] or 0 for n in nodes.values()), 10)
+
+
+def test_a_model_without_a_price_has_no_cost() -> None:
+    calls = [row("planner", 10, 10, model="priced"), row("worker", 10, 10, model="unknown")]
+    nodes = by_node(calls, {"priced": Price(1.0, 1.0)})
+    assert nodes["planner"]["cost_usd"] == 20 / 1e6
+    assert nodes["worker"]["cost_usd"] is None
+    assert summarize(calls, 1, True, {"priced": Price(1.0, 1.0)})["cost_usd"] is None
