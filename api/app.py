@@ -19,7 +19,7 @@ from api.errors import install_error_handlers
 from api.events import StreamEvent
 from api.limits import BodySizeLimit
 from api.lookup import RunLookup
-from api.routes import health, openai, page, reason, runs
+from api.routes import health, metrics, openai, page, reason, runs
 from api.routes.page import STATIC
 from api.runner import Runner
 from api.settings import Settings, get_settings
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(page.router)
+    app.include_router(metrics.router, dependencies=[] if settings.metrics_public else [Authenticated])
     for module in (reason, runs, openai):
         app.include_router(module.router, dependencies=[Authenticated])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -35,6 +35,7 @@ from api.backend import Backend
 from api.broker import Broker
 from api.errors import ApiError, run_suspended, run_taken_over
 from api.live import LET_GO, LiveRun, StopReason
+from api.metrics import Metrics
 from api.pricing import prices_for
 from api.schemas import ReasonRequest
 from api.settings import Settings
@@ -106,6 +107,7 @@ class Runner:
         self.broker.on_cancel = self._cancel_if_here
         self.graph: Graph = build_graph(backend.models, checkpointer=store.checkpointer)
         self.prices = prices_for(settings.prices_file, backend)
+        self.metrics = Metrics()
         models = backend.models
         self._models = {
             spec.name for spec in (models.planner, models.worker, models.critic, models.synthesizer)
@@ -307,6 +309,7 @@ class Runner:
         event = live.append(name, RunEnded(run_id=live.run_id, result=result, error=result["error"]))
         live.end(status, result)
         self._unfinished -= 1
+        self.metrics.run_ended(status, result, self.prices)
         log.info(
             "run finished",
             extra={
@@ -545,3 +548,4 @@ class Runner:
         )
         await self.store.finish(run_id, status, result, event)
         self.broker.changed(run_id)
+        self.metrics.run_ended(status, result, self.prices)

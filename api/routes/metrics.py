@@ -1,0 +1,26 @@
+"""Prometheus metrics. With API_KEYS set, a key is needed, unless METRICS_PUBLIC."""
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from api.deps import LookupDep, RunnerDep
+from api.errors import documented
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={**documented(401, 503), 200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics"}},
+)
+async def metrics(runner: RunnerDep, lookup: LookupDep) -> Response:
+    """Runs, model calls, tokens and cost by node and model, latencies, in the Prometheus text
+    format."""
+    m = runner.metrics
+    statuses = [live.status for live in runner.live.values()]
+    m.active.set(statuses.count("running"))
+    m.queued.set(await runner.store.queued() if runner.store.shared else statuses.count("queued"))
+    m.streams.set(lookup.followers)
+    return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
