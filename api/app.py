@@ -19,11 +19,12 @@ from api.errors import install_error_handlers
 from api.events import StreamEvent
 from api.limits import BodySizeLimit
 from api.lookup import RunLookup
-from api.routes import health, metrics, openai, page, reason, runs
+from api.routes import health, metrics, openai, page, reason, runs, usage
 from api.routes.page import STATIC
 from api.runner import Runner
 from api.settings import Settings, get_settings
 from api.storage import open_broker, open_store
+from api.tracing import TraceContext, traces_endpoint, tracing
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            stack.enter_context(tracing(settings))  # first in, last out: flushed after the runs end
             if backend is None:
                 ready = await stack.enter_async_context(open_backend(settings, stop=app.state.startup_stop))
             else:
@@ -84,9 +86,11 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.include_router(health.router)
     app.include_router(page.router)
     app.include_router(metrics.router, dependencies=[] if settings.metrics_public else [Authenticated])
-    for module in (reason, runs, openai):
+    for module in (reason, runs, openai, usage):
         app.include_router(module.router, dependencies=[Authenticated])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if traces_endpoint(settings) is not None:
+        app.add_middleware(TraceContext)
     if settings.origins:
         # Keys travel in the Authorization header, never in cookies: no credentials mode.
         app.add_middleware(

@@ -1,5 +1,6 @@
 """API keys: with API_KEYS set, every /v1 route needs ``Authorization: Bearer <key>``."""
 
+import hashlib
 import hmac
 from typing import Annotated
 
@@ -38,3 +39,17 @@ async def require_api_key(
 
 
 Authenticated = Depends(require_api_key)
+
+
+def key_hash(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    settings: SettingsDep,
+) -> str | None:
+    """Who is asking, for accounting: the SHA-256 of their API key (the key itself is never
+    stored); None without API_KEYS."""
+    if not settings.keys or credentials is None:
+        return None
+    return hashlib.sha256(credentials.credentials.encode()).hexdigest()
+
+
+CallerDep = Annotated[str | None, Depends(key_hash)]

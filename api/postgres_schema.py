@@ -52,9 +52,14 @@ STEPS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;
     CREATE INDEX runs_by_owner ON runs (owner) WHERE status IN ('queued', 'running');
     """,
+    """
+    ALTER TABLE runs ADD COLUMN key_hash text;
+    CREATE INDEX runs_by_key ON runs (key_hash, created_at);
+    """,
 )
 """Version N is ``STEPS[:N]``. Step 2: cancel requests kept in the run's row (a replica that
-misses Redis's message still sees them), and an index for each replica's lease renewal."""
+misses Redis's message still sees them), and an index for each replica's lease renewal. Step 3:
+the API key (its hash) a run is accounted to."""
 
 Row = dict[str, Any]
 

@@ -32,6 +32,7 @@ from api.store import (
     RunRecord,
     Status,
     StorageUnavailable,
+    UsageDay,
     to_json,
     to_text,
 )
@@ -181,11 +182,12 @@ class PostgresRunStore:
         lease_s: float,
         completion_budget: int | None = None,
         owned: bool = True,
+        key_hash: str | None = None,
     ) -> RunRecord:
         rows = await self._read(
             "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
-            "lease_until, completion_budget) VALUES (%s, 'queued', %s, %s, now(), now(), %s, "
-            "CASE WHEN %s THEN now() + %s * interval '1 second' END, %s) RETURNING created_at",
+            "lease_until, completion_budget, key_hash) VALUES (%s, 'queued', %s, %s, now(), now(), %s, "
+            "CASE WHEN %s THEN now() + %s * interval '1 second' END, %s, %s) RETURNING created_at",
             (
                 run_id,
                 _text(question),
@@ -194,6 +196,7 @@ class PostgresRunStore:
                 owned,
                 lease_s,
                 completion_budget,
+                key_hash,
             ),
         )
         at = _iso(rows[0]["created_at"])
@@ -348,6 +351,18 @@ class PostgresRunStore:
     async def last_event_id(self, run_id: str) -> int:
         rows = await self._read("SELECT COALESCE(MAX(seq), 0) AS last FROM events WHERE run_id=%s", (run_id,))
         return int(rows[0]["last"])
+
+    async def usage(self, key_hash: str | None, since: str, until: str) -> list[UsageDay]:
+        rows = await self._read(
+            "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*) AS runs, "
+            "COALESCE(sum((result::jsonb #>> '{usage,total_tokens}')::bigint), 0) AS tokens, "
+            "sum((result::jsonb #>> '{usage,cost_usd}')::float8) AS cost "
+            "FROM runs WHERE key_hash IS NOT DISTINCT FROM %s "
+            "AND created_at >= %s::date::timestamp AT TIME ZONE 'UTC' "
+            "AND created_at < (%s::date + 1)::timestamp AT TIME ZONE 'UTC' GROUP BY day ORDER BY day",
+            (key_hash, since, until),
+        )
+        return [UsageDay(r["day"], r["runs"], int(r["tokens"]), r["cost"]) for r in rows]
 
     async def recent(self, limit: int, before: str | None = None) -> list[RunRecord]:
         if before is None:

@@ -126,7 +126,9 @@ class Runner:
         """Runs admitted and not finished yet (executing or queued)."""
         return self._unfinished
 
-    async def submit(self, request: ReasonRequest, *, completion_budget: int | None = None) -> str:
+    async def submit(
+        self, request: ReasonRequest, *, completion_budget: int | None = None, key_hash: str | None = None
+    ) -> str:
         """Admit the run, store it as queued and start it in the background; returns its id.
 
         On a shared store, a run this process has no free slot for is left queued in the store
@@ -160,6 +162,7 @@ class Runner:
                 lease_s=s.lease_s,
                 completion_budget=completion_budget,
                 owned=here,
+                key_hash=key_hash,
             )
         except BaseException:
             self._unfinished -= 1

@@ -40,6 +40,7 @@ from api.store import (
     RunRecord,
     Status,
     StorageUnavailable,
+    UsageDay,
     to_json,
     to_text,
 )
@@ -88,6 +89,10 @@ MIGRATIONS: tuple[str, ...] = (
         in_flight INTEGER NOT NULL,
         PRIMARY KEY (run_id, seq)
     ) WITHOUT ROWID;
+    """,
+    """
+    ALTER TABLE runs ADD COLUMN key_hash TEXT;
+    CREATE INDEX runs_by_key ON runs (key_hash, created_at);
     """,
 )
 """The schema, one step per version (``PRAGMA user_version`` is the steps applied). The first
@@ -281,13 +286,14 @@ class SQLiteRunStore:
         lease_s: float,
         completion_budget: int | None = None,
         owned: bool = True,
+        key_hash: str | None = None,
     ) -> RunRecord:
         if not self.healthy:
             raise StorageUnavailable("the run store is failing to write")
         now = _now()
         statement: Statement = (
             "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
-            "lease_until, completion_budget) VALUES (?,?,?,?,?,?,?,?,?)",
+            "lease_until, completion_budget, key_hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
                 run_id,
                 "queued",
@@ -298,6 +304,7 @@ class SQLiteRunStore:
                 self.instance.name if owned else None,
                 time.time() + lease_s if owned else 0,
                 completion_budget,
+                key_hash,
             ),
         )
         try:
@@ -513,6 +520,17 @@ class SQLiteRunStore:
     async def last_event_id(self, run_id: str) -> int:
         rows = await self._read("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id=?", (run_id,))
         return int(rows[0][0])
+
+    async def usage(self, key_hash: str | None, since: str, until: str) -> list[UsageDay]:
+        rows = await self._read(
+            "SELECT substr(created_at, 1, 10) AS day, COUNT(*), "
+            "COALESCE(SUM(json_extract(result, '$.usage.total_tokens')), 0), "
+            "SUM(json_extract(result, '$.usage.cost_usd')) "
+            "FROM runs WHERE key_hash IS ? AND created_at >= ? AND created_at < date(?, '+1 day') "
+            "GROUP BY day ORDER BY day",
+            (key_hash, since, until),
+        )
+        return [UsageDay(day, runs, int(tokens), cost) for day, runs, tokens, cost in rows]
 
     async def recent(self, limit: int, before: str | None = None) -> list[RunRecord]:
         if before is None:

@@ -70,6 +70,19 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class UsageDay:
+    """What one API key's runs spent on one day (UTC)."""
+
+    day: str
+    runs: int
+    """Runs created that day, finished or not."""
+    total_tokens: int
+    """Of the finished ones."""
+    cost_usd: float | None
+    """Of the finished ones that have a cost; None if none has."""
+
+
+@dataclass(frozen=True)
 class Claim:
     """An unfinished run this process now owns because the one that owned it is gone."""
 
@@ -109,10 +122,11 @@ class RunStore(Protocol):
         lease_s: float,
         completion_budget: int | None = None,
         owned: bool = True,
+        key_hash: str | None = None,
     ) -> RunRecord:
         """Store a new queued run, owned by this process (or, not ``owned``, by none: it waits
         for any process to claim it), committed before it returns; raises
-        StorageUnavailable."""
+        StorageUnavailable. ``key_hash`` names the API key it is accounted to."""
         ...
 
     def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
@@ -192,6 +206,11 @@ class RunStore(Protocol):
 
     async def last_event_id(self, run_id: str) -> int:
         """The id of the run's last stored event; 0 if it has none."""
+        ...
+
+    async def usage(self, key_hash: str | None, since: str, until: str) -> list[UsageDay]:
+        """Per day from ``since`` to ``until`` (dates, both included), the runs of the key
+        ``key_hash`` (None: runs made without one), days without runs left out."""
         ...
 
     async def recent(self, limit: int, before: str | None = None) -> list[RunRecord]:

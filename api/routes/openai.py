@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
+from api.auth import CallerDep
 from api.deps import LookupDep, RunnerDep, SettingsDep
 from api.errors import RUN_ERRORS, ApiError, documented, raise_for_failure, run_suspended
 from api.events import SSE_HEADERS, encode_data
@@ -155,11 +156,13 @@ async def chat_completions(
     lookup: LookupDep,
     settings: SettingsDep,
     response: Response,
+    caller: CallerDep,
 ) -> ChatCompletion | StreamingResponse:
     """Answer the conversation's last user message with the full reasoning pipeline."""
     _check_model(body, settings)
     request = to_reason_request(body)
-    run_id = await runner.submit(request, completion_budget=body.max_completion_tokens or body.max_tokens)
+    budget = body.max_completion_tokens or body.max_tokens
+    run_id = await runner.submit(request, completion_budget=budget, key_hash=caller)
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 
+from api.auth import CallerDep
 from api.deps import LookupDep, RunnerDep, SettingsDep
 from api.errors import RUN_ERRORS, documented, raise_for_failure
 from api.events import SSE_RESPONSE_DOC
@@ -35,13 +36,14 @@ async def reason(
     runner: RunnerDep,
     lookup: LookupDep,
     settings: SettingsDep,
+    caller: CallerDep,
     accept: Annotated[str | None, Header()] = None,
 ) -> Result | StreamingResponse:
     """Run the planner, workers, critic and synthesizer; return the answer and the ledger.
 
     With `Accept: text/event-stream` the run is streamed as server-sent events instead.
     """
-    run_id = await runner.submit(body)
+    run_id = await runner.submit(body, key_hash=caller)
     if wants_events(accept):
         return run_events_response(
             lookup, run_id, after=0, cancel_on_disconnect=settings.cancel_on_disconnect

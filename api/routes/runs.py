@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import Response, StreamingResponse
 
+from api.auth import CallerDep
 from api.deps import LookupDep, RunnerDep, SettingsDep
 from api.errors import ApiError, documented
 from api.events import SSE_RESPONSE_DOC
@@ -16,9 +17,9 @@ router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses=documented(400, 401, 413, 422, 429, 503))
-async def start_run(body: ReasonRequest, runner: RunnerDep) -> RunAccepted:
+async def start_run(body: ReasonRequest, runner: RunnerDep, caller: CallerDep) -> RunAccepted:
     """Start a run in the background; follow it with `GET /v1/runs/{run_id}/events`."""
-    run_id = await runner.submit(body)
+    run_id = await runner.submit(body, key_hash=caller)
     return RunAccepted(run_id=run_id, status="queued")
 
 

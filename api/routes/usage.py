@@ -1,0 +1,47 @@
+"""What the caller's own API key has spent: runs, tokens and cost per day."""
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.auth import CallerDep
+from api.deps import LookupDep
+from api.errors import ApiError, documented
+from api.schemas import UsageDayView, UsageReport
+
+router = APIRouter(prefix="/v1", tags=["usage"])
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+
+
+@router.get("/usage", responses=documented(400, 401, 422, 503))
+async def usage(
+    lookup: LookupDep,
+    caller: CallerDep,
+    since: Annotated[date | None, Query(description="first day (UTC), default 30 days before until")] = None,
+    until: Annotated[date | None, Query(description="last day (UTC), included; default today")] = None,
+) -> UsageReport:
+    """Runs, tokens and cost per day for the key this request is made with (runs are accounted
+    to a hash of the key, never the key itself). Without API_KEYS, the runs made without one."""
+    last = until or datetime.now(UTC).date()
+    first = since or last - timedelta(days=DEFAULT_DAYS - 1)
+    if first > last:
+        raise ApiError(400, "since is after until", param="since", code="invalid_range")
+    if (last - first).days >= MAX_DAYS:
+        raise ApiError(400, f"at most {MAX_DAYS} days at a time", param="since", code="invalid_range")
+    days = await lookup.store.usage(caller, first.isoformat(), last.isoformat())
+    costs = [d.cost_usd for d in days if d.cost_usd is not None]
+    return UsageReport(
+        key=caller[:12] if caller else None,
+        since=first.isoformat(),
+        until=last.isoformat(),
+        days=[
+            UsageDayView(day=d.day, runs=d.runs, total_tokens=d.total_tokens, cost_usd=d.cost_usd)
+            for d in days
+        ],
+        runs=sum(d.runs for d in days),
+        total_tokens=sum(d.total_tokens for d in days),
+        cost_usd=round(sum(costs), 10) if costs else None,
+    )
