@@ -5,11 +5,14 @@ in ``/metrics`` are the sums of the ``by_node`` of the runs this process ended. 
 and bounded: node (4 values), model (the configured ones), status, outcome, kind; never a run
 id or a question. Gauges are read when the metrics are scraped."""
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import generate_latest
 
 from api.store import Status
 from graph import CallRecord, Prices, Result
+
+# The *_created series say only when a label set first appeared: left out.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
