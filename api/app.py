@@ -24,7 +24,7 @@ from api.routes.page import STATIC
 from api.runner import Runner
 from api.settings import Settings, get_settings
 from api.storage import open_broker, open_store
-from api.tracing import TraceContext, traces_endpoint, tracing
+from api.tracing import tracing
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,6 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     for module in (reason, runs, openai, usage):
         app.include_router(module.router, dependencies=[Authenticated])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    if traces_endpoint(settings) is not None:
-        app.add_middleware(TraceContext)
     if settings.origins:
         # Keys travel in the Authorization header, never in cookies: no credentials mode.
         app.add_middleware(

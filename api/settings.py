@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         1000, ge=1, le=1_000_000, description="open connections beyond this get 503 at once"
     )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP collector: set = traces exported to its /v1/traces; unset = tracing off"
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(None, description="the same, used as it is")
 
     @property
     def embedded(self) -> bool:

@@ -13,8 +13,10 @@ from typing import Any, TypeVar
 import httpx
 import openai
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from opentelemetry.trace import Span
 from pydantic import BaseModel, ValidationError
 
+from graph import tracing
 from graph.budget import BudgetExhausted
 from graph.context import RunContext
 from graph.errors import ErrorKind, ModelCallError
@@ -180,7 +182,7 @@ async def call_text(
     response_format: dict[str, Any] | None = None,
     on_delta: Callable[[str], None] | None = None,
 ) -> tuple[str, list[CallRecord]]:
-    """Call the model with retries; every try is one ledger row.
+    """Call the model with retries; every try is one ledger row, and one span (``graph.tracing``).
 
     ``attempt`` is the node's attempt at its task (a worker's revision is attempt 2, the
     critic's round n is attempt n), numbered as in the events; each row adds its ``retry``.
@@ -214,36 +216,40 @@ async def call_text(
         timeout = ctx.timeout_s if time_left is None else min(ctx.timeout_s, time_left)
         row = functools.partial(_row, spec, node, task_id, attempt, retry, _now(), time.perf_counter())
         seq = ctx.journal.started(row(0, 0, False, IN_FLIGHT))
-        try:
-            async with asyncio.timeout(timeout):
-                message = await _invoke(spec, messages, kwargs, deltas)
-        except asyncio.CancelledError:
-            ctx.budget.settle(prompt_estimate, cap, 0)
-            _record(ctx, rows, seq, row(0, 0, False, "cancelled"))
-            raise
-        except Exception as exc:
-            ctx.budget.settle(prompt_estimate, cap, 0)
-            failure = classify(exc)
-            if failure.kind == "upstream_timeout" and timeout < ctx.timeout_s:
-                failure = _Failure("deadline_exceeded", "the run's deadline has passed", False, None)
-            _record(ctx, rows, seq, row(0, 0, False, failure.message))
-            if failure.kind == "internal_error":
-                raise  # a bug here, not the backend's fault: never retried, never blamed upstream
-            if not failure.retryable or retry == ctx.max_attempts - 1:
-                raise ModelCallError(
-                    failure.kind, failure.message, node, failure.status, failure.code
-                ) from exc
-            await asyncio.sleep(_backoff(ctx, retry, failure.retry_after))
-            continue
-        text = message.text
-        usage = message.usage_metadata
-        if usage is not None and (usage["input_tokens"] or usage["output_tokens"]):
-            prompt, completion, estimated = usage["input_tokens"], usage["output_tokens"], False
-        else:
-            prompt, completion, estimated = prompt_estimate, estimate(text), True
-        ctx.budget.settle(prompt_estimate, cap, prompt + completion)
-        _record(ctx, rows, seq, row(prompt, completion, estimated, None), text)
-        return text, rows
+        with tracing.chat(spec.name, node, task_id, attempt, retry, cap) as span:
+            try:
+                async with asyncio.timeout(timeout):
+                    message = await _invoke(spec, messages, kwargs, deltas)
+            except asyncio.CancelledError:
+                ctx.budget.settle(prompt_estimate, cap, 0)
+                _record(ctx, rows, seq, span, row(0, 0, False, "cancelled"))
+                raise
+            except Exception as exc:
+                ctx.budget.settle(prompt_estimate, cap, 0)
+                failure = classify(exc)
+                if failure.kind == "upstream_timeout" and timeout < ctx.timeout_s:
+                    failure = _Failure("deadline_exceeded", "the run's deadline has passed", False, None)
+                _record(ctx, rows, seq, span, row(0, 0, False, failure.message))
+                if failure.kind == "internal_error":
+                    raise  # a bug here, not the backend's fault: never retried, never blamed upstream
+                tracing.failed(span, failure.kind)
+                if not failure.retryable or retry == ctx.max_attempts - 1:
+                    raise ModelCallError(
+                        failure.kind, failure.message, node, failure.status, failure.code
+                    ) from exc
+                backoff = _backoff(ctx, retry, failure.retry_after)
+            else:
+                text = message.text
+                usage = message.usage_metadata
+                if usage is not None and (usage["input_tokens"] or usage["output_tokens"]):
+                    prompt, completion, estimated = usage["input_tokens"], usage["output_tokens"], False
+                else:
+                    prompt, completion, estimated = prompt_estimate, estimate(text), True
+                ctx.budget.settle(prompt_estimate, cap, prompt + completion)
+                _record(ctx, rows, seq, span, row(prompt, completion, estimated, None), text)
+                tracing.answered(span, message.response_metadata)
+                return text, rows
+        await asyncio.sleep(backoff)  # after the attempt's span: the wait is no part of it
     raise AssertionError("unreachable: max_attempts must be at least 1")
 
 
@@ -274,11 +280,12 @@ class _Deltas:
 
 
 def _record(
-    ctx: RunContext, rows: list[CallRecord], seq: int, row: CallRecord, output: str | None = None
+    ctx: RunContext, rows: list[CallRecord], seq: int, span: Span, row: CallRecord, output: str | None = None
 ) -> None:
     rows.append(row)
     ctx.ledger.append(row)
     ctx.journal.ended(seq, row, output)
+    tracing.spent(span, row)
 
 
 def _time_left(ctx: RunContext, for_synthesis: bool) -> float | None:

@@ -8,6 +8,7 @@ node that plans), since a graph step waits for all of its tasks before the next 
 """
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Mapping
 
 from graph.scheduling import blocked, ready
@@ -29,10 +30,15 @@ class Dispatcher:
         limit: int,
         answered: Mapping[str, SubAnswer] | None = None,
     ) -> None:
-        """``answered`` are answers that stand (an earlier round's): their tasks are not run."""
+        """``answered`` are answers that stand (an earlier round's): their tasks are not run.
+
+        Each task runs in a copy of the context the dispatcher is made in (the node's, with its
+        span), not of whatever is current when the task becomes ready (the planner's streamed
+        call, say)."""
         self._run = run
         self._blocked_answer = blocked_answer
         self._slots = asyncio.Semaphore(limit)
+        self._context = contextvars.copy_context()
         self.plan: list[SubTask] = []
         self._by_id: dict[str, SubTask] = {}
         self.answers: dict[str, SubAnswer] = dict(answered or {})
@@ -67,7 +73,9 @@ class Dispatcher:
                 self.answers[task_id] = self._blocked_answer(self._by_id[task_id], dependency)
         for task_id in ready(self.plan, self._ok(), self._started):
             self._started.add(task_id)
-            runner = asyncio.create_task(self._one(self._by_id[task_id]), name=f"task {task_id}")
+            runner = asyncio.create_task(
+                self._one(self._by_id[task_id]), name=f"task {task_id}", context=self._context.copy()
+            )
             self._tasks.add(runner)
             runner.add_done_callback(self._tasks.discard)
         self._changed.set()

@@ -10,6 +10,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
+from graph import tracing
 from graph.budget import synthesis_cost
 from graph.calls import call_structured, call_text
 from graph.context import RunContext
@@ -143,56 +144,60 @@ class Nodes:
         revision, the previous answer and the critic's feedback). A re-run that fails keeps
         ``previous`` if it was an answer."""
         task_id = task["id"]
-        emit(
-            ProgressEvent(
-                event=TASK_STARTED,
-                data=TaskStarted(task_id=task_id, attempt=attempt, inputs=[a["task_id"] for a in inputs]),
-            )
-        )
-        common = {
-            "question": quote(question),
-            "dependencies": _dependency_blocks(inputs),
-            "subquestion": quote(task["question"]),
-        }
-        if revision is None or previous is None:
-            user = WORKER_USER.format(**common)
-        else:
-            user = WORKER_REVISION_USER.format(
-                **common, previous_answer=quote(previous["answer"]), feedback=quote(revision["feedback"])
-            )
-        messages: list[BaseMessage] = [SystemMessage(WORKER_SYSTEM), HumanMessage(user)]
-        try:
-            text, rows = await call_text(
-                self.models.worker, messages, ctx, node="worker", task_id=task_id, attempt=attempt
-            )
-        except ModelCallError as exc:
+        with tracing.agent("worker", {"reasoner.task_id": task_id, "reasoner.attempt": attempt}) as span:
             emit(
                 ProgressEvent(
-                    event=TASK_FAILED, data=TaskFailed(task_id=task_id, attempt=attempt, error=exc.message)
+                    event=TASK_STARTED,
+                    data=TaskStarted(task_id=task_id, attempt=attempt, inputs=[a["task_id"] for a in inputs]),
                 )
             )
-            # A re-run that fails (a revision, or a dependent of one) keeps the earlier answer.
-            kept = previous if previous is not None and previous["status"] == "ok" else None
+            common = {
+                "question": quote(question),
+                "dependencies": _dependency_blocks(inputs),
+                "subquestion": quote(task["question"]),
+            }
+            if revision is None or previous is None:
+                user = WORKER_USER.format(**common)
+            else:
+                user = WORKER_REVISION_USER.format(
+                    **common, previous_answer=quote(previous["answer"]), feedback=quote(revision["feedback"])
+                )
+            messages: list[BaseMessage] = [SystemMessage(WORKER_SYSTEM), HumanMessage(user)]
+            try:
+                text, rows = await call_text(
+                    self.models.worker, messages, ctx, node="worker", task_id=task_id, attempt=attempt
+                )
+            except ModelCallError as exc:
+                tracing.failed(span, exc.kind)
+                emit(
+                    ProgressEvent(
+                        event=TASK_FAILED,
+                        data=TaskFailed(task_id=task_id, attempt=attempt, error=exc.message),
+                    )
+                )
+                # A re-run that fails (a revision, or a dependent of one) keeps the earlier answer.
+                kept = previous if previous is not None and previous["status"] == "ok" else None
+                return SubAnswer(
+                    task_id=task_id,
+                    question=task["question"],
+                    answer=kept["answer"] if kept else "",
+                    status="ok" if kept else "failed",
+                    attempts=attempt,
+                    error=f"{exc.kind}: {exc.message}",
+                )
+            answer = text.strip()
+            completed = TaskCompleted(task_id=task_id, attempt=attempt, answer=answer, usage=_tokens(rows))
+            emit(ProgressEvent(event=TASK_COMPLETED, data=completed))
             return SubAnswer(
                 task_id=task_id,
                 question=task["question"],
-                answer=kept["answer"] if kept else "",
-                status="ok" if kept else "failed",
+                answer=answer,
+                status="ok",
                 attempts=attempt,
-                error=f"{exc.kind}: {exc.message}",
+                error=None,
             )
-        answer = text.strip()
-        completed = TaskCompleted(task_id=task_id, attempt=attempt, answer=answer, usage=_tokens(rows))
-        emit(ProgressEvent(event=TASK_COMPLETED, data=completed))
-        return SubAnswer(
-            task_id=task_id,
-            question=task["question"],
-            answer=answer,
-            status="ok",
-            attempts=attempt,
-            error=None,
-        )
 
+    @tracing.node("planner")
     async def planner(self, state: InputState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         """Plan, and answer each task the moment its dependencies have answers: while the plan
         is still streaming where the planner's model streams."""
@@ -253,6 +258,7 @@ class Nodes:
             "pending": [],
         }
 
+    @tracing.node("reviser")
     async def reviser(self, state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         """Re-answer what the critic sent back, with its feedback, and every task that depends
         on those answers, with the new answers."""
@@ -297,6 +303,7 @@ class Nodes:
         ]
         return {"subanswers": {t: answers[t] for t in rerun}, "fallbacks": fallbacks, "pending": []}
 
+    @tracing.node("critic")
     async def critic(self, state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = runtime.context
         answers = _in_plan_order(state)
@@ -368,6 +375,7 @@ class Nodes:
             "revisions": round_ if pending else state["revisions"],
         }
 
+    @tracing.node("synthesizer")
     async def synthesizer(self, state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = runtime.context
         runtime.stream_writer(_stage("writing"))

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from langgraph.types import Durability
 
+from graph import tracing
 from graph.builder import Graph
 from graph.context import RunContext
 from graph.errors import ModelCallError
@@ -22,6 +23,7 @@ Emit = Callable[[EventName, EventData], Awaitable[None]]
 """Receives each progress event (name, data) the moment the graph produces it."""
 
 
+@tracing.run
 async def execute(
     graph: Graph,
     question: str,
@@ -94,6 +96,7 @@ async def execute(
         budget_exhausted=ctx.budget.exhausted,
         status="cancelled" if cancelled else None,
         prices=ctx.prices,
+        trace_id=tracing.trace_id(),
     )
     await emit(USAGE, UsageReport(usage=result["usage"], by_node=result["by_node"]))
     return result
