@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksu
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_OPENMP=OFF
 
-.PHONY: install install-browser run test test-fast lint format lock clean bench eval stub
+.PHONY: install install-browser install-langgraph langgraph-dev run test test-fast lint format lock clean bench eval stub
 
 install: $(STAMP)
 
@@ -30,10 +30,34 @@ install-browser:
 run: install
 	$(BIN)/reasoner serve
 
-test: install install-browser
+# `langgraph dev` (LangGraph Studio's local server, see langgraph.json) in a venv of its own:
+# langgraph-api needs jsonschema-rs<0.45 and protobuf<7, the main venv has newer ones (schemathesis,
+# OpenTelemetry); every other package is held to requirements.lock. No `local` extra: it needs
+# LLM_BASE_URL.
+LG_VENV  := .venv-langgraph
+LG_STAMP := $(LG_VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
+LANGGRAPH_PORT ?= 2024
+
+install-langgraph: $(LG_STAMP)
+
+$(LG_STAMP): pyproject.toml requirements.lock
+	@test -x $(LG_VENV)/bin/python || $(PYTHON) -m venv $(LG_VENV)
+	$(LG_VENV)/bin/python -m pip install --quiet --upgrade pip
+	grep -v -E '^(jsonschema[-_]rs|protobuf)==' requirements.lock > $(LG_VENV)/constraints.txt
+	$(LG_VENV)/bin/python -m pip install --quiet -c $(LG_VENV)/constraints.txt -e '.[langgraph-dev]'
+	@rm -f $(LG_VENV)/.installed-*
+	@touch $@
+
+# The graph on 127.0.0.1:$(LANGGRAPH_PORT) for LangGraph Studio, against LLM_BASE_URL: no browser,
+# no usage analytics, no version check, no LangSmith tracing unless LANGSMITH_TRACING=true.
+langgraph-dev: install-langgraph
+	LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH_TRACING=$${LANGSMITH_TRACING:-false} \
+		$(LG_VENV)/bin/langgraph dev --no-browser --port $(LANGGRAPH_PORT) $(LANGGRAPH_ARGS)
+
+test: install install-browser install-langgraph
 	$(BIN)/python -m pytest
 
-test-fast: install
+test-fast: install install-langgraph
 	$(BIN)/python -m pytest -m "not e2e"
 
 # Benchmarks against the scripted backend (< 10 min); tables and plots in tests/bench/results/.
@@ -63,4 +87,4 @@ lock:
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LG_VENV) .langgraph_api .pytest_cache .mypy_cache .ruff_cache

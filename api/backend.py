@@ -76,7 +76,7 @@ def _api_key(settings: Settings, embedded: bool) -> str | None:
     return settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
 
 
-def _models(
+def build_models(
     settings: Settings,
     base_url: str,
     embedded: bool,
@@ -191,7 +191,7 @@ async def open_backend(settings: Settings, *, stop: asyncio.Event | None = None)
                     "and calls are not streamed unless LLM_STREAM=true (it reports no usage on streams)",
                     extra={"base_url": base_url},
                 )
-            models = _models(settings, base_url, embedded, http_client, llama_cpp_python=llama)
+            models = build_models(settings, base_url, embedded, http_client, llama_cpp_python=llama)
             fallback = TiktokenCounter(models.synthesizer.name)
             counter: TokenCounter = LlamaCppCounter(base_url, client, fallback) if llama else fallback
             yield Backend(

@@ -320,6 +320,7 @@ class Runner:
                 "status": status,
                 "total_tokens": result["usage"]["total_tokens"],
                 "duration_ms": result["timings"]["total_ms"],
+                "trace_id": result["trace_id"],
             },
         )
         self._in_background(self._commit(live, status, result, event))

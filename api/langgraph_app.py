@@ -1,0 +1,87 @@
+"""The graph for `langgraph dev` and LangGraph Studio (langgraph.json): the service's graph around
+the models the settings name; each run's parameters come as the run's context.
+
+Needs ``LLM_BASE_URL``: the LangGraph server's venv has no embedded model (no llama-cpp-python).
+LangGraph's server imports this module in a worker thread, off its event loop.
+"""
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import httpx
+import openai
+from pydantic import GetCoreSchemaHandler
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import CoreSchema, core_schema
+
+from api.backend import ConfigurationError, build_models, check_settings, is_llama_cpp_python
+from api.settings import Settings, get_settings
+from graph import CallRecord, Graph, Models, RunContext, build_graph
+from graph.budget import Budget
+from graph.journal import Journal
+from graph.tokens import estimate
+
+
+async def _is_llama_cpp_python(base_url: str) -> bool:
+    async with httpx.AsyncClient() as client:
+        return await is_llama_cpp_python(client, base_url)
+
+
+def models_from_settings(settings: Settings) -> Models:
+    """The models of each role, as ``reasoner serve`` builds them from the same settings."""
+    if settings.embedded:
+        raise ConfigurationError(
+            "langgraph dev needs LLM_BASE_URL (and LLM_MODEL, or a model per role): its venv has no "
+            "embedded model (README, LangGraph Studio)"
+        )
+    check_settings(settings)
+    base_url = settings.llm_base_url or ""
+    llama = asyncio.run(_is_llama_cpp_python(base_url))
+    # Open for the life of the process, as the service's are for its own.
+    http_client = openai.DefaultAsyncHttpxClient()
+    return build_models(settings, base_url, False, http_client, llama_cpp_python=llama)
+
+
+class _Opaque:
+    """A field pydantic takes as it is and leaves out of the JSON schema (with SkipJsonSchema)."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.any_schema()
+
+
+_OPAQUE = _Opaque()
+
+
+def context_schema(settings: Settings) -> type[RunContext]:
+    """RunContext with the settings' defaults, as admission fills it for a request that sets
+    nothing. The run's own accounts (budget, ledger, journal) start empty and are left out of its
+    JSON schema, which LangGraph serves to Studio and filters each run's context by."""
+
+    @dataclass(frozen=True)
+    class Context(RunContext):
+        max_subtasks: int = min(settings.max_subtasks, settings.subtasks_limit)
+        max_revisions: int = min(settings.max_revisions, settings.revisions_limit)
+        max_concurrency: int = settings.max_concurrency
+        max_output_tokens: int = settings.max_output_tokens
+        timeout_s: float = settings.llm_timeout_s
+        max_attempts: int = settings.llm_max_attempts
+        retry_initial_s: float = settings.llm_retry_initial_s
+        budget: Annotated[Budget, _OPAQUE, SkipJsonSchema()] = field(default_factory=Budget)
+        ledger: Annotated[list[CallRecord], _OPAQUE, SkipJsonSchema()] = field(default_factory=list)
+        journal: Annotated[Journal, _OPAQUE, SkipJsonSchema()] = field(default_factory=Journal)
+
+    return Context
+
+
+def make_graph(settings: Settings) -> Graph:
+    """The compiled graph, its models and context defaults from ``settings``."""
+    # The nodes estimate prompts with tiktoken, which reads its vocabulary file on first use: read
+    # it now, off the event loop (`langgraph dev` fails a run that blocks the loop).
+    estimate("")
+    return build_graph(models_from_settings(settings)).copy(
+        update={"context_schema": context_schema(settings)}
+    )
+
+
+graph = make_graph(get_settings())
