@@ -20,6 +20,7 @@ from api.schemas import ReasonRequest
 from api.settings import Settings
 from api.storage import open_store
 from api.store import Event, RunStore, StorageUnavailable
+from api.tracing import recorded, tree
 from graph import Result
 from graph.events import (
     CRITIQUE,
@@ -161,6 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--max-subtasks", type=int)
     ask.add_argument("--max-revisions", type=int)
     ask.add_argument("--effort", choices=["low", "medium", "high"])
+    ask.add_argument(
+        "--trace", action="store_true", help="print the run's OpenTelemetry spans as a tree (to stderr)"
+    )
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
@@ -180,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
             max_revisions=args.max_revisions,
             reasoning_effort=args.effort,
         )
-        return asyncio.run(_ask(settings, request, args.json))
+        if not args.trace:
+            return asyncio.run(_ask(settings, request, args.json))
+        with recorded() as spans:
+            code = asyncio.run(_ask(settings, request, args.json))
+        print(tree(spans.get_finished_spans()), file=sys.stderr)
+        return code
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -13,14 +13,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode, format_trace_id
 
 from api.settings import Settings
-from api.tracing import resource, traces_endpoint
+from api.tracing import recorded, resource, tokens, traces_endpoint, tree
 from graph import RunContext, TiktokenCounter, build_graph, execute
 from graph.ledger import NODES
 from graph.result import Result
 from tests.conftest import stub_models
 from tests.runs import PLAN
 from tests.stub_backend import Fault, StubBackend
-from tests.tracing import recording, tokens, tree
 
 REVISE_T1 = (
     '{"verdicts": [{"task_id": "t1", "verdict": "revise", "feedback": "wrong"},'
@@ -29,8 +28,8 @@ REVISE_T1 = (
 
 
 @pytest.fixture
-def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    with recording(monkeypatch) as exporter:
+def spans() -> Iterator[InMemorySpanExporter]:
+    with recorded() as exporter:
         yield exporter
 
 
