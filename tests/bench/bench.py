@@ -46,6 +46,7 @@ from graph import (
 )
 from graph.events import RUN_COMPLETED, RunEnded
 from graph.journal import Journal
+from tests.bench.observability import observability, print_observability
 from tests.bench.reference import reference_run
 from tests.bench.replicas import plot_replicas, print_replicas, replicas
 from tests.sse import frames
@@ -1022,6 +1023,7 @@ def print_table(report: dict[str, Any]) -> None:
     print_durability(report)
     print_restart(report)
     print_replicas(report)
+    print_observability(report)
     print("\n6. growth per run (engine in-process)")
     print(f"{'sub-q':>6}{'CPU ms':>9}{'CPU ms/sub-q':>14}{'peak KB':>10}{'KB/sub-q':>10}")
     for r in report["growth"]:
@@ -1059,7 +1061,7 @@ def main() -> None:
     report: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"}
     started = time.perf_counter()
     for step in (overhead, fanout, throughput, streaming, growth, attribution, chain, streamed_plan,
-                 dependency_answers, durability, restart, replicas):  # fmt: skip
+                 dependency_answers, durability, restart, observability, replicas):  # fmt: skip
         t0 = time.perf_counter()
         step(report)
         print(f"[{step.__name__} done in {time.perf_counter() - t0:.0f} s]", flush=True)
