@@ -186,20 +186,20 @@ class ModelList(BaseModel):
 # Usage
 
 
-class UsageDayView(BaseModel):
+class KeyUsageDay(BaseModel):
     day: str = Field(description="YYYY-MM-DD, UTC")
     runs: int
     total_tokens: int = Field(description="of the runs that have finished")
     cost_usd: float | None = Field(description="of the finished runs that have a cost; null if none has")
 
 
-class UsageReport(BaseModel):
+class KeyUsage(BaseModel):
     key: str | None = Field(
         description="the first 12 hex digits of the SHA-256 of the caller's key; null without API_KEYS"
     )
     since: str
     until: str
-    days: list[UsageDayView]
+    days: list[KeyUsageDay]
     runs: int
     total_tokens: int
     cost_usd: float | None

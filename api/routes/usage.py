@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from api.auth import CallerDep
 from api.deps import LookupDep
 from api.errors import ApiError, documented
-from api.schemas import UsageDayView, UsageReport
+from api.schemas import KeyUsage, KeyUsageDay
 
 router = APIRouter(prefix="/v1", tags=["usage"])
 
@@ -22,7 +22,7 @@ async def usage(
     caller: CallerDep,
     since: Annotated[date | None, Query(description="first day (UTC), default 30 days before until")] = None,
     until: Annotated[date | None, Query(description="last day (UTC), included; default today")] = None,
-) -> UsageReport:
+) -> KeyUsage:
     """Runs, tokens and cost per day for the key this request is made with (runs are accounted
     to a hash of the key, never the key itself). Without API_KEYS, the runs made without one."""
     last = until or datetime.now(UTC).date()
@@ -33,12 +33,12 @@ async def usage(
         raise ApiError(400, f"at most {MAX_DAYS} days at a time", param="since", code="invalid_range")
     days = await lookup.store.usage(caller, first.isoformat(), last.isoformat())
     costs = [d.cost_usd for d in days if d.cost_usd is not None]
-    return UsageReport(
+    return KeyUsage(
         key=caller[:12] if caller else None,
         since=first.isoformat(),
         until=last.isoformat(),
         days=[
-            UsageDayView(day=d.day, runs=d.runs, total_tokens=d.total_tokens, cost_usd=d.cost_usd)
+            KeyUsageDay(day=d.day, runs=d.runs, total_tokens=d.total_tokens, cost_usd=d.cost_usd)
             for d in days
         ],
         runs=sum(d.runs for d in days),
