@@ -52,7 +52,6 @@ def prices_for(path: Path | None, backend: Backend) -> Prices:
     """The table the runs are priced with: the file's, and the embedded model at zero."""
     table = load_prices(path)
     if backend.embedded:
-        models = backend.models
-        for spec in (models.planner, models.worker, models.critic, models.synthesizer):
-            table.setdefault(spec.name, Price(0.0, 0.0, 0.0))
+        for name in backend.models.names:
+            table.setdefault(name, Price(0.0, 0.0, 0.0))
     return table

@@ -108,10 +108,6 @@ class Runner:
         self.graph: Graph = build_graph(backend.models, checkpointer=store.checkpointer)
         self.prices = prices_for(settings.prices_file, backend)
         self.metrics = Metrics()
-        models = backend.models
-        self._models = {
-            spec.name for spec in (models.planner, models.worker, models.critic, models.synthesizer)
-        }
         self.accepting = True
         self.live: dict[str, LiveRun] = {}
         """Runs of this process until their final state is committed."""
@@ -185,7 +181,7 @@ class Runner:
             now=admitted,
             completion_budget=completion_budget,
             prices=self.prices,
-            models=self._models,
+            models=self.backend.models.names,
         )
 
     def _live_run(self, run_id: str, **kwargs: Any) -> LiveRun:

@@ -81,6 +81,11 @@ class Models:
     def same(cls, spec: ModelSpec) -> "Models":
         return cls(planner=spec, worker=spec, critic=spec, synthesizer=spec)
 
+    @property
+    def names(self) -> frozenset[str]:
+        """The model names the roles use (the ledger's ``model``)."""
+        return frozenset(spec.name for spec in (self.planner, self.worker, self.critic, self.synthesizer))
+
 
 def openai_chat_model(
     *,
