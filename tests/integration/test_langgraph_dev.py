@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.local_model import free_port
+from api.local_model import free_port, stop_process
 from tests.served import Served
 from tests.sse import frames
 from tests.stub_backend import MODEL_ENV, MODEL_NAMES, StubBackend
@@ -75,12 +75,7 @@ def langgraph_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LangGrap
                 time.sleep(0.2)
             yield LangGraphDev(url, stub, log)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_process(process)
 
 
 def _answers(url: str) -> bool:
