@@ -73,8 +73,9 @@ TERMINAL_EVENT: dict[Status, TerminalEventName] = {
 
 RETENTION_EVERY_S = 3600.0
 TICK_S = 1.0
-"""On a shared store, how often a replica looks for queued runs and cancel requests without
-being woken (the broker wakes it at once; this is the fallback while Redis is away)."""
+"""On a shared store without a broker (no Redis, or Redis lost), how often a replica looks in the
+store for queued runs and cancel requests; with one, it is woken at once, and looks there only
+when it renews its leases."""
 
 
 def new_run_id() -> str:
@@ -412,10 +413,11 @@ class Runner:
     async def _keep_up(self, take_up: bool) -> None:
         s = self.settings
         every = s.lease_s / 3
-        tick = min(TICK_S, every) if self.store.shared else every
         pruned = -RETENTION_EVERY_S
         renewed = time.monotonic()
         while True:
+            polling = self.store.shared and not self.broker.connected
+            tick = min(TICK_S, every) if polling else every
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poked.wait(), tick)
             self._poked.clear()
