@@ -159,14 +159,16 @@ class PostgresRunStore:
             for sql, params in statements:
                 await conn.execute(sql.encode(), params)
 
-    async def _read(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Row]:
-        async with self._connection("read the run store") as conn:
+    async def _query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Row]:
+        """One statement that returns rows (a SELECT, or a write with RETURNING), on a pooled
+        connection in autocommit mode."""
+        async with self._connection("use the run store") as conn:
             cursor = await conn.execute(sql.encode(), params)
             return await cursor.fetchall()
 
     async def ping(self) -> bool:
         try:
-            await self._read("SELECT 1")
+            await self._query("SELECT 1")
         except StorageUnavailable:
             return False
         return self.healthy
@@ -184,7 +186,7 @@ class PostgresRunStore:
         owned: bool = True,
         key_hash: str | None = None,
     ) -> RunRecord:
-        rows = await self._read(
+        rows = await self._query(
             "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
             "lease_until, completion_budget, key_hash) VALUES (%s, 'queued', %s, %s, now(), now(), %s, "
             "CASE WHEN %s THEN now() + %s * interval '1 second' END, %s, %s) RETURNING created_at",
@@ -238,7 +240,7 @@ class PostgresRunStore:
         return [Entry(r["seq"], cast(CallRecord, json.loads(r["row"])), r["output"]) for r in rows]
 
     async def renew(self, lease_s: float) -> set[str]:
-        rows = await self._read(
+        rows = await self._query(
             "UPDATE runs SET lease_until=now() + %s * interval '1 second' "
             f"WHERE owner=%s AND status IN {UNFINISHED} RETURNING id",
             (lease_s, self.instance),
@@ -249,23 +251,23 @@ class PostgresRunStore:
         self, lease_s: float, *, limit: int | None = None, run_id: str | None = None
     ) -> list[Claim]:
         params = {"me": self.instance, "lease_s": lease_s, "limit": limit, "run_id": run_id}
-        rows = await self._read(CLAIM, params)
+        rows = await self._query(CLAIM, params)
         rows.sort(key=lambda row: row["created_at"])
         return [Claim(self._record(row), row["resumes"], row["cancel_requested"]) for row in rows]
 
     async def queued(self) -> int:
-        rows = await self._read("SELECT count(*) AS n FROM runs WHERE status='queued'")
+        rows = await self._query("SELECT count(*) AS n FROM runs WHERE status='queued'")
         return int(rows[0]["n"])
 
     async def request_cancel(self, run_id: str) -> bool:
-        rows = await self._read(
+        rows = await self._query(
             f"UPDATE runs SET cancel_requested=true WHERE id=%s AND status IN {UNFINISHED} RETURNING id",
             (run_id,),
         )
         return bool(rows)
 
     async def cancel_requested(self) -> set[str]:
-        rows = await self._read(
+        rows = await self._query(
             f"SELECT id FROM runs WHERE owner=%s AND status IN {UNFINISHED} AND cancel_requested",
             (self.instance,),
         )
@@ -309,7 +311,7 @@ class PostgresRunStore:
 
     async def delete_before(self, cutoff: str) -> int:
         terminal = ",".join(f"'{status}'" for status in sorted(TERMINAL))
-        rows = await self._read(
+        rows = await self._query(
             f"SELECT id FROM runs WHERE status IN ({terminal}) AND updated_at < %s::timestamptz", (cutoff,)
         )
         ids = [row["id"] for row in rows]
@@ -330,11 +332,11 @@ class PostgresRunStore:
     # Reads ----------------------------------------------------------------------------------
 
     async def get(self, run_id: str) -> RunRecord | None:
-        rows = await self._read(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=%s", (run_id,))
+        rows = await self._query(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=%s", (run_id,))
         return self._record(rows[0]) if rows else None
 
     async def events(self, run_id: str, after: int = 0, limit: int = REPLAY_PAGE) -> list[Event]:
-        rows = await self._read(
+        rows = await self._query(
             "SELECT seq, event, data FROM events WHERE run_id=%s AND seq>%s ORDER BY seq LIMIT %s",
             (run_id, after, limit),
         )
@@ -349,11 +351,13 @@ class PostgresRunStore:
         ]
 
     async def last_event_id(self, run_id: str) -> int:
-        rows = await self._read("SELECT COALESCE(MAX(seq), 0) AS last FROM events WHERE run_id=%s", (run_id,))
+        rows = await self._query(
+            "SELECT COALESCE(MAX(seq), 0) AS last FROM events WHERE run_id=%s", (run_id,)
+        )
         return int(rows[0]["last"])
 
     async def usage(self, key_hash: str | None, since: str, until: str) -> list[UsageDay]:
-        rows = await self._read(
+        rows = await self._query(
             "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*) AS runs, "
             "COALESCE(sum((result::jsonb #>> '{usage,total_tokens}')::bigint), 0) AS tokens, "
             "sum((result::jsonb #>> '{usage,cost_usd}')::float8) AS cost "
@@ -366,11 +370,11 @@ class PostgresRunStore:
 
     async def recent(self, limit: int, before: str | None = None) -> list[RunRecord]:
         if before is None:
-            rows = await self._read(
+            rows = await self._query(
                 f"SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT %s", (limit,)
             )
         else:
-            rows = await self._read(
+            rows = await self._query(
                 f"SELECT {RUN_COLUMNS} FROM runs WHERE (created_at, id) < "
                 "(SELECT created_at, id FROM runs WHERE id=%s) "
                 "ORDER BY created_at DESC, id DESC LIMIT %s",
