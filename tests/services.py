@@ -80,6 +80,7 @@ class PrivateRedis:
                 break
             except redis.ConnectionError:
                 if time.monotonic() > deadline:
+                    self.stop()
                     raise
                 time.sleep(0.05)
         client.close()

@@ -217,6 +217,7 @@ class StubBackend:
         with self._lock:
             self.calls.clear()
             self.received.clear()
+            self.callers.clear()
 
     async def _reset(self, request: Request) -> Response:
         self.reset()

@@ -40,6 +40,8 @@ def cluster_of(stub: StubBackend, tmp_path: Path, database: str, prefix: str) ->
 def test_a_run_is_followed_from_one_replica_and_cancelled_from_another(
     four_parts: StubBackend, cluster_of: Any
 ) -> None:
+    four_parts.options.slow = {"Part 3": 3.0, "Part 4": 3.0}  # held past the cancel, not past the test
+    four_parts.options.role_tokens_per_s = {"planner": 150.0}  # the plan streams: events arrive live
     a, b, c = cluster_of(3).replicas
     run_id = submit(a.url, BODY)
     on_a, on_b = Follower(a.url, run_id), Follower(b.url, run_id)
@@ -56,12 +58,15 @@ def test_a_run_is_followed_from_one_replica_and_cancelled_from_another(
     frames_a, frames_b = on_a.done(10), on_b.done(10)
     assert frames_b[-1].event == "run.cancelled"
     assert [f.id for f in frames_b] == [f.id for f in frames_a] == list(range(1, len(frames_a) + 1))
+    # The held calls end at the stub: without the cancel, the synthesizer would be called now.
+    until(lambda: calls_for(four_parts, "Part 3") and calls_for(four_parts, "Part 4"), 10, "held calls")
     assert len(four_parts.received) == calls_then, "no model call after the cancel"
     assert {key for key, _ in four_parts.callers} == {"replica-0"}, "A executed it"
 
     stored_on_a = {f.id: f.at for f in frames_a}  # A's followers see an event once it is stored
     both_on = max(frames_a[0].at, frames_b[0].at)  # events before that were replayed, not live
     lags = sorted(f.at - stored_on_a[f.id] for f in frames_b if stored_on_a[f.id] > both_on)
+    assert len(lags) >= 5, f"only {len(lags)} events arrived live"
     p50 = statistics.median(lags)
     REPORT.append(
         f"replicas: events on B after stored on A: p50 {p50 * 1000:.1f} ms, max {lags[-1] * 1000:.1f} ms "
@@ -147,25 +152,31 @@ def test_a_postgres_restart_during_load_ends_every_run(stub: StubBackend, cluste
     a, b = cluster_of(2).replicas
     run_ids = [submit((a, b)[i % 2].url, {"question": f"Load {i}?", "max_revisions": 0}) for i in range(8)]
     answers: list[httpx.Response] = []
+    failures: list[BaseException] = []
     stop = threading.Event()
 
     def load() -> None:
-        with httpx.Client(timeout=30) as http:
-            i = 0
-            while not stop.is_set():
-                url = (a, b)[i % 2].url
-                answers.append(http.get(f"{url}/v1/runs/{run_ids[i % len(run_ids)]}"))
-                answers.append(
-                    http.post(f"{url}/v1/runs", json={"question": f"During {i}?", "max_revisions": 0})
-                )
-                i += 1
+        try:
+            with httpx.Client(timeout=30) as http:
+                i = 0
+                while not stop.is_set():
+                    url = (a, b)[i % 2].url
+                    answers.append(http.get(f"{url}/v1/runs/{run_ids[i % len(run_ids)]}"))
+                    body = {"question": f"During {i}?", "max_revisions": 0}
+                    answers.append(http.post(f"{url}/v1/runs", json=body))
+                    i += 1
+        except BaseException as exc:  # a replica that stopped answering fails the test
+            failures.append(exc)
 
     loader = threading.Thread(target=load, daemon=True)
     loader.start()
     away_s = restart_postgres()
-    time.sleep(1.0)  # the load goes on a moment after Postgres is back
+    back = len(answers)
+    until(lambda: len(answers) >= back + 10 or failures, 30, "the load to go on after the restart")
     stop.set()
     loader.join(30)
+    assert not failures and not loader.is_alive(), failures
+    assert a.process.poll() is None and b.process.poll() is None, "both replicas live"
 
     assert answers
     odd = [r for r in answers if r.status_code not in (200, 202) and not error_shaped(r)]
@@ -179,19 +190,19 @@ def test_a_postgres_restart_during_load_ends_every_run(stub: StubBackend, cluste
 
     until(lambda: not unfinished(), 90, "every run to end")
     ends = Counter(view(b.url, run_id)["status"] for run_id in accepted)
+    assert set(ends) <= {"completed", "failed"}, ends
     REPORT.append(
         f"replicas: Postgres restart ({away_s:.1f} s) under load: answers {dict(codes)}, runs {dict(ends)}"
     )
 
 
 def test_streams_and_cancels_go_on_through_postgres_when_redis_is_lost(
-    four_parts: StubBackend, tmp_path: Path, database: str, prefix: str
+    four_parts: StubBackend, cluster_of: Any
 ) -> None:
     four_parts.options.slow = {"Part 3": 3.0, "Part 4": 3.0}
     redis = PrivateRedis()
-    cluster = start(four_parts, tmp_path, database, prefix, 2, redis_url=redis.url)
     try:
-        a, b = cluster.replicas
+        a, b = cluster_of(2, redis_url=redis.url).replicas
         run_id = submit(a.url, BODY)
         on_b = Follower(b.url, run_id)
         until(lambda: on_b.names().count("task.completed") == 2, 20, "two workers' answers on B")
@@ -211,19 +222,18 @@ def test_streams_and_cancels_go_on_through_postgres_when_redis_is_lost(
         assert cancelled.json()["status"] == "cancelled", "the cancel reached A through the run's row"
         assert on_b.done(10)[-1].event == "run.cancelled"
     finally:
-        cluster.kill()
         redis.stop()
 
 
 def test_while_postgres_is_lost_requests_get_503_and_the_run_finishes_after(
-    four_parts: StubBackend, tmp_path: Path, database: str, prefix: str
+    four_parts: StubBackend, cluster_of: Any, database: str
 ) -> None:
     proxy = CuttableProxy("127.0.0.1", 5432)
     four_parts.options.slow = {"Part 3": 2.0, "Part 4": 2.0}
     via_proxy = database.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-    cluster = start(four_parts, tmp_path, via_proxy, prefix, 1)
+    assert via_proxy != database, "the test's Postgres is the machine's, on 127.0.0.1:5432"
     try:
-        (a,) = cluster.replicas
+        (a,) = cluster_of(1, database_url=via_proxy).replicas
         run_id = submit(a.url, BODY)
         until(lambda: len(workers_received(four_parts)) == 4, 10, "all four workers to be called")
         proxy.cut()
@@ -239,5 +249,4 @@ def test_while_postgres_is_lost_requests_get_503_and_the_run_finishes_after(
         assert final["status"] == "completed", "its writes waited for the database"
         REPORT.append(f"replicas: Postgres lost: 503 storage_unavailable after {took:.1f} s per request")
     finally:
-        cluster.kill()
         proxy.cut()

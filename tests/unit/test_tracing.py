@@ -171,8 +171,12 @@ async def test_a_failed_run_is_an_error_span(stub: StubBackend, spans: InMemoryS
 async def test_a_cancelled_run_is_no_error(stub: StubBackend, spans: InMemorySpanExporter) -> None:
     stub.options.latency_s = 5
     task = asyncio.create_task(run(stub))
-    while not stub.received:
-        await asyncio.sleep(0.01)
+
+    async def called() -> None:
+        while not stub.received:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(called(), 10)
     task.cancel()
     result = await task
     assert result["status"] == "cancelled"
