@@ -4,10 +4,11 @@ or to a clear refusal. Pure: no I/O, no clock of its own."""
 from collections.abc import Collection
 
 from api.errors import ApiError
+from api.quotas import Quota, cost_spent, tokens_spent
 from api.schemas import Effort, ReasonRequest
 from api.settings import Settings
 from graph import Prices, RunContext, TokenCount
-from graph.budget import Budget, Shape, fit, smallest_budget
+from graph.budget import Budget, Shape, estimated_cost, fit, smallest_budget
 
 EFFORT: dict[Effort, tuple[int, int]] = {"low": (2, 0), "medium": (4, 1), "high": (6, 2)}
 """reasoning_effort → (sub-questions, revision rounds)."""
@@ -41,8 +42,14 @@ def affordable_tokens(cost_budget_usd: float, prices: Prices, models: Collection
             code="no_price",
             param="cost_budget_usd",
         )
-    per_token = max(max(prices[name].input, prices[name].output) for name in models) / 1_000_000
+    per_token = dearest_token(prices, models)
     return int(cost_budget_usd / per_token) if per_token > 0 else None
+
+
+def dearest_token(prices: Prices, models: Collection[str]) -> float:
+    """US dollars of the dearest token any of ``models`` reads or writes."""
+    priced = [max(prices[name].input, prices[name].output) for name in models if name in prices]
+    return max(priced, default=0.0) / 1_000_000
 
 
 def admit(
@@ -54,12 +61,16 @@ def admit(
     completion_budget: int | None = None,
     prices: Prices | None = None,
     models: Collection[str] = (),
+    quota: Quota | None = None,
 ) -> RunContext:
     """The run's context, or ApiError 400 for a question too long or a budget too small.
 
     ``now`` is ``time.monotonic()``, from which the deadline counts. ``completion_budget`` caps
     everything but the question (reasoning + output), as OpenAI's ``max_completion_tokens`` does.
     ``prices`` of the run's ``models`` price its calls and turn ``cost_budget_usd`` into tokens.
+    ``quota``, what is left of the caller's daily quotas, caps the budget too: a run whose
+    smallest form needs more gets 429 (QuotaExceeded), and a run reserves from the quota no more
+    than its estimated cost.
     """
     prices = prices or {}
     if question.tokens > settings.max_question_tokens:
@@ -76,7 +87,13 @@ def admit(
         affordable = affordable_tokens(request.cost_budget_usd, prices, models)
         if affordable is not None and (budget is None or affordable < budget):
             budget, param = affordable, "cost_budget_usd"
+    if quota is not None and quota.binding:
+        budget, param = _within_quota(budget, param, quota, request, settings, question, prices, models)
     if budget is not None and budget < (floor := smallest_budget(question.tokens)):
+        if param == "tokens_per_day":
+            raise tokens_spent(quota.renews_in_s if quota else 0)
+        if param == "cost_usd_per_day":
+            raise cost_spent(quota.renews_in_s if quota else 0)
         what = f"{param} {budget}"
         if param == "cost_budget_usd":
             what = f"cost_budget_usd {request.cost_budget_usd} buys {budget} tokens, which"
@@ -101,3 +118,41 @@ def admit(
         budget=Budget(tokens=budget, max_calls=settings.max_calls_per_run),
         prices=prices,
     )
+
+
+def _within_quota(
+    budget: int | None,
+    param: str,
+    quota: Quota,
+    request: ReasonRequest,
+    settings: Settings,
+    question: TokenCount,
+    prices: Prices,
+    models: Collection[str],
+) -> tuple[int | None, str]:
+    """The budget capped by what is left of the daily quotas, and the parameter that binds."""
+    if quota.cost_usd is not None:
+        affordable = affordable_tokens(quota.cost_usd, prices, models)
+        if affordable is not None and (budget is None or affordable < budget):
+            budget, param = affordable, "cost_usd_per_day"
+    if quota.tokens is not None and (budget is None or quota.tokens < budget):
+        budget, param = quota.tokens, "tokens_per_day"
+    ceiling = estimated_cost(shape_for(request, settings), question.tokens)
+    if budget is None or ceiling < budget:
+        budget = ceiling
+    return budget, param
+
+
+def granted(
+    request: ReasonRequest, ctx: RunContext, prices: Prices, models: Collection[str]
+) -> ReasonRequest:
+    """The request as stored for a run under daily quotas: with the budgets it was granted, so
+    that it counts against the quotas with all it may spend until it ends, and is held to them
+    when it is resumed."""
+    tokens = ctx.budget.tokens
+    if tokens is None:
+        return request
+    update: dict[str, float] = {"token_budget": tokens}
+    if (per_token := dearest_token(prices, models)) > 0:
+        update["cost_budget_usd"] = tokens * per_token
+    return request.model_copy(update=update)

@@ -24,6 +24,7 @@ from api.routes.page import STATIC
 from api.runner import Runner
 from api.settings import Settings, get_settings
 from api.storage import open_broker, open_store
+from api.tenants import check_cost_quotas, load_tenants
 from api.tracing import tracing
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     shutdown); otherwise the lifespan opens the one the settings name, starting the embedded
     model if needed."""
     settings = settings or get_settings()
+    tenants = load_tenants(settings.keys, settings.api_keys_file)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,12 +60,13 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             stack.push_async_callback(store.close)
             broker = open_broker(settings)
             runner = Runner(settings, ready, store, broker)
+            check_cost_quotas(tenants, runner.prices, ready.models.names)
             await broker.start()
             stack.push_async_callback(broker.close)
             await runner.start()
             app.state.runner = runner
             app.state.lookup = RunLookup(runner, settings.sse_heartbeat_s)
-            if not settings.keys and not is_loopback(settings.host):
+            if not tenants.enabled and not is_loopback(settings.host):
                 log.warning(
                     "API_KEYS is not set and the service listens beyond loopback: anyone who can "
                     "reach it can spend your model backend's tokens",
@@ -80,6 +83,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.tenants = tenants
     # Set by a signal that arrives during startup: the embedded model's start is abandoned.
     app.state.startup_stop = asyncio.Event()
     install_error_handlers(app)

@@ -1,34 +1,34 @@
-"""API keys: with API_KEYS set, every /v1 route needs ``Authorization: Bearer <key>``."""
+"""API keys: with API_KEYS or API_KEYS_FILE set, every /v1 route needs ``Authorization: Bearer
+<key>``, and the caller is the tenant of that key (``api.tenants``)."""
 
-import hashlib
-import hmac
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.deps import SettingsDep
 from api.errors import ApiError
+from api.tenants import Caller, Tenants
 
-bearer = HTTPBearer(auto_error=False, description="One of the keys in API_KEYS (when it is set).")
-
-
-def _matches(token: str, keys: list[str]) -> bool:
-    """Compare against every key in constant time, without stopping at the first match."""
-    found = False
-    for key in keys:
-        found |= hmac.compare_digest(token.encode(), key.encode())
-    return found
+bearer = HTTPBearer(auto_error=False, description="An API key of API_KEYS or API_KEYS_FILE (when set).")
 
 
-async def require_api_key(
-    settings: SettingsDep,
+async def get_tenants(request: Request) -> Tenants:
+    tenants: Tenants = request.app.state.tenants
+    return tenants
+
+
+TenantsDep = Annotated[Tenants, Depends(get_tenants)]
+
+
+async def authenticate(
+    tenants: TenantsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> None:
-    keys = settings.keys
-    if not keys:
-        return
-    if credentials is None or not _matches(credentials.credentials, keys):
+) -> Caller:
+    """The caller; 401 without a known key when keys are required."""
+    if not tenants.enabled:
+        return Caller()
+    tenant = tenants.identify(credentials.credentials) if credentials is not None else None
+    if tenant is None:
         raise ApiError(
             401,
             "a valid API key is required: send Authorization: Bearer <key>",
@@ -36,20 +36,8 @@ async def require_api_key(
             code="invalid_api_key",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return Caller(tenant)
 
 
-Authenticated = Depends(require_api_key)
-
-
-def key_hash(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    settings: SettingsDep,
-) -> str | None:
-    """Who is asking, for accounting: the SHA-256 of their API key (the key itself is never
-    stored); None without API_KEYS."""
-    if not settings.keys or credentials is None:
-        return None
-    return hashlib.sha256(credentials.credentials.encode()).hexdigest()
-
-
-CallerDep = Annotated[str | None, Depends(key_hash)]
+Authenticated = Depends(authenticate)
+CallerDep = Annotated[Caller, Depends(authenticate)]

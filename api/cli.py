@@ -20,6 +20,7 @@ from api.schemas import ReasonRequest
 from api.settings import Settings
 from api.storage import open_store
 from api.store import Event, RunStore, StorageUnavailable
+from api.tenants import load_tenants
 from api.tracing import recorded, tree
 from graph import Result
 from graph.events import (
@@ -115,7 +116,7 @@ async def _ask(settings: Settings, request: ReasonRequest, as_json: bool) -> int
             await runner.start(take_up=False)  # a service on the same DATA_DIR does that
             lookup = RunLookup(runner, settings.sse_heartbeat_s)
             try:
-                run_id = await runner.submit(request)
+                run_id = (await runner.submit(request)).run_id
                 async for event in lookup.follow(run_id):
                     if event is not None and not as_json:
                         _show(event)
@@ -144,6 +145,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
 
     check_settings(settings)
     load_prices(settings.prices_file)
+    load_tenants(settings.keys, settings.api_keys_file)
 
     async def can_store() -> None:
         await (await _open_store(settings)).close()

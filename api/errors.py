@@ -27,17 +27,17 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "The request cannot be run (e.g. question too long, budget too small)",
     401: "Missing or invalid API key",
     404: "Not found",
-    409: "Conflict with the resource's state",
+    409: "Conflict with the resource's state, or an Idempotency-Key used with another request",
     413: "Request body too large",
     422: "Invalid request body or parameters",
     500: "The run failed with an internal error",
-    429: "Too many runs in progress (see Retry-After)",
+    429: "Too many runs in progress, or a quota of the API key is spent (code; see Retry-After)",
     502: "The model backend failed",
     503: "Shutting down, not ready, or storage unavailable",
     504: "The model backend or the run's deadline timed out",
 }
 
-RUN_ERRORS = (400, 401, 413, 422, 429, 500, 502, 503, 504)
+RUN_ERRORS = (400, 401, 409, 413, 422, 429, 500, 502, 503, 504)
 """What a route that starts a run can answer besides success."""
 
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from api.live import LiveRun
 from api.runner import Runner
 from api.store import REPLAY_PAGE, TERMINAL, Event, RunNotFound, RunRecord
+from api.tenants import Caller
 from graph import Result
 
 SETTLE_S = 5.0
@@ -32,12 +33,13 @@ class RunLookup:
     def _live(self, run_id: str) -> LiveRun | None:
         return self.runner.live.get(run_id)
 
-    async def get(self, run_id: str) -> RunRecord:
+    async def get(self, run_id: str, caller: Caller | None = None) -> RunRecord:
         """The stored run, with the live state of a run of this process (its final state may
-        not be committed yet)."""
+        not be committed yet). With ``caller``, a run that is not theirs to see is not found:
+        run ids cannot be probed."""
         live = self._live(run_id)  # before the read: the run may leave memory while it waits
         record = await self.store.get(run_id)
-        if record is None:
+        if record is None or (caller is not None and not caller.may_see(record.key_hash)):
             raise RunNotFound(run_id)
         if live is None:
             return record

@@ -56,10 +56,19 @@ STEPS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN key_hash text;
     CREATE INDEX runs_by_key ON runs (key_hash, created_at);
     """,
+    """
+    CREATE TABLE idempotency (
+        scope text PRIMARY KEY,
+        fingerprint text NOT NULL,
+        run_id text NOT NULL,
+        created_at timestamptz NOT NULL
+    );
+    CREATE INDEX idempotency_by_created ON idempotency (created_at);
+    """,
 )
 """Version N is ``STEPS[:N]``. Step 2: cancel requests kept in the run's row (a replica that
 misses Redis's message still sees them), and an index for each replica's lease renewal. Step 3:
-the API key (its hash) a run is accounted to."""
+the API key (its hash) a run is accounted to. Step 4: Idempotency-Keys and the runs they name."""
 
 Row = dict[str, Any]
 

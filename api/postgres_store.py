@@ -25,11 +25,16 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from api.checkpoints import BestEffortSaver
 from api.postgres_schema import Row, migrate
 from api.store import (
+    IDEMPOTENCY_TTL_S,
     REPLAY_PAGE,
     TERMINAL,
     Claim,
     Event,
+    Grant,
+    IdempotencyKey,
+    IdempotencyKeyReused,
     RunRecord,
+    Spend,
     Status,
     StorageUnavailable,
     UsageDay,
@@ -51,7 +56,7 @@ RETRYABLE: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.Inte
 """Errors of the connection, not of the statement: the writer retries them."""
 FAILURES: tuple[type[Exception], ...] = (psycopg.Error, PoolTimeout)
 
-RUN_COLUMNS = "id, status, question, request, created_at, updated_at, result, completion_budget"
+RUN_COLUMNS = "id, status, question, request, created_at, updated_at, result, completion_budget, key_hash"
 UNFINISHED = "('queued', 'running')"
 
 OWNED = "EXISTS (SELECT 1 FROM runs WHERE id=%s AND owner=%s)"
@@ -81,9 +86,35 @@ UPDATE runs SET owner = %(me)s, lease_until = now() + %(lease_s)s * interval '1 
     resumes = runs.resumes + (runs.owner IS NOT NULL)::int
 FROM picked WHERE runs.id = picked.id
 RETURNING runs.id, status, question, request, created_at, updated_at, result, completion_budget,
-    resumes, cancel_requested
+    key_hash, resumes, cancel_requested
 """
 """A run given up on purpose (no owner: queued, a shutdown, a failed take-up) is no crash."""
+
+
+TODAY = "(date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
+
+SPEND = f"""
+SELECT count(*) FILTER (WHERE created_at >= now() - interval '1 minute') AS requests,
+    COALESCE(extract(epoch FROM min(created_at) FILTER (WHERE created_at >= now() - interval '1 minute')
+        + interval '1 minute' - now()), 0)::float8 AS frees_in,
+    COALESCE(sum(CASE WHEN result IS NULL THEN COALESCE((request::jsonb ->> 'token_budget')::bigint, 0)
+        ELSE (result::jsonb #>> '{{usage,total_tokens}}')::bigint END)
+        FILTER (WHERE created_at >= {TODAY}), 0) AS tokens,
+    COALESCE(sum(CASE WHEN result IS NULL THEN COALESCE((request::jsonb ->> 'cost_budget_usd')::float8, 0)
+        ELSE COALESCE((result::jsonb #>> '{{usage,cost_usd}}')::float8, 0) END)
+        FILTER (WHERE created_at >= {TODAY}), 0) AS cost,
+    extract(epoch FROM {TODAY} + interval '1 day' - now())::float8 AS day_ends_in
+FROM runs WHERE key_hash = %s AND created_at >= least({TODAY}, now() - interval '1 minute')
+"""
+"""A key's ``Spend`` (see ``api.quotas``) by the database's clock: its runs of the last minute,
+and of today (UTC)."""
+
+EARLIER = f"""
+SELECT i.fingerprint, {", ".join(f"r.{c.strip()}" for c in RUN_COLUMNS.split(","))}
+FROM idempotency i JOIN runs r ON r.id = i.run_id
+WHERE i.scope = %s AND i.created_at >= now() - %s * interval '1 second'
+"""
+"""The run an Idempotency-Key named within its time to live."""
 
 
 def _text(value: str | None) -> str | None:
@@ -185,24 +216,63 @@ class PostgresRunStore:
         completion_budget: int | None = None,
         owned: bool = True,
         key_hash: str | None = None,
+        grant: Grant | None = None,
+        idempotency: IdempotencyKey | None = None,
     ) -> RunRecord:
-        rows = await self._query(
-            "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
-            "lease_until, completion_budget, key_hash) VALUES (%s, 'queued', %s, %s, now(), now(), %s, "
-            "CASE WHEN %s THEN now() + %s * interval '1 second' END, %s, %s) RETURNING created_at",
-            (
-                run_id,
-                _text(question),
-                to_json(request),
-                self.instance if owned else None,
-                owned,
-                lease_s,
-                completion_budget,
-                key_hash,
-            ),
-        )
-        at = _iso(rows[0]["created_at"])
-        return RunRecord(run_id, "queued", question, request, at, at, None, completion_budget)
+        async with self._connection("store the run") as conn, conn.transaction():
+            if grant is not None or idempotency is not None:
+                # Creations for one key wait for each other, on every replica, until commit.
+                lock = key_hash if grant is not None else idempotency.scope if idempotency else ""
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock,))
+            if idempotency is not None:
+                cursor = await conn.execute(EARLIER.encode(), (idempotency.scope, IDEMPOTENCY_TTL_S))
+                if (earlier := await cursor.fetchone()) is not None:
+                    if earlier["fingerprint"] != idempotency.fingerprint:
+                        raise IdempotencyKeyReused(idempotency.scope)
+                    return self._record(earlier)
+            stored = request
+            if grant is not None:
+                cursor = await conn.execute(SPEND.encode(), (key_hash,))
+                spent = await cursor.fetchone()
+                assert spent is not None
+                stored = grant(
+                    Spend(
+                        spent["requests"],
+                        spent["frees_in"],
+                        int(spent["tokens"]),
+                        spent["cost"],
+                        spent["day_ends_in"],
+                    )
+                )
+            cursor = await conn.execute(
+                "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
+                "lease_until, completion_budget, key_hash) VALUES (%s, 'queued', %s, %s, now(), now(), "
+                "%s, CASE WHEN %s THEN now() + %s * interval '1 second' END, %s, %s) RETURNING created_at",
+                (
+                    run_id,
+                    _text(question),
+                    to_json(stored),
+                    self.instance if owned else None,
+                    owned,
+                    lease_s,
+                    completion_budget,
+                    key_hash,
+                ),
+            )
+            created = await cursor.fetchone()
+            assert created is not None
+            if idempotency is not None:
+                await conn.execute(
+                    "DELETE FROM idempotency WHERE scope=%s OR created_at < now() - %s * interval '1 second'",
+                    (idempotency.scope, IDEMPOTENCY_TTL_S),
+                )
+                await conn.execute(
+                    "INSERT INTO idempotency (scope, fingerprint, run_id, created_at) "
+                    "VALUES (%s, %s, %s, now())",
+                    (idempotency.scope, idempotency.fingerprint, run_id),
+                )
+        at = _iso(created["created_at"])
+        return RunRecord(run_id, "queued", question, stored, at, at, None, completion_budget, key_hash)
 
     def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
         self._writes.enqueue([self._event_row(event)], committed=committed)
@@ -368,18 +438,16 @@ class PostgresRunStore:
         )
         return [UsageDay(r["day"], r["runs"], int(r["tokens"]), r["cost"]) for r in rows]
 
-    async def recent(self, limit: int, before: str | None = None) -> list[RunRecord]:
-        if before is None:
-            rows = await self._query(
-                f"SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT %s", (limit,)
-            )
-        else:
-            rows = await self._query(
-                f"SELECT {RUN_COLUMNS} FROM runs WHERE (created_at, id) < "
-                "(SELECT created_at, id FROM runs WHERE id=%s) "
-                "ORDER BY created_at DESC, id DESC LIMIT %s",
-                (before, limit),
-            )
+    async def recent(
+        self, limit: int, before: str | None = None, *, key_hash: str | None = None
+    ) -> list[RunRecord]:
+        rows = await self._query(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE (%(key)s::text IS NULL OR key_hash = %(key)s) "
+            "AND (%(before)s::text IS NULL OR (created_at, id) < "
+            "(SELECT created_at, id FROM runs WHERE id = %(before)s)) "
+            "ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
+            {"key": key_hash, "before": before, "limit": limit},
+        )
         return [self._record(row) for row in rows]
 
     async def close(self, timeout_s: float = 5.0) -> None:
@@ -398,4 +466,5 @@ class PostgresRunStore:
             updated_at=_iso(row["updated_at"]),
             result=None if result is None else cast(Result, json.loads(result)),
             completion_budget=row["completion_budget"],
+            key_hash=row["key_hash"],
         )

@@ -30,16 +30,28 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.admission import admit
+from api.admission import admit, granted
 from api.backend import Backend
 from api.broker import Broker
 from api.errors import ApiError, run_suspended, run_taken_over
 from api.live import LET_GO, LiveRun, StopReason
 from api.metrics import Metrics
 from api.pricing import prices_for
+from api.quotas import Quota, allowance
 from api.schemas import ReasonRequest
 from api.settings import Settings
-from api.store import REPLAY_PAGE, Claim, Event, RunStore, Status
+from api.store import (
+    REPLAY_PAGE,
+    Claim,
+    Event,
+    Grant,
+    IdempotencyKey,
+    IdempotencyKeyReused,
+    RunStore,
+    Spend,
+    Status,
+)
+from api.tenants import Tenant
 from graph import CallRecord, Graph, Result, RunContext, RunError, TokenCount, build_graph, execute
 from graph.events import (
     RUN_CANCELLED,
@@ -80,6 +92,13 @@ when it renews its leases."""
 
 def new_run_id() -> str:
     return f"run_{uuid.uuid4().hex[:16]}"
+
+
+@dataclass(frozen=True)
+class Submitted:
+    run_id: str
+    replayed: bool = False
+    """The Idempotency-Key named a run made earlier: this is that run."""
 
 
 @dataclass(frozen=True)
@@ -124,10 +143,17 @@ class Runner:
         return self._unfinished
 
     async def submit(
-        self, request: ReasonRequest, *, completion_budget: int | None = None, key_hash: str | None = None
-    ) -> str:
-        """Admit the run, store it as queued and start it in the background; returns its id.
+        self,
+        request: ReasonRequest,
+        *,
+        completion_budget: int | None = None,
+        tenant: Tenant | None = None,
+        idempotency: IdempotencyKey | None = None,
+    ) -> Submitted:
+        """Admit the run, store it as queued and start it in the background.
 
+        ``tenant``: the API key it belongs to, whose quotas it is held to. With ``idempotency``,
+        a run made earlier under the same key is returned instead (``Submitted.replayed``).
         On a shared store, a run this process has no free slot for is left queued in the store
         for any replica to claim, and MAX_QUEUED_RUNS counts the runs queued there."""
         s = self.settings
@@ -151,29 +177,55 @@ class Runner:
             count = await self.backend.counter.count(request.question)
             admitted = time.monotonic()
             ctx = self._admit(request, count, admitted, completion_budget)
+            grant: Grant | None = None
+            if tenant is not None and tenant.limits.any:
+                limits = tenant.limits
+
+                def grant(spend: Spend) -> dict[str, Any]:
+                    """In the store's transaction: the run within what is left of the quotas."""
+                    nonlocal ctx
+                    ctx = self._admit(request, count, admitted, completion_budget, allowance(limits, spend))
+                    models = self.backend.models.names
+                    return granted(request, ctx, self.prices, models).model_dump(exclude_none=True)
+
             run_id = new_run_id()
-            await self.store.create(
+            record = await self.store.create(
                 run_id,
                 request.question,
                 request.model_dump(exclude_none=True),
                 lease_s=s.lease_s,
                 completion_budget=completion_budget,
                 owned=here,
-                key_hash=key_hash,
+                key_hash=tenant.key_hash if tenant is not None else None,
+                grant=grant,
+                idempotency=idempotency,
             )
+        except IdempotencyKeyReused:
+            self._unfinished -= 1
+            raise ApiError(
+                409,
+                "this Idempotency-Key was used with another request; use a new key for a new request",
+                code="idempotency_key_reused",
+            ) from None
         except BaseException:
             self._unfinished -= 1
             raise
-        if not here:
+        if record.id != run_id or not here:  # an earlier run of the same key, or left for any replica
             self._unfinished -= 1
-            self.broker.wake()
-            return run_id
+            if record.id == run_id:
+                self.broker.wake()
+            return Submitted(record.id, replayed=record.id != run_id)
         ctx = dataclasses.replace(ctx, journal=Journal(StoredCalls(self.store, run_id)))
         self._start(self._live_run(run_id), request, ctx, count, admitted)
-        return run_id
+        return Submitted(run_id)
 
     def _admit(
-        self, request: ReasonRequest, count: TokenCount, admitted: float, completion_budget: int | None
+        self,
+        request: ReasonRequest,
+        count: TokenCount,
+        admitted: float,
+        completion_budget: int | None,
+        quota: Quota | None = None,
     ) -> RunContext:
         return admit(
             request,
@@ -183,6 +235,7 @@ class Runner:
             completion_budget=completion_budget,
             prices=self.prices,
             models=self.backend.models.names,
+            quota=quota,
         )
 
     def _live_run(self, run_id: str, **kwargs: Any) -> LiveRun:

@@ -195,7 +195,7 @@ class KeyUsageDay(BaseModel):
 
 class KeyUsage(BaseModel):
     key: str | None = Field(
-        description="the first 12 hex digits of the SHA-256 of the caller's key; null without API_KEYS"
+        description="the key's name (API_KEYS_FILE; key-1, key-2… for API_KEYS); null without keys"
     )
     since: str
     until: str

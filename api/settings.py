@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     max_question_tokens: int = Field(8000, ge=1, le=1_000_000)
     max_body_bytes: int = Field(1_000_000, ge=1024, le=100_000_000)
     api_keys: SecretStr | None = Field(None, description="comma-separated; set = /v1 needs a Bearer key")
+    api_keys_file: Path | None = Field(
+        None, description="YAML or JSON: named keys (or their SHA-256), admins, quotas per key"
+    )
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS; empty = CORS off")
 
     data_dir: Path = Path("data")

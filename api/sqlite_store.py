@@ -33,11 +33,16 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from api.checkpoints import BestEffortSaver
 from api.store import (
+    IDEMPOTENCY_TTL_S,
     REPLAY_PAGE,
     TERMINAL,
     Claim,
     Event,
+    Grant,
+    IdempotencyKey,
+    IdempotencyKeyReused,
     RunRecord,
+    Spend,
     Status,
     StorageUnavailable,
     UsageDay,
@@ -94,11 +99,20 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN key_hash TEXT;
     CREATE INDEX runs_by_key ON runs (key_hash, created_at);
     """,
+    """
+    CREATE TABLE idempotency (
+        scope TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_by_created ON idempotency (created_at);
+    """,
 )
 """The schema, one step per version (``PRAGMA user_version`` is the steps applied). The first
 step is the schema as it was before versions, so a database of that time upgrades in place."""
 
-RUN_COLUMNS = "id, status, question, request, created_at, updated_at, result, completion_budget"
+RUN_COLUMNS = "id, status, question, request, created_at, updated_at, result, completion_budget, key_hash"
 UNFINISHED = "('queued', 'running')"
 
 BUSY_TIMEOUT_MS = 5000
@@ -114,6 +128,19 @@ OWNED = "EXISTS (SELECT 1 FROM runs WHERE id=? AND owner=?)"
 was frozen past it, and another process took the run over) cannot write over the new owner."""
 
 INSERT_EVENT = f"INSERT OR IGNORE INTO events (run_id, seq, event, data) SELECT ?,?,?,? WHERE {OWNED}"
+SPEND = """
+SELECT COALESCE(SUM(created_at >= :minute), 0),
+    MIN(CASE WHEN created_at >= :minute THEN created_at END),
+    COALESCE(SUM(CASE WHEN created_at >= :day THEN CASE WHEN result IS NULL
+        THEN COALESCE(json_extract(request, '$.token_budget'), 0)
+        ELSE json_extract(result, '$.usage.total_tokens') END END), 0),
+    COALESCE(SUM(CASE WHEN created_at >= :day THEN CASE WHEN result IS NULL
+        THEN COALESCE(json_extract(request, '$.cost_budget_usd'), 0)
+        ELSE COALESCE(json_extract(result, '$.usage.cost_usd'), 0) END END), 0)
+FROM runs WHERE key_hash = :key AND created_at >= min(:minute, :day)
+"""
+"""A key's ``Spend`` (see ``api.quotas``): its runs of the last minute, and of today (UTC)."""
+
 INSERT_CALL = (
     f"INSERT OR REPLACE INTO calls (run_id, seq, row, output, in_flight) SELECT ?,?,?,?,? WHERE {OWNED}"
 )
@@ -166,6 +193,32 @@ class InstanceLock:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="microseconds")
+
+
+def _earlier(db: sqlite3.Connection, key: IdempotencyKey, now: float) -> "RunRecord | None":
+    """The run an Idempotency-Key named within its time to live, if any."""
+    row = db.execute(
+        f"SELECT i.fingerprint, {', '.join(f'r.{c.strip()}' for c in RUN_COLUMNS.split(','))} "
+        "FROM idempotency i JOIN runs r ON r.id = i.run_id WHERE i.scope=? AND i.created_at >= ?",
+        (key.scope, _iso(now - IDEMPOTENCY_TTL_S)),
+    ).fetchone()
+    if row is None:
+        return None
+    if row[0] != key.fingerprint:
+        raise IdempotencyKeyReused(key.scope)
+    return SQLiteRunStore._record(row[1:])
+
+
+def _spend(db: sqlite3.Connection, key_hash: str | None, now: float) -> Spend:
+    day = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    params = {"key": key_hash, "minute": _iso(now - 60), "day": day.isoformat(timespec="microseconds")}
+    requests, first, tokens, cost = db.execute(SPEND, params).fetchone()
+    frees_in = 60 - (now - datetime.fromisoformat(first).timestamp()) if first else 0.0
+    return Spend(int(requests), frees_in, int(tokens), float(cost), day.timestamp() + 86400 - now)
 
 
 def _event_row(event: Event, owner: str) -> Statement:
@@ -287,34 +340,55 @@ class SQLiteRunStore:
         completion_budget: int | None = None,
         owned: bool = True,
         key_hash: str | None = None,
+        grant: Grant | None = None,
+        idempotency: IdempotencyKey | None = None,
     ) -> RunRecord:
         if not self.healthy:
             raise StorageUnavailable("the run store is failing to write")
-        now = _now()
-        statement: Statement = (
-            "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
-            "lease_until, completion_budget, key_hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                run_id,
-                "queued",
-                question,
-                to_json(request),
-                now,
-                now,
-                self.instance.name if owned else None,
-                time.time() + lease_s if owned else 0,
-                completion_budget,
-                key_hash,
-            ),
-        )
+
+        def insert() -> RunRecord:
+            db = self._wdb
+            assert db is not None, "the store is not open"
+            with _immediate(db):
+                now = time.time()
+                if idempotency is not None and (earlier := _earlier(db, idempotency, now)) is not None:
+                    return earlier
+                stored = request if grant is None else grant(_spend(db, key_hash, now))
+                at = _iso(now)
+                db.execute(
+                    "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
+                    "lease_until, completion_budget, key_hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        run_id,
+                        "queued",
+                        question,
+                        to_json(stored),
+                        at,
+                        at,
+                        self.instance.name if owned else None,
+                        now + lease_s if owned else 0,
+                        completion_budget,
+                        key_hash,
+                    ),
+                )
+                if idempotency is not None:
+                    db.execute(
+                        "DELETE FROM idempotency WHERE scope=? OR created_at < ?",
+                        (idempotency.scope, _iso(now - IDEMPOTENCY_TTL_S)),
+                    )
+                    db.execute(
+                        "INSERT INTO idempotency (scope, fingerprint, run_id, created_at) VALUES (?,?,?,?)",
+                        (idempotency.scope, idempotency.fingerprint, run_id, at),
+                    )
+            return RunRecord(run_id, "queued", question, stored, at, at, None, completion_budget, key_hash)
+
         try:
-            await self._on(self._writer, lambda: self._transaction([statement]))
+            return await self._on(self._writer, insert)
         except sqlite3.Error as exc:
             self._writes.failed(exc, 0)
             # Something must write to find out when storage is back: the writer retries this.
             self._writes.enqueue([("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (_now(),))])
             raise StorageUnavailable(f"cannot store the run: {exc}") from exc
-        return RunRecord(run_id, "queued", question, request, now, now, None, completion_budget)
 
     def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
         self._writes.enqueue([_event_row(event, self.instance.name)], committed=committed)
@@ -532,18 +606,15 @@ class SQLiteRunStore:
         )
         return [UsageDay(day, runs, int(tokens), cost) for day, runs, tokens, cost in rows]
 
-    async def recent(self, limit: int, before: str | None = None) -> list[RunRecord]:
-        if before is None:
-            rows = await self._read(
-                f"SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT ?", (limit,)
-            )
-        else:
-            rows = await self._read(
-                f"SELECT {RUN_COLUMNS} FROM runs WHERE (created_at, id) < "
-                "(SELECT created_at, id FROM runs WHERE id=?) "
-                "ORDER BY created_at DESC, id DESC LIMIT ?",
-                (before, limit),
-            )
+    async def recent(
+        self, limit: int, before: str | None = None, *, key_hash: str | None = None
+    ) -> list[RunRecord]:
+        rows = await self._read(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE (? IS NULL OR key_hash = ?) AND (? IS NULL OR "
+            "(created_at, id) < (SELECT created_at, id FROM runs WHERE id=?)) "
+            "ORDER BY created_at DESC, id DESC LIMIT ?",
+            (key_hash, key_hash, before, before, limit),
+        )
         return [self._record(row) for row in rows]
 
     async def close(self, timeout_s: float = 5.0) -> None:
@@ -560,7 +631,7 @@ class SQLiteRunStore:
 
     @staticmethod
     def _record(row: tuple[Any, ...]) -> RunRecord:
-        run_id, status, question, request, created_at, updated_at, result, completion_budget = row
+        run_id, status, question, request, created_at, updated_at, result, completion_budget, key_hash = row
         return RunRecord(
             id=run_id,
             status=cast(Status, status),
@@ -570,4 +641,5 @@ class SQLiteRunStore:
             updated_at=updated_at,
             result=None if result is None else cast(Result, json.loads(result)),
             completion_budget=completion_budget,
+            key_hash=key_hash,
         )

@@ -67,6 +67,44 @@ class RunRecord:
     result: Result | None
     completion_budget: int | None = None
     """The output cap the OpenAI route's caller set (``max_completion_tokens``), if any."""
+    key_hash: str | None = None
+    """The API key (its SHA-256) the run belongs to; None when the service needs no key."""
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What one API key has used, as its quotas count it (``api.quotas``)."""
+
+    requests: int
+    """Runs it created in the last 60 seconds."""
+    window_frees_in_s: float
+    """Seconds until the oldest of those is a minute old."""
+    tokens: int
+    """Today (UTC): the tokens of its finished runs, and the token budgets of its unfinished ones."""
+    cost_usd: float
+    """Today (UTC): the same in US dollars."""
+    day_ends_in_s: float
+
+
+Grant = Callable[[Spend], dict[str, Any]]
+"""Given what the run's key has spent, the request to store (its budgets capped by what is left
+of the key's quotas); raises to refuse the run."""
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+"""How long an Idempotency-Key names its run."""
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """A client's Idempotency-Key, as stored: hashed with the caller's key hash (``scope``), and
+    the fingerprint of the request it came with."""
+
+    scope: str
+    fingerprint: str
+
+
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key names a run that was made from another request."""
 
 
 @dataclass(frozen=True)
@@ -123,10 +161,17 @@ class RunStore(Protocol):
         completion_budget: int | None = None,
         owned: bool = True,
         key_hash: str | None = None,
+        grant: Grant | None = None,
+        idempotency: IdempotencyKey | None = None,
     ) -> RunRecord:
         """Store a new queued run, owned by this process (or, not ``owned``, by none: it waits
         for any process to claim it), committed before it returns; raises
-        StorageUnavailable. ``key_hash`` names the API key it is accounted to."""
+        StorageUnavailable. ``key_hash`` names the API key it belongs to.
+
+        In the same transaction, serialized with every other creation for the same key on any
+        process: ``grant`` decides the stored request from the key's ``Spend``; with
+        ``idempotency``, a run made within ``IDEMPOTENCY_TTL_S`` under the same key is returned
+        instead of a new one (IdempotencyKeyReused if it came from another request)."""
         ...
 
     def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
@@ -213,8 +258,11 @@ class RunStore(Protocol):
         ``key_hash`` (None: runs made without one), days without runs left out."""
         ...
 
-    async def recent(self, limit: int, before: str | None = None) -> list[RunRecord]:
-        """Newest first; ``before`` is the id of the last run of the previous page."""
+    async def recent(
+        self, limit: int, before: str | None = None, *, key_hash: str | None = None
+    ) -> list[RunRecord]:
+        """Newest first; ``before`` is the id of the last run of the previous page; with
+        ``key_hash``, only that key's runs."""
         ...
 
     async def close(self) -> None:

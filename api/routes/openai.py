@@ -12,6 +12,7 @@ from api.auth import CallerDep
 from api.deps import LookupDep, RunnerDep, SettingsDep
 from api.errors import RUN_ERRORS, ApiError, documented, raise_for_failure, run_suspended
 from api.events import SSE_HEADERS, encode_data
+from api.idempotency import REPLAYED_HEADER, IdempotencyHeader, idempotency_key
 from api.schemas import (
     AssistantMessage,
     ChatCompletion,
@@ -157,12 +158,19 @@ async def chat_completions(
     settings: SettingsDep,
     response: Response,
     caller: CallerDep,
+    idempotency: IdempotencyHeader = None,
 ) -> ChatCompletion | StreamingResponse:
-    """Answer the conversation's last user message with the full reasoning pipeline."""
+    """Answer the conversation's last user message with the full reasoning pipeline.
+
+    With an `Idempotency-Key`, a retry gets the reply (or the stream) of the run the first
+    request made."""
     _check_model(body, settings)
     request = to_reason_request(body)
     budget = body.max_completion_tokens or body.max_tokens
-    run_id = await runner.submit(request, completion_budget=budget, key_hash=caller)
+    key = idempotency_key(caller, idempotency, "/v1/chat/completions", body)
+    submitted = await runner.submit(request, completion_budget=budget, tenant=caller.tenant, idempotency=key)
+    run_id = submitted.run_id
+    replayed = {REPLAYED_HEADER: "true"} if submitted.replayed else {}
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -176,9 +184,9 @@ async def chat_completions(
             unfinished=(encode_data({"error": run_suspended(run_id).body.model_dump()}),),
             cancel_on_disconnect=settings.cancel_on_disconnect,
         )
-        headers = {**SSE_HEADERS, RUN_ID_HEADER: run_id}
+        headers = {**SSE_HEADERS, RUN_ID_HEADER: run_id, **replayed}
         return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
-    response.headers[RUN_ID_HEADER] = run_id
+    response.headers.update({RUN_ID_HEADER: run_id, **replayed})
     result = await lookup.wait(run_id)
     raise_for_failure(result)
     return ChatCompletion(

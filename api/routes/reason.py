@@ -3,12 +3,13 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Header
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from api.auth import CallerDep
 from api.deps import LookupDep, RunnerDep, SettingsDep
 from api.errors import RUN_ERRORS, documented, raise_for_failure
 from api.events import SSE_RESPONSE_DOC
+from api.idempotency import REPLAYED_HEADER, IdempotencyHeader, idempotency_key
 from api.schemas import ReasonRequest
 from api.streams import run_events_response
 from graph import Result
@@ -37,17 +38,27 @@ async def reason(
     lookup: LookupDep,
     settings: SettingsDep,
     caller: CallerDep,
+    response: Response,
     accept: Annotated[str | None, Header()] = None,
+    idempotency: IdempotencyHeader = None,
 ) -> Result | StreamingResponse:
     """Run the planner, workers, critic and synthesizer; return the answer and the ledger.
 
-    With `Accept: text/event-stream` the run is streamed as server-sent events instead.
+    With `Accept: text/event-stream` the run is streamed as server-sent events instead. With an
+    `Idempotency-Key`, a retry gets the result (or the stream) of the run the first request made.
     """
-    run_id = await runner.submit(body, key_hash=caller)
+    key = idempotency_key(caller, idempotency, "/v1/reason", body)
+    submitted = await runner.submit(body, tenant=caller.tenant, idempotency=key)
+    run_id = submitted.run_id
     if wants_events(accept):
-        return run_events_response(
+        stream = run_events_response(
             lookup, run_id, after=0, cancel_on_disconnect=settings.cancel_on_disconnect
         )
+        if submitted.replayed:
+            stream.headers[REPLAYED_HEADER] = "true"
+        return stream
+    if submitted.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
     result = await lookup.wait(run_id)
     raise_for_failure(result)
     return result

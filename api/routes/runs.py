@@ -9,6 +9,7 @@ from api.auth import CallerDep
 from api.deps import LookupDep, RunnerDep, SettingsDep
 from api.errors import ApiError, documented
 from api.events import SSE_RESPONSE_DOC
+from api.idempotency import REPLAYED_HEADER, IdempotencyHeader, idempotency_key
 from api.schemas import ReasonRequest, RunAccepted, RunPage, RunSummary, RunView
 from api.store import TERMINAL
 from api.streams import last_event_id, run_events_response
@@ -16,23 +17,41 @@ from api.streams import last_event_id, run_events_response
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=documented(400, 401, 413, 422, 429, 503))
-async def start_run(body: ReasonRequest, runner: RunnerDep, caller: CallerDep) -> RunAccepted:
-    """Start a run in the background; follow it with `GET /v1/runs/{run_id}/events`."""
-    run_id = await runner.submit(body, key_hash=caller)
-    return RunAccepted(run_id=run_id, status="queued")
+@router.post(
+    "", status_code=status.HTTP_202_ACCEPTED, responses=documented(400, 401, 409, 413, 422, 429, 503)
+)
+async def start_run(
+    body: ReasonRequest,
+    runner: RunnerDep,
+    lookup: LookupDep,
+    caller: CallerDep,
+    response: Response,
+    idempotency: IdempotencyHeader = None,
+) -> RunAccepted:
+    """Start a run in the background; follow it with `GET /v1/runs/{run_id}/events`.
+
+    With an `Idempotency-Key`, a retry gets the run the first request made, as it is now."""
+    key = idempotency_key(caller, idempotency, "/v1/runs", body)
+    submitted = await runner.submit(body, tenant=caller.tenant, idempotency=key)
+    if not submitted.replayed:
+        return RunAccepted(run_id=submitted.run_id, status="queued")
+    response.headers[REPLAYED_HEADER] = "true"
+    return RunAccepted(run_id=submitted.run_id, status=(await lookup.get(submitted.run_id)).status)
 
 
 @router.get("", responses=documented(401, 422, 503))
 async def list_runs(
     lookup: LookupDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     before: Annotated[
         str | None, Query(max_length=64, description="next_before of the previous page")
     ] = None,
 ) -> RunPage:
-    """Recent runs, newest first."""
-    records = await lookup.store.recent(limit + 1, before)
+    """Recent runs of the caller's key (of every key, for an admin key), newest first."""
+    records = await lookup.store.recent(
+        limit + 1, before, key_hash=None if caller.sees_all else caller.key_hash
+    )
     page = records[:limit]
     return RunPage(
         data=[
@@ -52,9 +71,9 @@ async def list_runs(
 
 
 @router.get("/{run_id}", responses=documented(401, 404, 422, 503))
-async def get_run(run_id: str, lookup: LookupDep) -> RunView:
+async def get_run(run_id: str, lookup: LookupDep, caller: CallerDep) -> RunView:
     """The run's status and, once it has finished, its result."""
-    r = await lookup.get(run_id)
+    r = await lookup.get(run_id, caller)
     return RunView(
         run_id=r.id,
         status=r.status,
@@ -78,6 +97,7 @@ async def run_events(
     run_id: str,
     lookup: LookupDep,
     settings: SettingsDep,
+    caller: CallerDep,
     last_event: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     """Replay the run's events from the start (or after `Last-Event-ID`), then follow it live.
@@ -86,7 +106,7 @@ async def run_events(
     `EventSource` to stop reconnecting.
     """
     after = last_event_id(last_event)
-    record = await lookup.get(run_id)
+    record = await lookup.get(run_id, caller)
     if record.status in TERMINAL and await lookup.last_event_id(run_id) <= after:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return run_events_response(
@@ -98,10 +118,10 @@ async def run_events(
 
 
 @router.post("/{run_id}/cancel", responses=documented(401, 404, 409, 413, 422, 503))
-async def cancel_run(run_id: str, runner: RunnerDep, lookup: LookupDep) -> RunAccepted:
+async def cancel_run(run_id: str, runner: RunnerDep, lookup: LookupDep, caller: CallerDep) -> RunAccepted:
     """Stop the run: no further model calls; it ends as `cancelled`. With replicas, the one
     that runs it stops it (within a second); the answer waits up to 5 s to show it ended."""
-    await lookup.get(run_id)
+    await lookup.get(run_id, caller)
     if run_id not in runner.live and await runner.cancel_elsewhere(run_id):
         return RunAccepted(run_id=run_id, status=(await lookup.settled(run_id)).status)
     if not await runner.cancel(run_id):

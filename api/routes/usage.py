@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.auth import CallerDep
+from api.auth import CallerDep, TenantsDep
 from api.deps import LookupDep
 from api.errors import ApiError, documented
 from api.schemas import KeyUsage, KeyUsageDay
@@ -20,21 +20,31 @@ MAX_DAYS = 366
 async def usage(
     lookup: LookupDep,
     caller: CallerDep,
+    tenants: TenantsDep,
+    key: Annotated[
+        str | None, Query(max_length=100, description="a key's name: an admin key's question")
+    ] = None,
     since: Annotated[date | None, Query(description="first day (UTC), default 30 days before until")] = None,
     until: Annotated[date | None, Query(description="last day (UTC), included; default today")] = None,
 ) -> KeyUsage:
     """Runs, tokens and cost per day for the key this request is made with (runs are accounted
-    to a hash of the key, never the key itself). Without API_KEYS, the runs made without one."""
+    to a hash of the key, never the key itself), or, for an admin key, for the key named by
+    ``key``. Without API keys, the runs made without one."""
+    whose = caller.tenant
+    if key is not None and (whose is None or key != whose.name):
+        whose = tenants.named(key) if caller.sees_all else None
+        if whose is None:
+            raise ApiError(404, f"no API key is named {key!r}", param="key", code="key_not_found")
     last = until or datetime.now(UTC).date()
     first = since or last - timedelta(days=DEFAULT_DAYS - 1)
     if first > last:
         raise ApiError(400, "since is after until", param="since", code="invalid_range")
     if (last - first).days >= MAX_DAYS:
         raise ApiError(400, f"at most {MAX_DAYS} days at a time", param="since", code="invalid_range")
-    days = await lookup.store.usage(caller, first.isoformat(), last.isoformat())
+    days = await lookup.store.usage(whose.key_hash if whose else None, first.isoformat(), last.isoformat())
     costs = [d.cost_usd for d in days if d.cost_usd is not None]
     return KeyUsage(
-        key=caller[:12] if caller else None,
+        key=whose.name if whose else None,
         since=first.isoformat(),
         until=last.isoformat(),
         days=[
