@@ -97,3 +97,15 @@ def test_a_reader_that_goes_away_is_no_traceback(stub: StubBackend, tmp_path: Pa
         stderr = process.stderr.read().decode()
     assert process.wait(timeout=60) == 141
     assert "Traceback" not in stderr and "destroyed but it is pending" not in stderr, stderr
+
+
+def test_a_malformed_keys_file_stops_serve_naming_the_entry(stub: StubBackend, tmp_path: Path) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text('keys:\n  - {name: alice, key: "sk-alice-0123456789", tokens_per_day: lots}\n')
+    env = {"LLM_BASE_URL": stub.base_url, **MODEL_ENV, "DATA_DIR": str(tmp_path), "API_KEYS_FILE": str(keys)}
+    done = reasoner("serve", "--port", "9", env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: API_KEYS_FILE {keys}: keys[0] (alice).tokens_per_day: "
+        "Input should be a valid integer, unable to parse string as an integer"
+    ]
