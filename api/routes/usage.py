@@ -16,7 +16,7 @@ DEFAULT_DAYS = 30
 MAX_DAYS = 366
 
 
-@router.get("/usage", responses=documented(400, 401, 422, 503))
+@router.get("/usage", responses=documented(400, 401, 404, 422, 503))
 async def usage(
     lookup: LookupDep,
     caller: CallerDep,
