@@ -18,6 +18,7 @@ from api.backend import Backend, open_backend
 from api.errors import install_error_handlers
 from api.events import StreamEvent
 from api.limits import BodySizeLimit
+from api.logs import bare_url
 from api.lookup import RunLookup
 from api.routes import health, metrics, openai, page, reason, runs, usage
 from api.routes.page import STATIC
@@ -55,7 +56,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             else:
                 ready = backend
                 stack.push_async_callback(backend.aclose)  # the app owns the backend it was given
-            log.info("model backend ready", extra={"base_url": ready.base_url, "embedded": ready.embedded})
+            where = {"base_url": bare_url(ready.base_url), "embedded": ready.embedded}
+            log.info("model backend ready", extra=where)
             store = await open_store(settings)
             stack.push_async_callback(store.close)
             broker = open_broker(settings)

@@ -12,6 +12,7 @@ import httpx
 import openai
 
 from api.local_model import MODEL_ALIAS, LocalModelServer, bundled_model_path
+from api.logs import bare_url
 from api.settings import Settings
 from graph import (
     LlamaCppCounter,
@@ -189,7 +190,7 @@ async def open_backend(settings: Settings, *, stop: asyncio.Event | None = None)
                 log.info(
                     "the backend is llama-cpp-python's server: its tokenizer counts the question, "
                     "and calls are not streamed unless LLM_STREAM=true (it reports no usage on streams)",
-                    extra={"base_url": base_url},
+                    extra={"base_url": bare_url(base_url)},
                 )
             models = build_models(settings, base_url, embedded, http_client, llama_cpp_python=llama)
             fallback = TiktokenCounter(models.synthesizer.name)

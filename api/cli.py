@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings()
-        configure_logging("warning" if args.command == "ask" else settings.log_level)
+        level = "warning" if args.command == "ask" else settings.log_level
+        configure_logging(level, payloads=settings.log_payloads)
         if args.command == "serve":
             return _serve(settings, args.host, args.port)
         request = ReasonRequest(

@@ -299,8 +299,8 @@ class PostgresRunStore:
     async def calls(self, run_id: str) -> list[Entry]:
         async with self._connection("read the run's calls") as conn, conn.transaction():
             await conn.execute(
-                "UPDATE calls SET row=jsonb_set(row::jsonb, '{error}', to_jsonb(%s::text))::text, "
-                "in_flight=false WHERE run_id=%s AND in_flight",
+                "UPDATE calls SET row=(row::jsonb || jsonb_build_object('error', %s::text, "
+                "'estimated', true))::text, in_flight=false WHERE run_id=%s AND in_flight",
                 (INTERRUPTED, run_id),
             )
             cursor = await conn.execute(

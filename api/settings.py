@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_payloads: bool = Field(
+        False, description="let the libraries' debug lines through: they print questions, answers and SQL"
+    )
 
     llm_base_url: str | None = Field(
         None, description="OpenAI-compatible backend; unset = start the embedded model"

@@ -426,8 +426,8 @@ class SQLiteRunStore:
             self._transaction(
                 [
                     (
-                        "UPDATE calls SET row=json_set(row, '$.error', ?), in_flight=0 "
-                        "WHERE run_id=? AND in_flight=1",
+                        "UPDATE calls SET row=json_set(row, '$.error', ?, '$.estimated', json('true')), "
+                        "in_flight=0 WHERE run_id=? AND in_flight=1",
                         (INTERRUPTED, run_id),
                     )
                 ]

@@ -195,7 +195,8 @@ class RunStore(Protocol):
 
     async def calls(self, run_id: str) -> list[Entry]:
         """The run's ledger; calls still in flight (their process is gone) are stored as
-        interrupted, with no tokens, before they are returned."""
+        interrupted, ``estimated``, with the tokens their process counted (the prompt, and what
+        they had streamed), before they are returned."""
         ...
 
     async def renew(self, lease_s: float) -> set[str]:

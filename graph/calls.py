@@ -20,7 +20,7 @@ from graph import tracing
 from graph.budget import BudgetExhausted
 from graph.context import RunContext
 from graph.errors import ErrorKind, ModelCallError
-from graph.journal import IN_FLIGHT
+from graph.journal import IN_FLIGHT, Journal
 from graph.ledger import CallRecord, NodeName
 from graph.models import ModelSpec, StructuredOutput
 from graph.prompts import REPAIR_USER
@@ -215,11 +215,13 @@ async def call_text(
         kwargs = _cap_kwargs(spec, cap, response_format)
         timeout = ctx.timeout_s if time_left is None else min(ctx.timeout_s, time_left)
         row = functools.partial(_row, spec, node, task_id, attempt, retry, _now(), time.perf_counter())
-        seq = ctx.journal.started(row(0, 0, False, IN_FLIGHT))
+        in_flight = functools.partial(row, prompt_estimate, estimated=True, error=IN_FLIGHT)
+        seq = ctx.journal.started(in_flight(0))
+        streamed = None if deltas is None else _Streamed(deltas, seq, in_flight, ctx.journal)
         with tracing.chat(spec.name, node, task_id, attempt, retry, cap) as span:
             try:
                 async with asyncio.timeout(timeout):
-                    message = await _invoke(spec, messages, kwargs, deltas)
+                    message = await _invoke(spec, messages, kwargs, streamed)
             except asyncio.CancelledError:
                 ctx.budget.settle(prompt_estimate, cap, 0)
                 _record(ctx, rows, seq, span, row(0, 0, False, "cancelled"))
@@ -277,6 +279,32 @@ class _Deltas:
             return
         fresh, self.sent = self.current[len(self.sent) :], self.current
         self.forward(fresh)
+
+
+PROGRESS_EVERY = 32
+"""A streamed call's running count of completion tokens goes to the journal this often."""
+
+
+class _Streamed:
+    """Passes a call's streamed text on and, every ``PROGRESS_EVERY`` tokens (counted locally),
+    writes the call's in-flight row again with them: a call cut by a crash is counted up to there."""
+
+    def __init__(
+        self, forward: Callable[[str], None], seq: int, row: Callable[[int], CallRecord], journal: Journal
+    ) -> None:
+        self.forward = forward
+        self.seq = seq
+        self.row = row
+        self.journal = journal
+        self.tokens = 0
+        self.reported = 0
+
+    def __call__(self, piece: str) -> None:
+        self.forward(piece)
+        self.tokens += estimate(piece)
+        if self.tokens - self.reported >= PROGRESS_EVERY:
+            self.reported = self.tokens
+            self.journal.progress(self.seq, self.row(self.tokens))
 
 
 def _record(

@@ -24,14 +24,16 @@ IN_FLIGHT = "in_flight"
 
 INTERRUPTED = "interrupted"
 """The error of a call that was in flight when its process died: the backend may have billed it,
-but it never reported what it used."""
+but it never reported what it used. Its row keeps what was counted locally (``estimated``): the
+prompt, and the completion tokens streamed up to the journal's last running count."""
 
 
 class CallLog(Protocol):
     """Where the journal's rows go the moment they change (durable storage)."""
 
     def started(self, seq: int, row: CallRecord) -> None:
-        """A call went out; ``row`` has no tokens yet and the error ``IN_FLIGHT``."""
+        """A call went out, or streamed further; ``row`` has the error ``IN_FLIGHT`` and the
+        tokens counted locally so far (its prompt, and what it streamed), ``estimated``."""
         ...
 
     def ended(self, seq: int, row: CallRecord, output: str | None) -> None:
@@ -79,6 +81,11 @@ class Journal:
         if self.log is not None:
             self.log.started(seq, row)
         return seq
+
+    def progress(self, seq: int, row: CallRecord) -> None:
+        """A call still out has streamed further: its in-flight row is written again."""
+        if self.log is not None:
+            self.log.started(seq, row)
 
     def ended(self, seq: int, row: CallRecord, output: str | None) -> None:
         if self.log is not None:

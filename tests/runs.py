@@ -41,3 +41,14 @@ def follow(url: str, run_id: str, last_event_id: int) -> Iterator[Frame]:
 
 def calls_for(stub: StubBackend, part: str) -> int:
     return sum(part in str(c.body["messages"][-1]["content"]) for c in stub.calls_of("worker"))
+
+
+def interrupted(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's calls cut by a crash: counted locally (``estimated``), never reported."""
+    return [c for c in result["calls"] if c["error"] == "interrupted"]
+
+
+def cut_tokens(result: dict[str, Any]) -> int:
+    """What the run counts for its calls cut by a crash (their prompts, and what had streamed),
+    on top of what the backend reported for the calls that returned."""
+    return sum(c["prompt_tokens"] + c["completion_tokens"] for c in interrupted(result))

@@ -253,7 +253,7 @@ function showUsage(usage, byNode) {
   $("u-reasoning").textContent = usage.reasoning_tokens;
   $("u-total").textContent = usage.total_tokens;
   $("u-note").textContent = usage.estimated
-    ? "Some calls reported no usage; their tokens are estimated."
+    ? "Some calls reported no usage (cut by a restart, or the backend reports none); their tokens are estimated."
     : "Exact counts, as reported by the model backend.";
   const body = $("usage-nodes").querySelector("tbody");
   body.replaceChildren();

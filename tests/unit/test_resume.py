@@ -5,13 +5,16 @@ repeated, and the usage covers every attempt."""
 import asyncio
 from typing import Any
 
+from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graph import RunContext, TiktokenCounter, build_graph, execute
+from graph.calls import call_text
 from graph.events import EventData, EventName, replay_key
-from graph.journal import Entry, Journal
+from graph.journal import IN_FLIGHT, Entry, Journal
 from graph.ledger import CallRecord
 from graph.result import Result
+from graph.tokens import estimate_messages
 from tests.conftest import stub_models
 from tests.stub_backend import StubBackend
 
@@ -124,3 +127,45 @@ async def test_events_before_the_seam_are_recognised_as_repeats(stub: StubBacken
     assert completed == ["t3", "t4"]
     assert "plan.task" not in [n for n, _ in fresh], "the plan was out before the seam"
     assert [n for n, _ in fresh][-1] == "usage"
+
+
+class HistoryLog(MemoryLog):
+    """Also keeps every in-flight row as it was written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight: list[CallRecord] = []
+
+    def started(self, seq: int, row: CallRecord) -> None:
+        self.in_flight.append(row)
+        super().started(seq, row)
+
+
+async def test_a_call_in_flight_is_written_with_its_prompt_and_what_it_has_streamed(
+    stub: StubBackend,
+) -> None:
+    """What a crash would leave of the call at any moment: its prompt as counted locally, and
+    the completion tokens streamed up to the last multiple of PROGRESS_EVERY, marked estimated."""
+    stub.options.answer_tokens = 100
+    log = HistoryLog()
+    ctx = context(journal=Journal(log))
+    messages = [SystemMessage("You answer."), HumanMessage("What is the answer?")]
+    _, (done,) = await call_text(
+        stub_models(stub).synthesizer, messages, ctx, node="synthesizer", on_delta=lambda _: None
+    )
+    prompt = estimate_messages(messages)
+    assert [(r["prompt_tokens"], r["completion_tokens"]) for r in log.in_flight] == [
+        (prompt, n) for n in (0, 32, 64, 96)
+    ]
+    assert all(r["estimated"] and r["error"] == IN_FLIGHT for r in log.in_flight)
+    assert (done["completion_tokens"], done["estimated"], done["error"]) == (100, False, None)
+    assert log.rows[1][0] == done, "the end overwrites the in-flight row"
+
+
+async def test_a_call_not_streamed_is_written_once_in_flight(stub: StubBackend) -> None:
+    log = HistoryLog()
+    messages = [SystemMessage("You answer."), HumanMessage("What is part one?")]
+    await call_text(stub_models(stub).worker, messages, context(journal=Journal(log)), node="worker")
+    assert [(r["prompt_tokens"], r["completion_tokens"], r["estimated"]) for r in log.in_flight] == [
+        (estimate_messages(messages), 0, True)
+    ]
