@@ -55,7 +55,7 @@ class DrainingServer(uvicorn.Server):
 
 
 def server_config(app: FastAPI, settings: Settings, *, port: int | None = None) -> uvicorn.Config:
-    """How the service is served: keep-alive, request-head deadline, connection cap."""
+    """How the service is served: keep-alive, request head and body deadlines, connection caps."""
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -64,7 +64,7 @@ def server_config(app: FastAPI, settings: Settings, *, port: int | None = None) 
         log_config=None,
         timeout_graceful_shutdown=5,
         timeout_keep_alive=KEEP_ALIVE_S,
-        http=guarded_protocol(settings.header_timeout_s, settings.max_connections),
+        http=guarded_protocol(settings),
     )
 
 

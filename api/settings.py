@@ -108,8 +108,18 @@ class Settings(BaseSettings):
     header_timeout_s: float = Field(
         15.0, gt=0, le=3600, description="a connection must send a request's head within this"
     )
+    request_body_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="a request's body must arrive whole within this of its head"
+    )
     max_connections: int = Field(
         1000, ge=1, le=1_000_000, description="open connections beyond this get 503 at once"
+    )
+    max_connections_per_client: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="open connections from one client address beyond this get 503; unset = a "
+        "quarter of MAX_CONNECTIONS (behind a reverse proxy, every client has its address)",
     )
     otel_exporter_otlp_endpoint: str | None = Field(
         None, description="OTLP/HTTP collector: set = traces exported to its /v1/traces; unset = tracing off"

@@ -88,3 +88,81 @@ def test_the_open_files_limit_is_raised_to_the_hard_limit() -> None:
         assert raise_open_files_limit() == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_request_body_has_a_deadline(settings: Settings, stub: StubBackend) -> None:
+    quick = settings.model_copy(update={"request_body_timeout_s": 0.5, "log_level": "warning"})
+    body = b'{"question": "Q?"}'
+    head = (
+        b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        % len(body)
+    )
+    with Service(quick, stub_backend(stub)) as service:
+        stalled = socket.create_connection(("127.0.0.1", service.port))
+        stalled.sendall(head + b"{")
+        started = time.monotonic()
+        closed, reply = closed_by_server(stalled, 5)
+        assert closed and 0.5 <= time.monotonic() - started < 3
+        status, _, error = reply.partition(b"\r\n\r\n")
+        assert status.startswith(b"HTTP/1.1 408")
+        assert json.loads(error)["error"]["code"] == "request_timeout"
+        stalled.close()
+        in_time = socket.create_connection(("127.0.0.1", service.port))
+        in_time.sendall(head + body[:5])
+        time.sleep(0.2)  # a slow body that arrives whole within the deadline is served
+        in_time.sendall(body[5:])
+        assert in_time.recv(4096).startswith(b"HTTP/1.1 202")
+        assert not closed_by_server(in_time, 1)[0], "kept alive past the deadline: it met it"
+        in_time.close()
+
+
+def test_one_client_address_gets_its_share_of_the_connections(settings: Settings, stub: StubBackend) -> None:
+    capped = settings.model_copy(
+        update={"max_connections": 10, "max_connections_per_client": 2, "log_level": "warning"}
+    )
+    with Service(capped, stub_backend(stub)) as service:
+
+        def connect(source: str, request: bytes) -> socket.socket:
+            sock = socket.create_connection(("127.0.0.1", service.port), source_address=(source, 0))
+            sock.sendall(request)
+            return sock
+
+        greedy = [connect("127.0.0.2", b"GET /v1/runs HTTP/1.1\r\n") for _ in range(2)]  # heads unfinished
+        extra = connect("127.0.0.2", b"GET /v1/runs HTTP/1.1\r\nHost: x\r\n\r\n")
+        closed, reply = closed_by_server(extra, 1)
+        assert closed and reply.startswith(b"HTTP/1.1 503")
+        assert b"retry-after: 1" in reply
+        assert json.loads(reply.partition(b"\r\n\r\n")[2])["error"]["code"] == "too_many_connections"
+        probe = connect("127.0.0.2", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert probe.recv(4096).startswith(b"HTTP/1.1 200"), "its health probes still get in"
+        other = connect("127.0.0.3", b"GET /v1/runs HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert other.recv(4096).startswith(b"HTTP/1.1 200"), "other addresses still get in"
+        for sock in [*greedy, extra, probe, other]:
+            sock.close()
+
+
+def test_health_probes_have_slots_of_their_own_when_the_cap_is_full(
+    settings: Settings, stub: StubBackend
+) -> None:
+    capped = settings.model_copy(
+        update={"max_connections": 2, "max_connections_per_client": 2, "log_level": "warning"}
+    )
+    with Service(capped, stub_backend(stub)) as service:
+        port = service.port
+        held = [
+            socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.2", 0)) for _ in range(2)
+        ]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            for path in ("/healthz", "/readyz"):
+                probe = http.get(path)
+                assert probe.status_code == 200 and probe.headers["connection"] == "close"
+            refused = http.get("/v1/runs")
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["code"] == "too_many_connections"
+        silent = socket.create_connection(("127.0.0.1", port))
+        started = time.monotonic()
+        closed, reply = closed_by_server(silent, 5)
+        assert closed and reply.startswith(b"HTTP/1.1 503"), "a silent connection loses its probe slot"
+        assert time.monotonic() - started < 2
+        for sock in [*held, silent]:
+            sock.close()
