@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import re
 import threading
 import time
@@ -42,6 +43,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from api.local_model import free_port
+from graph.tokens import estimate
 
 
 @dataclass
@@ -116,6 +118,16 @@ def count_tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
+def billed_tokens(text: str, per_cl100k: float | None = None, chars_per_token: float | None = None) -> int:
+    """Tokens the stub bills for ``text``: one per word, or ``per_cl100k`` per cl100k token, or one
+    per ``chars_per_token`` characters (rounded up)."""
+    if per_cl100k is not None:
+        return max(1, math.ceil(estimate(text) * per_cl100k))
+    if chars_per_token is not None:
+        return max(1, math.ceil(len(text) / chars_per_token))
+    return count_tokens(text)
+
+
 @dataclass
 class StubOptions:
     latency_s: float = 0.0
@@ -139,6 +151,11 @@ class StubOptions:
     """Seconds of latency for a worker call whose sub-question contains the key."""
     role_tokens_per_s: dict[str, float] = field(default_factory=dict)
     """Generation speed per role, over ``tokens_per_s`` (e.g. a planner streaming at 40/s)."""
+    bill_per_cl100k: float | None = None
+    """A tokenizer that counts this many tokens per cl100k token (e.g. 1.6), for prompts and
+    completions alike; the output cap is honoured in its tokens. Default: one token per word."""
+    chars_per_token: float | None = None
+    """A tokenizer that counts one token per this many characters (e.g. 2), likewise."""
 
 
 class StubBackend:
@@ -260,11 +277,31 @@ class StubBackend:
             return f"Answer to: {subquestion_of(last)}"
         return o.worker_reply if o.worker_reply is not None else "A worker answer with some words."
 
+    def count(self, text: str) -> int:
+        """The tokens this stub bills for ``text``, by its options' tokenizer."""
+        return billed_tokens(text, self.options.bill_per_cl100k, self.options.chars_per_token)
+
+    def _truncate(self, text: str, cap: int) -> str:
+        """The longest start of ``text`` within ``cap`` of this stub's tokens (whole words where
+        the tokenizer counts words), as a backend stops at ``max_tokens``."""
+        if self.count(text) <= cap:
+            return text
+        if self.options.bill_per_cl100k is None and self.options.chars_per_token is None:
+            return " ".join(text.split()[:cap])
+        low, high = 0, len(text)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self.count(text[:middle]) <= cap:
+                low = middle
+            else:
+                high = middle - 1
+        return text[:low]
+
     async def _chat(self, request: Request) -> Response:
         started = time.perf_counter()
         body = await request.json()
         messages = body.get("messages", [])
-        prompt_tokens = sum(count_tokens(str(m.get("content", ""))) + 3 for m in messages)
+        prompt_tokens = sum(self.count(str(m.get("content", ""))) + 3 for m in messages)
         role = role_of(body)
         if role is None:
             self._record(UNKNOWN, body, started, 0, 0, 400)
@@ -292,10 +329,9 @@ class StubBackend:
         cap = body.get("max_tokens") or body.get("max_completion_tokens")
         if self.options.fill_max_tokens and cap:
             text = " ".join(["word"] * int(cap))
-        completion_tokens = count_tokens(text)
-        if cap and completion_tokens > int(cap):
-            text = " ".join(text.split()[: int(cap)])
-            completion_tokens = int(cap)
+        if cap:
+            text = self._truncate(text, int(cap))
+        completion_tokens = self.count(text)
         delay = self.options.latency_s
         if role == "worker" and self.options.slow:
             last_message = str(messages[-1].get("content", "")) if messages else ""
