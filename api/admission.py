@@ -2,6 +2,7 @@
 or to a clear refusal. Pure: no I/O, no clock of its own."""
 
 from collections.abc import Collection
+from typing import NamedTuple
 
 from api.errors import ApiError
 from api.quotas import Quota, cost_spent, tokens_spent
@@ -9,9 +10,18 @@ from api.schemas import Effort, ReasonRequest
 from api.settings import Settings
 from graph import Prices, RunContext, TokenCount
 from graph.budget import Budget, Shape, estimated_cost, fit, smallest_budget
+from graph.calibration import PRIOR_RATES, Rates, measure
 
 EFFORT: dict[Effort, tuple[int, int]] = {"low": (2, 0), "medium": (4, 1), "high": (6, 2)}
 """reasoning_effort → (sub-questions, revision rounds)."""
+
+
+class Asked(NamedTuple):
+    """The question as the run's calls reserve it: what it bills in one prompt, and the rate of
+    the prompts' own (Latin) text (``graph.calibration.Rates``)."""
+
+    tokens: int
+    rate: float
 
 
 def shape_for(request: ReasonRequest, settings: Settings) -> Shape:
@@ -62,6 +72,7 @@ def admit(
     prices: Prices | None = None,
     models: Collection[str] = (),
     quota: Quota | None = None,
+    rates: Rates = PRIOR_RATES,
 ) -> RunContext:
     """The run's context, or ApiError 400 for a question too long or a budget too small.
 
@@ -70,7 +81,8 @@ def admit(
     ``prices`` of the run's ``models`` price its calls and turn ``cost_budget_usd`` into tokens.
     ``quota``, what is left of the caller's daily quotas, caps the budget too: a run whose
     smallest form needs more gets 429 (QuotaExceeded), and a run reserves from the quota no more
-    than its estimated cost.
+    than its estimated cost. ``rates`` are what the models are expected to bill per cl100k token
+    (``graph.calibration``), which the run's calls will reserve with: its shape is planned with them.
     """
     prices = prices or {}
     if question.tokens > settings.max_question_tokens:
@@ -87,9 +99,10 @@ def admit(
         affordable = affordable_tokens(request.cost_budget_usd, prices, models)
         if affordable is not None and (budget is None or affordable < budget):
             budget, param = affordable, "cost_budget_usd"
+    asked = Asked(rates.tokens(measure(request.question)), rates.latin)
     if quota is not None and quota.binding:
-        budget, param = _within_quota(budget, param, quota, request, settings, question, prices, models)
-    if budget is not None and budget < (floor := smallest_budget(question.tokens)):
+        budget, param = _within_quota(budget, param, quota, request, settings, asked, prices, models)
+    if budget is not None and budget < (floor := smallest_budget(asked.tokens, asked.rate)):
         if param == "tokens_per_day":
             raise tokens_spent(quota.renews_in_s if quota else 0)
         if param == "cost_usd_per_day":
@@ -103,7 +116,7 @@ def admit(
             code="budget_too_small",
             param=param,
         )
-    shape = fit(shape_for(request, settings), question.tokens, budget)
+    shape = fit(shape_for(request, settings), asked.tokens, budget, asked.rate)
     deadline_s = min(request.deadline_s or settings.run_deadline_s, settings.run_deadline_s)
     return RunContext(
         max_subtasks=shape.subtasks,
@@ -126,7 +139,7 @@ def _within_quota(
     quota: Quota,
     request: ReasonRequest,
     settings: Settings,
-    question: TokenCount,
+    asked: Asked,
     prices: Prices,
     models: Collection[str],
 ) -> tuple[int | None, str]:
@@ -137,7 +150,7 @@ def _within_quota(
             budget, param = affordable, "cost_usd_per_day"
     if quota.tokens is not None and (budget is None or quota.tokens < budget):
         budget, param = quota.tokens, "tokens_per_day"
-    ceiling = estimated_cost(shape_for(request, settings), question.tokens)
+    ceiling = estimated_cost(shape_for(request, settings), asked.tokens, asked.rate)
     if budget is None or ceiling < budget:
         budget = ceiling
     return budget, param

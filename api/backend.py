@@ -22,6 +22,7 @@ from graph import (
     TokenCounter,
     openai_chat_model,
 )
+from graph.calibration import Calibration
 from graph.ledger import NODES, NodeName
 from graph.models import StructuredMode, StructuredOutput, TokenCapParam
 
@@ -86,8 +87,10 @@ def build_models(
     llama_cpp_python: bool,
 ) -> Models:
     key = _api_key(settings, embedded)
-    # One structured-output mode per model name, so roles that share a model learn together.
+    # One structured-output mode per model name, so roles that share a model learn together;
+    # one calibration for all, so a model not heard from yet starts from what the others showed.
     modes: dict[str, StructuredMode] = {}
+    calibration = Calibration()
 
     def structured(name: str) -> StructuredMode:
         if name not in modes:
@@ -120,7 +123,12 @@ def build_models(
             http_client=http_client,
         )
         return ModelSpec(
-            chat=chat, name=name, structured=structured(name), token_cap_param=cap, stream=stream
+            chat=chat,
+            name=name,
+            structured=structured(name),
+            token_cap_param=cap,
+            stream=stream,
+            calibration=calibration,
         )
 
     return Models(

@@ -236,6 +236,7 @@ class Runner:
             prices=self.prices,
             models=self.backend.models.names,
             quota=quota,
+            rates=self.backend.models.rates(),
         )
 
     def _live_run(self, run_id: str, **kwargs: Any) -> LiveRun:

@@ -1,22 +1,19 @@
 """Token and call budgets: a run never spends more than it was given.
 
-Every model call reserves its worst case (estimated prompt plus the output cap it will send)
-before it goes out and settles the real usage when it returns; the output cap shrinks to what
-is left, and a call that cannot fit is not sent. Part of the budget is kept back for the
-synthesizer, so the run can always write an answer from what it has.
+Every model call reserves its worst case (what its prompt is expected to bill, see
+``graph.calibration``, plus the output cap it will send, in the backend's own tokens) before it
+goes out and settles the real usage when it returns; the output cap shrinks to what is left, and
+a call that cannot fit is not sent. Part of the budget is kept back for the synthesizer, so the
+run can always write an answer from what it has.
 """
 
 import math
 from dataclasses import dataclass
 
+from graph.calibration import PROMPT_OVERHEAD
+
 MIN_CALL_OUTPUT = 16
 """A call whose output cap would fall below this is not worth sending."""
-
-PROMPT_SAFETY = 1.15
-"""Prompts are estimated with cl100k_base; backends tokenize differently, so leave headroom."""
-
-PROMPT_OVERHEAD = 16
-"""Chat-template tokens a backend may add beyond the per-message estimate."""
 
 # Rough prompt sizes of each agent's fixed text (system prompt and tags), for planning.
 PLANNER_FIXED = 160
@@ -43,15 +40,15 @@ class Budget:
     synthesis_reserve: int = 0
     exhausted: bool = False
 
-    def reserve(self, prompt_estimate: int, output_cap: int, *, for_synthesis: bool) -> int:
-        """Reserve room for one call; returns the output cap to send.
+    def reserve(self, prompt: int, output_cap: int, *, for_synthesis: bool) -> int:
+        """Reserve room for one call whose prompt may bill ``prompt`` tokens; returns the output
+        cap to send.
 
         Raises BudgetExhausted when the call does not fit.
         """
         if self.max_calls is not None and self.calls >= self.max_calls:
             self.exhausted = True
             raise BudgetExhausted(f"the run's limit of {self.max_calls} model calls is reached")
-        prompt = math.ceil(prompt_estimate * PROMPT_SAFETY) + PROMPT_OVERHEAD
         cap = output_cap
         if self.tokens is not None:
             keep = 0 if for_synthesis else self.synthesis_reserve
@@ -66,10 +63,10 @@ class Budget:
         self.calls += 1
         return cap
 
-    def settle(self, prompt_estimate: int, output_cap: int, used: int) -> None:
-        """Release a call's reservation and count what it really used."""
+    def settle(self, prompt: int, output_cap: int, used: int) -> None:
+        """Release a call's reservation (as it was made) and count what it really used."""
         if self.tokens is not None:
-            self.reserved -= math.ceil(prompt_estimate * PROMPT_SAFETY) + PROMPT_OVERHEAD + output_cap
+            self.reserved -= prompt + output_cap
         self.spent += used
 
 
@@ -82,32 +79,41 @@ class Shape:
     output_tokens: int
 
 
-def estimated_cost(shape: Shape, question_tokens: int) -> int:
-    """An upper estimate of a run's tokens when every call uses its whole output cap."""
-    n, m, q = shape.subtasks, shape.output_tokens, question_tokens
-    planner = PLANNER_FIXED + q + min(m, n * SUBQUESTION_TOKENS + 20)
-    worker = WORKER_FIXED + q + SUBQUESTION_TOKENS + m
-    revision_worker = worker + m + 40
-    critic = CRITIC_FIXED + q + n * (SUBANSWER_FIXED + SUBQUESTION_TOKENS + m) + min(m, 40 * n)
-    synthesizer = synthesis_cost(n, m, q)
+def estimated_cost(shape: Shape, question: int, rate: float = 1.0) -> int:
+    """An upper estimate of a run's tokens when every call uses its whole output cap.
+
+    ``question`` is what the question bills in one prompt, and ``rate`` what the backend bills
+    per cl100k token of the prompts' own (Latin) text (``graph.calibration.Rates``). Sub-questions
+    and sub-answers are the backend's own output: they bill about what they cost to write.
+    """
+    n, m, q = shape.subtasks, shape.output_tokens, question
+
+    def fixed(tokens: int) -> int:
+        return math.ceil(tokens * rate) + PROMPT_OVERHEAD
+
+    planner = fixed(PLANNER_FIXED) + q + min(m, n * SUBQUESTION_TOKENS + 20)
+    worker = fixed(WORKER_FIXED) + q + SUBQUESTION_TOKENS + m
+    revision_worker = worker + m + math.ceil(40 * rate)
+    critic = fixed(CRITIC_FIXED + n * SUBANSWER_FIXED) + q + n * (SUBQUESTION_TOKENS + m) + min(m, 40 * n)
+    synthesizer = synthesis_cost(n, m, q, rate)
     rounds = shape.revisions * (critic + n * revision_worker)
     return planner + n * worker + rounds + synthesizer
 
 
-def synthesis_cost(subtasks: int, output_tokens: int, question_tokens: int) -> int:
-    """The synthesizer's worst case: every sub-answer at its cap, and a full-length answer."""
-    per_answer = SUBANSWER_FIXED + SUBQUESTION_TOKENS + output_tokens
-    prompt = SYNTHESIZER_FIXED + question_tokens + subtasks * per_answer
-    return math.ceil(prompt * PROMPT_SAFETY) + PROMPT_OVERHEAD + output_tokens
+def synthesis_cost(subtasks: int, output_tokens: int, question: int, rate: float = 1.0) -> int:
+    """The synthesizer's worst case: every sub-answer at its cap, and a full-length answer
+    (``question`` and ``rate`` as for ``estimated_cost``)."""
+    own_text = math.ceil((SYNTHESIZER_FIXED + subtasks * SUBANSWER_FIXED) * rate) + PROMPT_OVERHEAD
+    return own_text + question + subtasks * (SUBQUESTION_TOKENS + output_tokens) + output_tokens
 
 
-def smallest_budget(question_tokens: int) -> int:
+def smallest_budget(question: int, rate: float = 1.0) -> int:
     """The least ``token_budget`` that can answer a question of this size: one sub-question,
     no revision, the shortest answers worth sending."""
-    return estimated_cost(Shape(1, 0, MIN_CALL_OUTPUT * 2), question_tokens)
+    return estimated_cost(Shape(1, 0, MIN_CALL_OUTPUT * 2), question, rate)
 
 
-def fit(shape: Shape, question_tokens: int, budget: int | None) -> Shape:
+def fit(shape: Shape, question: int, budget: int | None, rate: float = 1.0) -> Shape:
     """Shrink a run until its estimated cost fits the budget: first no revisions, then shorter
     answers, then fewer sub-questions. The budget's own bookkeeping still enforces the limit."""
     if budget is None:
@@ -115,7 +121,7 @@ def fit(shape: Shape, question_tokens: int, budget: int | None) -> Shape:
     n, r, m = shape.subtasks, shape.revisions, shape.output_tokens
 
     def cost() -> int:
-        return estimated_cost(Shape(n, r, m), question_tokens)
+        return estimated_cost(Shape(n, r, m), question, rate)
 
     while r > 0 and cost() > budget:
         r -= 1

@@ -13,11 +13,13 @@ from typing import Any, TypeVar
 import httpx
 import openai
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.messages.ai import UsageMetadata
 from opentelemetry.trace import Span
 from pydantic import BaseModel, ValidationError
 
 from graph import tracing
 from graph.budget import BudgetExhausted
+from graph.calibration import TextSize, measure, measure_messages
 from graph.context import RunContext
 from graph.errors import ErrorKind, ModelCallError
 from graph.journal import IN_FLIGHT, Journal
@@ -25,7 +27,7 @@ from graph.ledger import CallRecord, NodeName
 from graph.models import ModelSpec, StructuredOutput
 from graph.prompts import REPAIR_USER
 from graph.state import Fallback
-from graph.tokens import estimate, estimate_messages
+from graph.tokens import estimate
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -199,7 +201,7 @@ async def call_text(
             on_delta(text)
         return text, [done]
     for_synthesis = node == "synthesizer"
-    prompt_estimate = estimate_messages(messages)
+    size = measure_messages(messages)
     rows: list[CallRecord] = []
     deltas = _Deltas(on_delta) if on_delta is not None else None
     for retry in range(ctx.max_attempts):
@@ -208,14 +210,16 @@ async def call_text(
         time_left = _time_left(ctx, for_synthesis)
         if time_left is not None and time_left <= 0:
             raise ModelCallError("deadline_exceeded", "the run's deadline has passed", node)
+        rates = spec.rates()
+        prompt_cap = rates.prompt(size)
         try:
-            cap = ctx.budget.reserve(prompt_estimate, ctx.max_output_tokens, for_synthesis=for_synthesis)
+            cap = ctx.budget.reserve(prompt_cap, ctx.max_output_tokens, for_synthesis=for_synthesis)
         except BudgetExhausted as exc:
             raise ModelCallError("budget_exhausted", str(exc), node) from exc
         kwargs = _cap_kwargs(spec, cap, response_format)
         timeout = ctx.timeout_s if time_left is None else min(ctx.timeout_s, time_left)
         row = functools.partial(_row, spec, node, task_id, attempt, retry, _now(), time.perf_counter())
-        in_flight = functools.partial(row, prompt_estimate, estimated=True, error=IN_FLIGHT)
+        in_flight = functools.partial(row, size.counted, estimated=True, error=IN_FLIGHT)
         seq = ctx.journal.started(in_flight(0))
         streamed = None if deltas is None else _Streamed(deltas, seq, in_flight, ctx.journal)
         with tracing.chat(spec.name, node, task_id, attempt, retry, cap) as span:
@@ -223,11 +227,11 @@ async def call_text(
                 async with asyncio.timeout(timeout):
                     message = await _invoke(spec, messages, kwargs, streamed)
             except asyncio.CancelledError:
-                ctx.budget.settle(prompt_estimate, cap, 0)
+                ctx.budget.settle(prompt_cap, cap, 0)
                 _record(ctx, rows, seq, span, row(0, 0, False, "cancelled"))
                 raise
             except Exception as exc:
-                ctx.budget.settle(prompt_estimate, cap, 0)
+                ctx.budget.settle(prompt_cap, cap, 0)
                 failure = classify(exc)
                 if failure.kind == "upstream_timeout" and timeout < ctx.timeout_s:
                     failure = _Failure("deadline_exceeded", "the run's deadline has passed", False, None)
@@ -245,14 +249,23 @@ async def call_text(
                 usage = message.usage_metadata
                 if usage is not None and (usage["input_tokens"] or usage["output_tokens"]):
                     prompt, completion, estimated = usage["input_tokens"], usage["output_tokens"], False
-                else:
-                    prompt, completion, estimated = prompt_estimate, estimate(text), True
-                ctx.budget.settle(prompt_estimate, cap, prompt + completion)
+                    _calibrate(spec, size, text, usage)
+                else:  # what the budget reserved: the backend cannot have billed more
+                    prompt, completion, estimated = prompt_cap, min(cap, rates.tokens(measure(text))), True
+                ctx.budget.settle(prompt_cap, cap, prompt + completion)
                 _record(ctx, rows, seq, span, row(prompt, completion, estimated, None), text)
                 tracing.answered(span, message.response_metadata)
                 return text, rows
         await asyncio.sleep(backoff)  # after the attempt's span: the wait is no part of it
     raise AssertionError("unreachable: max_attempts must be at least 1")
+
+
+def _calibrate(spec: ModelSpec, prompt: TextSize, text: str, usage: UsageMetadata) -> None:
+    """Learn the backend's ratio from the call's report: its prompt, and its visible output (a
+    reasoning model's hidden tokens are no part of the text)."""
+    spec.calibration.observe(spec.name, prompt, usage["input_tokens"])
+    hidden = usage.get("output_token_details", {}).get("reasoning", 0)
+    spec.calibration.observe(spec.name, measure(text), usage["output_tokens"] - hidden)
 
 
 class _Deltas:

@@ -9,6 +9,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
+from graph.calibration import Calibration, Rates
+
 StructuredOutput = Literal["json_schema", "json_object", "none"]
 """How to ask a backend for JSON that follows a schema.
 
@@ -68,6 +70,12 @@ class ModelSpec:
     structured: StructuredMode = field(default_factory=StructuredMode)
     token_cap_param: TokenCapParam = "max_tokens"
     stream: bool = True
+    calibration: Calibration = field(default_factory=Calibration)
+    """What the backend bills per cl100k token, learned from its reports; share one among the
+    models of a backend, so that a model not heard from yet starts from what the others showed."""
+
+    def rates(self) -> Rates:
+        return self.calibration.rates(self.name)
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,10 @@ class Models:
     def names(self) -> frozenset[str]:
         """The model names the roles use (the ledger's ``model``)."""
         return frozenset(spec.name for spec in (self.planner, self.worker, self.critic, self.synthesizer))
+
+    def rates(self) -> Rates:
+        """The highest rates of the roles' models: what admission plans a run with."""
+        return self.planner.rates() | self.worker.rates() | self.critic.rates() | self.synthesizer.rates()
 
 
 def openai_chat_model(

@@ -12,6 +12,7 @@ from langgraph.runtime import Runtime
 
 from graph import tracing
 from graph.budget import synthesis_cost
+from graph.calibration import TextSize, measure
 from graph.calls import call_structured, call_text
 from graph.context import RunContext
 from graph.dispatch import Dispatcher
@@ -61,7 +62,6 @@ from graph.prompts import (
 from graph.scheduling import dependents
 from graph.schemas import Critique, Plan, critique_schema, plan_schema
 from graph.state import Fallback, InputState, Revision, State, SubAnswer, SubTask, VerdictRecord
-from graph.tokens import estimate
 
 LIMITS: dict[ErrorKind, str] = {
     "budget_exhausted": "the run's token budget ran out",
@@ -197,6 +197,11 @@ class Nodes:
                 error=None,
             )
 
+    def _synthesis_cost(self, ctx: RunContext, subtasks: int, question: TextSize) -> int:
+        """The synthesizer's worst case, at what its model is expected to bill now."""
+        rates = self.models.synthesizer.rates()
+        return synthesis_cost(subtasks, ctx.max_output_tokens, rates.tokens(question), rates.latin)
+
     @tracing.node("planner")
     async def planner(self, state: InputState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         """Plan, and answer each task the moment its dependencies have answers: while the plan
@@ -209,9 +214,9 @@ class Nodes:
             SystemMessage(PLANNER_SYSTEM.format(max_subtasks=ctx.max_subtasks)),
             HumanMessage(PLANNER_USER.format(question=quote(question))),
         ]
-        question_tokens = estimate(question)
+        question_size = measure(question)
         budget = ctx.budget
-        budget.synthesis_reserve = synthesis_cost(ctx.max_subtasks, ctx.max_output_tokens, question_tokens)
+        budget.synthesis_reserve = self._synthesis_cost(ctx, ctx.max_subtasks, question_size)
 
         async def run(task: SubTask, inputs: list[SubAnswer]) -> SubAnswer:
             return await self._answer(ctx, emit, question, task, inputs)
@@ -243,7 +248,7 @@ class Nodes:
                 plan, error = None, f"{exc.kind}: {exc.message}"
             fallbacks += reader.finish(plan.raw_tasks() if plan else None, error, question)
             subtasks = reader.tasks
-            budget.synthesis_reserve = synthesis_cost(len(subtasks), ctx.max_output_tokens, question_tokens)
+            budget.synthesis_reserve = self._synthesis_cost(ctx, len(subtasks), question_size)
             emit(ProgressEvent(event=PLAN, data=PlanMade(subtasks=subtasks)))
             emit(_stage("answering"))
             dispatcher.close()

