@@ -1,8 +1,8 @@
 # ruff: noqa: RUF001  (the questions are in Cyrillic and CJK on purpose)
 """Budgets hold for any tokenizer: against backends that count 1.6x cl100k, or one token per two
 characters, with long questions in mixed scripts, what the backend bills never exceeds
-``token_budget``, ``cost_budget_usd`` or ``max_completion_tokens``, and the run reports exactly
-what was billed."""
+``token_budget``, ``cost_budget_usd``, ``max_completion_tokens`` or a key's ``tokens_per_day``,
+and the run reports exactly what was billed."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,3 +159,25 @@ def test_max_completion_tokens_holds_for_any_tokenizer(
             assert response.json()["usage"]["completion_tokens"] == completion
             answered += 1
     assert answered >= 1
+
+
+@pytest.mark.parametrize("day", [7000, 12000])
+def test_a_daily_token_quota_holds_for_any_tokenizer(
+    stub: StubBackend, settings: Settings, tmp_path: Path, tokenizer: str, day: int
+) -> None:
+    """Runs until the key's day is spent: each is capped by what is left of it, as by a budget."""
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f'keys:\n  - {{name: alice, key: "sk-alice-1f3a9c", tokens_per_day: {day}}}\n')
+    with (
+        Service(settings.model_copy(update={"api_keys_file": keys}), stub_backend(stub)) as service,
+        httpx.Client(base_url=service.url, headers={"Authorization": "Bearer sk-alice-1f3a9c"}) as alice,
+    ):
+        for question in (*QUESTIONS, ENGLISH) * 3:
+            response = alice.post("/v1/reason", json={"question": question, "max_revisions": 1}, timeout=60)
+            if response.status_code == 429:
+                assert response.json()["error"]["code"] == "tokens_per_day_exceeded"
+                break
+        else:
+            pytest.fail("the day's quota never ran out")
+        spent = alice.get("/v1/usage").json()["total_tokens"]
+    assert spent == billed(stub) <= day, (tokenizer, day, billed(stub))
