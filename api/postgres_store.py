@@ -11,6 +11,7 @@ claiming at once never take the same run.
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api.checkpoints import BestEffortSaver
+from api.leases import LocalLeases
 from api.postgres_schema import Row, migrate
 from api.store import (
     REPLAY_PAGE,
@@ -122,6 +124,7 @@ class PostgresRunStore:
         self._saver = AsyncPostgresSaver(cast(Any, self._pool))
         self._checkpointer = BestEffortSaver(self._saver, FAILURES)
         self._writes = BatchWriter(self._commit, RETRYABLE)
+        self._leases = LocalLeases()
 
     async def open(self) -> list[int]:
         """Connect and migrate; returns the schema versions this call applied. Raises
@@ -145,6 +148,9 @@ class PostgresRunStore:
     @property
     def healthy(self) -> bool:
         return self._writes.healthy
+
+    def holds(self, run_id: str) -> bool:
+        return self._leases.holds(run_id)
 
     @asynccontextmanager
     async def _connection(self, what: str) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
@@ -186,6 +192,7 @@ class PostgresRunStore:
         owned: bool = True,
         key_hash: str | None = None,
     ) -> RunRecord:
+        sent = time.monotonic()
         rows = await self._query(
             "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
             "lease_until, completion_budget, key_hash) VALUES (%s, 'queued', %s, %s, now(), now(), %s, "
@@ -201,6 +208,8 @@ class PostgresRunStore:
                 key_hash,
             ),
         )
+        if owned:
+            self._leases.taken([run_id], sent, lease_s)
         at = _iso(rows[0]["created_at"])
         return RunRecord(run_id, "queued", question, request, at, at, None, completion_budget)
 
@@ -240,18 +249,23 @@ class PostgresRunStore:
         return [Entry(r["seq"], cast(CallRecord, json.loads(r["row"])), r["output"]) for r in rows]
 
     async def renew(self, lease_s: float) -> set[str]:
+        sent = time.monotonic()
         rows = await self._query(
             "UPDATE runs SET lease_until=now() + %s * interval '1 second' "
             f"WHERE owner=%s AND status IN {UNFINISHED} RETURNING id",
             (lease_s, self.instance),
         )
-        return {row["id"] for row in rows}
+        owned = {row["id"] for row in rows}
+        self._leases.renewed(owned, sent, lease_s)
+        return owned
 
     async def claim(
         self, lease_s: float, *, limit: int | None = None, run_id: str | None = None
     ) -> list[Claim]:
         params = {"me": self.instance, "lease_s": lease_s, "limit": limit, "run_id": run_id}
+        sent = time.monotonic()
         rows = await self._query(CLAIM, params)
+        self._leases.taken([row["id"] for row in rows], sent, lease_s)
         rows.sort(key=lambda row: row["created_at"])
         return [Claim(self._record(row), row["resumes"], row["cancel_requested"]) for row in rows]
 
@@ -274,6 +288,7 @@ class PostgresRunStore:
         return {row["id"] for row in rows}
 
     async def release(self, run_ids: list[str]) -> None:
+        self._leases.dropped(run_ids)
         if run_ids:
             self._writes.enqueue(
                 [
@@ -285,6 +300,7 @@ class PostgresRunStore:
             )
 
     async def finish(self, run_id: str, status: Status, result: Result, event: Event) -> None:
+        self._leases.dropped([run_id])
         await self._writes.write(
             [
                 self._event_row(event),

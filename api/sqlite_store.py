@@ -32,6 +32,7 @@ import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from api.checkpoints import BestEffortSaver
+from api.leases import LocalLeases
 from api.store import (
     REPLAY_PAGE,
     TERMINAL,
@@ -206,6 +207,7 @@ class SQLiteRunStore:
         self._wdb: sqlite3.Connection | None = None
         self._rdb: sqlite3.Connection | None = None
         self._writes = BatchWriter(self._commit, (sqlite3.Error,))
+        self._leases = LocalLeases()
 
     async def open(self) -> None:
         """Create the file and schema if needed; raises StorageUnavailable if it cannot."""
@@ -273,6 +275,9 @@ class SQLiteRunStore:
     async def _commit(self, statements: list[Statement]) -> None:
         await self._on(self._writer, functools.partial(self._transaction, statements))
 
+    def holds(self, run_id: str) -> bool:
+        return self._leases.holds(run_id)
+
     @property
     def healthy(self) -> bool:
         return self._writes.healthy
@@ -307,6 +312,7 @@ class SQLiteRunStore:
                 key_hash,
             ),
         )
+        sent = time.monotonic()
         try:
             await self._on(self._writer, lambda: self._transaction([statement]))
         except sqlite3.Error as exc:
@@ -314,6 +320,8 @@ class SQLiteRunStore:
             # Something must write to find out when storage is back: the writer retries this.
             self._writes.enqueue([("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (_now(),))])
             raise StorageUnavailable(f"cannot store the run: {exc}") from exc
+        if owned:
+            self._leases.taken([run_id], sent, lease_s)
         return RunRecord(run_id, "queued", question, request, now, now, None, completion_budget)
 
     def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
@@ -370,6 +378,7 @@ class SQLiteRunStore:
         return [Entry(seq, cast(CallRecord, json.loads(row)), output) for seq, row, output in rows]
 
     async def renew(self, lease_s: float) -> set[str]:
+        sent = time.monotonic()
         await self._writes.write(
             [
                 (
@@ -381,7 +390,9 @@ class SQLiteRunStore:
         rows = await self._read(
             f"SELECT id FROM runs WHERE owner=? AND status IN {UNFINISHED}", (self.instance.name,)
         )
-        return {row[0] for row in rows}
+        owned = {row[0] for row in rows}
+        self._leases.renewed(owned, sent, lease_s)
+        return owned
 
     async def claim(
         self, lease_s: float, *, limit: int | None = None, run_id: str | None = None
@@ -417,10 +428,12 @@ class SQLiteRunStore:
                     )
             return rows
 
+        sent = time.monotonic()
         try:
             rows = await self._on(self._writer, take)
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot claim runs: {exc}") from exc
+        self._leases.taken([row[0] for row in rows], sent, lease_s)
         return [Claim(self._record(row[:-1]), row[-1]) for row in rows]
 
     async def queued(self) -> int:
@@ -438,6 +451,7 @@ class SQLiteRunStore:
         return self.healthy
 
     async def release(self, run_ids: list[str]) -> None:
+        self._leases.dropped(run_ids)
         if run_ids:
             marks = ",".join("?" * len(run_ids))
             self._writes.enqueue(
@@ -450,6 +464,7 @@ class SQLiteRunStore:
             )
 
     async def finish(self, run_id: str, status: Status, result: Result, event: Event) -> None:
+        self._leases.dropped([run_id])
         await self._writes.write(
             [
                 _event_row(event, self.instance.name),

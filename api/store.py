@@ -167,6 +167,11 @@ class RunStore(Protocol):
         ``run_id``. A claim from an owner that is gone counts in ``Claim.resumes``."""
         ...
 
+    def holds(self, run_id: str) -> bool:
+        """Whether this process surely still holds the run's lease, by its own clock (see
+        ``api.leases``): false once the lease may have lapsed, or was lost, or given up."""
+        ...
+
     async def queued(self) -> int:
         """How many runs wait to start, in every process."""
         ...

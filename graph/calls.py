@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from graph import tracing
 from graph.budget import BudgetExhausted
 from graph.context import RunContext
-from graph.errors import ErrorKind, ModelCallError
+from graph.errors import ErrorKind, Fenced, ModelCallError
 from graph.journal import IN_FLIGHT
 from graph.ledger import CallRecord, NodeName
 from graph.models import ModelSpec, StructuredOutput
@@ -190,7 +190,8 @@ async def call_text(
     A call that an earlier attempt of the run got an answer for (the run's journal) is not
     made again: its answer is returned, and streamed at once.
 
-    Raises ModelCallError (with the rows spent) when the call fails for good.
+    Raises ModelCallError (with the rows spent) when the call fails for good, and Fenced,
+    before the request goes out, when the run's fence says this process may not call any more.
     """
     replayed = ctx.journal.replay((node, task_id, attempt))
     if replayed is not None:
@@ -203,6 +204,8 @@ async def call_text(
     rows: list[CallRecord] = []
     deltas = _Deltas(on_delta) if on_delta is not None else None
     for retry in range(ctx.max_attempts):
+        if not ctx.fence():
+            raise Fenced(node)
         if deltas is not None:
             deltas.new_attempt()
         time_left = _time_left(ctx, for_synthesis)
