@@ -1,4 +1,4 @@
-"""A process's own view of its leases, by its monotonic clock.
+"""A process's own view of its leases and of its contact with the store, by its monotonic clock.
 
 The store times leases by its clock (the database's, or the SQLite file's machine's); a
 process cannot ask it before every model call. So it keeps, for each lease it holds, a local
@@ -7,6 +7,11 @@ less a margin. The store set the lease's end no earlier than that request arrive
 the deadline the lease surely holds, however long the process was frozen or cut off since.
 Past it, the process makes no model call for the run (fencing by lease deadlines: another
 process may own the run by then).
+
+A process that lost the store itself cannot tell a live owner that was cut off as it was from
+one that died: after an outage it claims no other process's expired lease until it has been
+back for a full lease plus the time an owner needs to reach the store again. Owners renew as
+soon as they reach it (and their queued writes commit first), so they keep their runs.
 """
 
 import time
@@ -15,6 +20,11 @@ from collections.abc import Callable, Iterable
 LEASE_MARGIN = 0.2
 """The part of a lease a process does not count on: the time between its check and the
 request reaching the backend, a store whose clock runs fast."""
+
+RECONNECT_S = 2.0
+"""How soon a process reaches its store again once the store is back: its Postgres pool starts
+its reconnect attempts over after this long (psycopg_pool backs off for up to 5 minutes by
+default), and its writer retries at least this often (``api.writer.RETRY_MAX_S``)."""
 
 
 class LocalLeases:
@@ -53,3 +63,26 @@ class LocalLeases:
     @staticmethod
     def _deadline(sent: float, lease_s: float) -> float:
         return sent + lease_s * (1 - LEASE_MARGIN)
+
+
+class StoreContact:
+    """Whether this process has reached its store steadily for long enough to claim another
+    process's expired lease: ``reached`` after every operation that worked, ``lost`` after one
+    that failed for want of the store. A process that just started counts as just back."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._back_since: float | None = clock()
+
+    def reached(self) -> None:
+        if self._back_since is None:
+            self._back_since = self.clock()
+
+    def lost(self) -> None:
+        self._back_since = None
+
+    def may_claim_expired(self, lease_s: float) -> bool:
+        """Back for ``lease_s`` + ``RECONNECT_S``: any owner alive and cut off as this process
+        was has had a full lease, after reaching the store again, to renew."""
+        since = self._back_since
+        return since is not None and self.clock() - since >= lease_s + RECONNECT_S

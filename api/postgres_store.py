@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api.checkpoints import BestEffortSaver
-from api.leases import LocalLeases
+from api.leases import RECONNECT_S, LocalLeases, StoreContact
 from api.postgres_schema import Row, migrate
 from api.store import (
     REPLAY_PAGE,
@@ -72,7 +72,7 @@ CLAIM = f"""
 WITH picked AS (
     SELECT id FROM runs
     WHERE status IN {UNFINISHED}
-      AND (owner IS NULL OR lease_until < now())
+      AND (owner IS NULL OR (%(expired)s AND lease_until < now()))
       AND owner IS DISTINCT FROM %(me)s
       AND (%(run_id)s::text IS NULL OR id = %(run_id)s::text)
     ORDER BY created_at
@@ -85,7 +85,8 @@ FROM picked WHERE runs.id = picked.id
 RETURNING runs.id, status, question, request, created_at, updated_at, result, completion_budget,
     resumes, cancel_requested
 """
-"""A run given up on purpose (no owner: queued, a shutdown, a failed take-up) is no crash."""
+"""A run given up on purpose (no owner: queued, a shutdown, a failed take-up) is no crash. An
+expired lease is taken only when ``expired`` (see ``api.leases.StoreContact``)."""
 
 
 def _text(value: str | None) -> str | None:
@@ -112,6 +113,7 @@ class PostgresRunStore:
             min_size=1,
             max_size=pool_size,
             timeout=POOL_TIMEOUT_S,
+            reconnect_timeout=RECONNECT_S,  # then it starts over: a database back is reached soon
             check=AsyncConnectionPool.check_connection,
             kwargs={
                 "autocommit": True,
@@ -125,6 +127,7 @@ class PostgresRunStore:
         self._checkpointer = BestEffortSaver(self._saver, FAILURES)
         self._writes = BatchWriter(self._commit, RETRYABLE)
         self._leases = LocalLeases()
+        self._contact = StoreContact()
 
     async def open(self) -> list[int]:
         """Connect and migrate; returns the schema versions this call applied. Raises
@@ -157,13 +160,22 @@ class PostgresRunStore:
         try:
             async with self._pool.connection() as conn:
                 yield conn
+        except RETRYABLE as exc:
+            self._contact.lost()
+            raise StorageUnavailable(f"cannot {what}: {exc}") from exc
         except FAILURES as exc:
             raise StorageUnavailable(f"cannot {what}: {exc}") from exc
+        self._contact.reached()
 
     async def _commit(self, statements: list[Statement]) -> None:
-        async with self._pool.connection() as conn, conn.transaction(), conn.pipeline():
-            for sql, params in statements:
-                await conn.execute(sql.encode(), params)
+        try:
+            async with self._pool.connection() as conn, conn.transaction(), conn.pipeline():
+                for sql, params in statements:
+                    await conn.execute(sql.encode(), params)
+        except RETRYABLE:
+            self._contact.lost()
+            raise
+        self._contact.reached()
 
     async def _query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Row]:
         """One statement that returns rows (a SELECT, or a write with RETURNING), on a pooled
@@ -262,7 +274,13 @@ class PostgresRunStore:
     async def claim(
         self, lease_s: float, *, limit: int | None = None, run_id: str | None = None
     ) -> list[Claim]:
-        params = {"me": self.instance, "lease_s": lease_s, "limit": limit, "run_id": run_id}
+        params = {
+            "me": self.instance,
+            "lease_s": lease_s,
+            "limit": limit,
+            "run_id": run_id,
+            "expired": self._contact.may_claim_expired(lease_s),
+        }
         sent = time.monotonic()
         rows = await self._query(CLAIM, params)
         self._leases.taken([row["id"] for row in rows], sent, lease_s)

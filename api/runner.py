@@ -432,17 +432,18 @@ class Runner:
         s = self.settings
         every = s.lease_s / 3
         pruned = -RETENTION_EVERY_S
-        renewed = time.monotonic()
+        renewed, failed = time.monotonic(), False
         while True:
             polling = self.store.shared and not self.broker.connected
-            tick = min(TICK_S, every) if polling else every
+            tick = min(TICK_S, every) if polling or failed else every
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poked.wait(), tick)
             self._poked.clear()
             try:
-                if time.monotonic() - renewed >= every * 0.9:
-                    renewed = time.monotonic()
+                if failed or time.monotonic() - renewed >= every * 0.9:
+                    renewed, failed = time.monotonic(), True  # a failed renewal is retried each tick
                     await self._renew()
+                    failed = False
                 if self.store.shared:
                     for run_id in await self.store.cancel_requested():
                         self._cancel_if_here(run_id)

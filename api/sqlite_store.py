@@ -32,7 +32,7 @@ import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from api.checkpoints import BestEffortSaver
-from api.leases import LocalLeases
+from api.leases import LocalLeases, StoreContact
 from api.store import (
     REPLAY_PAGE,
     TERMINAL,
@@ -118,6 +118,8 @@ INSERT_EVENT = f"INSERT OR IGNORE INTO events (run_id, seq, event, data) SELECT 
 INSERT_CALL = (
     f"INSERT OR REPLACE INTO calls (run_id, seq, row, output, in_flight) SELECT ?,?,?,?,? WHERE {OWNED}"
 )
+NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+"""``time.time()`` in SQL: when the statement runs, not when it was queued."""
 
 
 class InstanceLock:
@@ -208,6 +210,7 @@ class SQLiteRunStore:
         self._rdb: sqlite3.Connection | None = None
         self._writes = BatchWriter(self._commit, (sqlite3.Error,))
         self._leases = LocalLeases()
+        self._contact = StoreContact()
 
     async def open(self) -> None:
         """Create the file and schema if needed; raises StorageUnavailable if it cannot."""
@@ -272,8 +275,18 @@ class SQLiteRunStore:
             for sql, params in statements:
                 db.execute(sql, params)
 
+    async def _write(self, work: Callable[[], T]) -> T:
+        """``work`` on the writer's thread, noting whether the store could be written."""
+        try:
+            done = await self._on(self._writer, work)
+        except sqlite3.Error:
+            self._contact.lost()
+            raise
+        self._contact.reached()
+        return done
+
     async def _commit(self, statements: list[Statement]) -> None:
-        await self._on(self._writer, functools.partial(self._transaction, statements))
+        await self._write(functools.partial(self._transaction, statements))
 
     def holds(self, run_id: str) -> bool:
         return self._leases.holds(run_id)
@@ -314,7 +327,7 @@ class SQLiteRunStore:
         )
         sent = time.monotonic()
         try:
-            await self._on(self._writer, lambda: self._transaction([statement]))
+            await self._write(lambda: self._transaction([statement]))
         except sqlite3.Error as exc:
             self._writes.failed(exc, 0)
             # Something must write to find out when storage is back: the writer retries this.
@@ -382,8 +395,8 @@ class SQLiteRunStore:
         await self._writes.write(
             [
                 (
-                    f"UPDATE runs SET lease_until=? WHERE owner=? AND status IN {UNFINISHED}",
-                    (time.time() + lease_s, self.instance.name),
+                    f"UPDATE runs SET lease_until={NOW} + ? WHERE owner=? AND status IN {UNFINISHED}",
+                    (lease_s, self.instance.name),
                 )
             ]
         )
@@ -397,6 +410,8 @@ class SQLiteRunStore:
     async def claim(
         self, lease_s: float, *, limit: int | None = None, run_id: str | None = None
     ) -> list[Claim]:
+        expired = self._contact.may_claim_expired(lease_s)
+
         def take() -> list[tuple[Any, ...]]:
             db = self._wdb
             assert db is not None, "the store is not open"
@@ -411,7 +426,11 @@ class SQLiteRunStore:
                     candidate
                     for candidate, owner, lease_until in candidates
                     if owner != self.instance.name
-                    and (lease_until is None or lease_until < now or self.instance.gone(owner))
+                    and (
+                        owner is None
+                        or (expired and (lease_until is None or lease_until < now))
+                        or self.instance.gone(owner)
+                    )
                 ][:limit]
                 rows = []
                 for taken_id in taken:
@@ -430,7 +449,7 @@ class SQLiteRunStore:
 
         sent = time.monotonic()
         try:
-            rows = await self._on(self._writer, take)
+            rows = await self._write(take)
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot claim runs: {exc}") from exc
         self._leases.taken([row[0] for row in rows], sent, lease_s)

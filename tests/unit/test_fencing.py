@@ -1,11 +1,11 @@
-"""Fencing by lease deadlines: a process's local view of its leases (``api.leases``), and a
-run's fence in the engine: once it says no, no model call and no
+"""Fencing by lease deadlines: a process's local view of its leases and of its contact with the
+store (``api.leases``), and a run's fence in the engine: once it says no, no model call and no
 task starts, and the calls already out return and are accounted for."""
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from api.leases import LEASE_MARGIN, LocalLeases
+from api.leases import LEASE_MARGIN, RECONNECT_S, LocalLeases, StoreContact
 from graph import RunContext
 from graph.calls import call_text
 from graph.errors import Fenced
@@ -62,6 +62,23 @@ def test_a_dropped_lease_holds_no_more() -> None:
     leases.taken(["a", "b"], sent=100.0, lease_s=10)
     leases.dropped(["a"])
     assert not leases.holds("a") and leases.holds("b")
+
+
+def test_expired_leases_are_claimed_only_once_back_for_a_lease() -> None:
+    clock = Clock()
+    contact = StoreContact(clock)
+    assert not contact.may_claim_expired(10), "a process that just started counts as just back"
+    clock.now += 10 + RECONNECT_S
+    assert contact.may_claim_expired(10)
+    contact.lost()
+    clock.now += 60
+    assert not contact.may_claim_expired(10), "cut off: the owners were too"
+    contact.reached()
+    clock.now += 10
+    contact.reached()  # more contact does not move the start of it
+    assert not contact.may_claim_expired(10)
+    clock.now += RECONNECT_S
+    assert contact.may_claim_expired(10)
 
 
 MESSAGES = [SystemMessage("You answer."), HumanMessage("Hi")]
