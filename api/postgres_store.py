@@ -11,6 +11,7 @@ claiming at once never take the same run.
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api.checkpoints import BestEffortSaver
+from api.leases import RECONNECT_S, LocalLeases, StoreContact
 from api.postgres_schema import Row, migrate
 from api.store import (
     IDEMPOTENCY_TTL_S,
@@ -75,7 +77,7 @@ CLAIM = f"""
 WITH picked AS (
     SELECT id FROM runs
     WHERE status IN {UNFINISHED}
-      AND (owner IS NULL OR lease_until < now())
+      AND (owner IS NULL OR (%(expired)s AND lease_until < now()))
       AND owner IS DISTINCT FROM %(me)s
       AND (%(run_id)s::text IS NULL OR id = %(run_id)s::text)
     ORDER BY created_at
@@ -88,7 +90,8 @@ FROM picked WHERE runs.id = picked.id
 RETURNING runs.id, status, question, request, created_at, updated_at, result, completion_budget,
     key_hash, resumes, cancel_requested
 """
-"""A run given up on purpose (no owner: queued, a shutdown, a failed take-up) is no crash."""
+"""A run given up on purpose (no owner: queued, a shutdown, a failed take-up) is no crash. An
+expired lease is taken only when ``expired`` (see ``api.leases.StoreContact``)."""
 
 
 TODAY = "(date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
@@ -141,6 +144,7 @@ class PostgresRunStore:
             min_size=1,
             max_size=pool_size,
             timeout=POOL_TIMEOUT_S,
+            reconnect_timeout=RECONNECT_S,  # then it starts over: a database back is reached soon
             check=AsyncConnectionPool.check_connection,
             kwargs={
                 "autocommit": True,
@@ -153,6 +157,8 @@ class PostgresRunStore:
         self._saver = AsyncPostgresSaver(cast(Any, self._pool))
         self._checkpointer = BestEffortSaver(self._saver, FAILURES)
         self._writes = BatchWriter(self._commit, RETRYABLE)
+        self._leases = LocalLeases()
+        self._contact = StoreContact()
 
     async def open(self) -> list[int]:
         """Connect and migrate; returns the schema versions this call applied. Raises
@@ -177,18 +183,30 @@ class PostgresRunStore:
     def healthy(self) -> bool:
         return self._writes.healthy
 
+    def holds(self, run_id: str) -> bool:
+        return self._leases.holds(run_id)
+
     @asynccontextmanager
     async def _connection(self, what: str) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
         try:
             async with self._pool.connection() as conn:
                 yield conn
+        except RETRYABLE as exc:
+            self._contact.lost()
+            raise StorageUnavailable(f"cannot {what}: {exc}") from exc
         except FAILURES as exc:
             raise StorageUnavailable(f"cannot {what}: {exc}") from exc
+        self._contact.reached()
 
     async def _commit(self, statements: list[Statement]) -> None:
-        async with self._pool.connection() as conn, conn.transaction(), conn.pipeline():
-            for sql, params in statements:
-                await conn.execute(sql.encode(), params)
+        try:
+            async with self._pool.connection() as conn, conn.transaction(), conn.pipeline():
+                for sql, params in statements:
+                    await conn.execute(sql.encode(), params)
+        except RETRYABLE:
+            self._contact.lost()
+            raise
+        self._contact.reached()
 
     async def _query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Row]:
         """One statement that returns rows (a SELECT, or a write with RETURNING), on a pooled
@@ -219,6 +237,7 @@ class PostgresRunStore:
         grant: Grant | None = None,
         idempotency: IdempotencyKey | None = None,
     ) -> RunRecord:
+        sent = time.monotonic()
         async with self._connection("store the run") as conn, conn.transaction():
             if grant is not None or idempotency is not None:
                 # Creations for one key wait for each other, on every replica, until commit.
@@ -271,6 +290,8 @@ class PostgresRunStore:
                     "VALUES (%s, %s, %s, now())",
                     (idempotency.scope, idempotency.fingerprint, run_id),
                 )
+        if owned:
+            self._leases.taken([run_id], sent, lease_s)
         at = _iso(created["created_at"])
         return RunRecord(run_id, "queued", question, stored, at, at, None, completion_budget, key_hash)
 
@@ -310,18 +331,29 @@ class PostgresRunStore:
         return [Entry(r["seq"], cast(CallRecord, json.loads(r["row"])), r["output"]) for r in rows]
 
     async def renew(self, lease_s: float) -> set[str]:
+        sent = time.monotonic()
         rows = await self._query(
             "UPDATE runs SET lease_until=now() + %s * interval '1 second' "
             f"WHERE owner=%s AND status IN {UNFINISHED} RETURNING id",
             (lease_s, self.instance),
         )
-        return {row["id"] for row in rows}
+        owned = {row["id"] for row in rows}
+        self._leases.renewed(owned, sent, lease_s)
+        return owned
 
     async def claim(
         self, lease_s: float, *, limit: int | None = None, run_id: str | None = None
     ) -> list[Claim]:
-        params = {"me": self.instance, "lease_s": lease_s, "limit": limit, "run_id": run_id}
+        params = {
+            "me": self.instance,
+            "lease_s": lease_s,
+            "limit": limit,
+            "run_id": run_id,
+            "expired": self._contact.may_claim_expired(lease_s),
+        }
+        sent = time.monotonic()
         rows = await self._query(CLAIM, params)
+        self._leases.taken([row["id"] for row in rows], sent, lease_s)
         rows.sort(key=lambda row: row["created_at"])
         return [Claim(self._record(row), row["resumes"], row["cancel_requested"]) for row in rows]
 
@@ -344,6 +376,7 @@ class PostgresRunStore:
         return {row["id"] for row in rows}
 
     async def release(self, run_ids: list[str]) -> None:
+        self._leases.dropped(run_ids)
         if run_ids:
             self._writes.enqueue(
                 [
@@ -355,6 +388,7 @@ class PostgresRunStore:
             )
 
     async def finish(self, run_id: str, status: Status, result: Result, event: Event) -> None:
+        self._leases.dropped([run_id])
         await self._writes.write(
             [
                 self._event_row(event),

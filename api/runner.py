@@ -9,7 +9,9 @@ even if storage is failing for a while.
 Runs outlive their process. This process renews its leases on its runs while it lives and, as
 long as it runs, takes up the unfinished runs of processes that are gone: it resumes them from
 their checkpoints (``RESUME_RUNS``), or stores them as interrupted, or as failed once one has
-been resumed ``MAX_RESUMES`` times. A shutdown leaves the runs it cannot finish to resume.
+been resumed ``MAX_RESUMES`` times. A shutdown leaves the runs it cannot finish to resume. A run
+makes no model call once this process cannot be sure it still holds the run's lease (see
+``api.leases``): it stops here, as when another process has taken it over.
 
 On a shared store (Postgres) this process is one replica of several: a run it has no free slot
 for waits in the store, and every replica's upkeep (each second, or at once when the broker
@@ -23,7 +25,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -253,8 +255,22 @@ class Runner:
     ) -> None:
         """``resumes``: None for a new run; for one taken up, how often its process died."""
         self.live[live.run_id] = live
+        ctx = dataclasses.replace(ctx, fence=self._fence(live))
         work = self._run(live, request, ctx, count, admitted, resumes)
         live.task = asyncio.create_task(work, name=live.run_id)
+
+    def _fence(self, live: LiveRun) -> Callable[[], bool]:
+        """The run's fence: no model call once this process cannot be sure it holds the run's
+        lease (it was held up, or cut off from the store, past it). It stops the run as a
+        takeover does, for good: a later renewal does not start it again here."""
+
+        def may_call() -> bool:
+            if live.stop_reason is None and not self.store.holds(live.run_id):
+                log.warning("a run's lease may have lapsed; stopping it here", extra={"run_id": live.run_id})
+                live.stop_reason = "lost"
+            return live.stop_reason != "lost"
+
+        return may_call
 
     def _emit(self, live: LiveRun, name: EventName, data: EventData) -> None:
         if live.stop_reason in LET_GO:
@@ -355,6 +371,8 @@ class Runner:
             self._forget(live)
             lost = live.stop_reason == "lost"
             live.let_go(run_taken_over(live.run_id) if lost else run_suspended(live.run_id))
+            if lost:  # after its queued writes: if nobody took it, anyone may take it up now
+                self._in_background(self.store.release([live.run_id]))
             return
         status: Status = result["status"]
         if status == "cancelled" and live.stop_reason == "interrupted":
@@ -468,17 +486,18 @@ class Runner:
         s = self.settings
         every = s.lease_s / 3
         pruned = -RETENTION_EVERY_S
-        renewed = time.monotonic()
+        renewed, failed = time.monotonic(), False
         while True:
             polling = self.store.shared and not self.broker.connected
-            tick = min(TICK_S, every) if polling else every
+            tick = min(TICK_S, every) if polling or failed else every
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poked.wait(), tick)
             self._poked.clear()
             try:
-                if time.monotonic() - renewed >= every * 0.9:
-                    renewed = time.monotonic()
+                if failed or time.monotonic() - renewed >= every * 0.9:
+                    renewed, failed = time.monotonic(), True  # a failed renewal is retried each tick
                     await self._renew()
+                    failed = False
                 if self.store.shared:
                     for run_id in await self.store.cancel_requested():
                         self._cancel_if_here(run_id)

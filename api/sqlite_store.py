@@ -32,6 +32,7 @@ import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from api.checkpoints import BestEffortSaver
+from api.leases import LocalLeases, StoreContact
 from api.store import (
     IDEMPOTENCY_TTL_S,
     REPLAY_PAGE,
@@ -144,6 +145,8 @@ FROM runs WHERE key_hash = :key AND created_at >= min(:minute, :day)
 INSERT_CALL = (
     f"INSERT OR REPLACE INTO calls (run_id, seq, row, output, in_flight) SELECT ?,?,?,?,? WHERE {OWNED}"
 )
+NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+"""``time.time()`` in SQL: when the statement runs, not when it was queued."""
 
 
 class InstanceLock:
@@ -259,6 +262,8 @@ class SQLiteRunStore:
         self._wdb: sqlite3.Connection | None = None
         self._rdb: sqlite3.Connection | None = None
         self._writes = BatchWriter(self._commit, (sqlite3.Error,))
+        self._leases = LocalLeases()
+        self._contact = StoreContact()
 
     async def open(self) -> None:
         """Create the file and schema if needed; raises StorageUnavailable if it cannot."""
@@ -323,8 +328,21 @@ class SQLiteRunStore:
             for sql, params in statements:
                 db.execute(sql, params)
 
+    async def _write(self, work: Callable[[], T]) -> T:
+        """``work`` on the writer's thread, noting whether the store could be written."""
+        try:
+            done = await self._on(self._writer, work)
+        except sqlite3.Error:
+            self._contact.lost()
+            raise
+        self._contact.reached()
+        return done
+
     async def _commit(self, statements: list[Statement]) -> None:
-        await self._on(self._writer, functools.partial(self._transaction, statements))
+        await self._write(functools.partial(self._transaction, statements))
+
+    def holds(self, run_id: str) -> bool:
+        return self._leases.holds(run_id)
 
     @property
     def healthy(self) -> bool:
@@ -382,13 +400,17 @@ class SQLiteRunStore:
                     )
             return RunRecord(run_id, "queued", question, stored, at, at, None, completion_budget, key_hash)
 
+        sent = time.monotonic()
         try:
-            return await self._on(self._writer, insert)
+            record = await self._write(insert)
         except sqlite3.Error as exc:
             self._writes.failed(exc, 0)
             # Something must write to find out when storage is back: the writer retries this.
             self._writes.enqueue([("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (_now(),))])
             raise StorageUnavailable(f"cannot store the run: {exc}") from exc
+        if owned and record.id == run_id:
+            self._leases.taken([run_id], sent, lease_s)
+        return record
 
     def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
         self._writes.enqueue([_event_row(event, self.instance.name)], committed=committed)
@@ -444,22 +466,27 @@ class SQLiteRunStore:
         return [Entry(seq, cast(CallRecord, json.loads(row)), output) for seq, row, output in rows]
 
     async def renew(self, lease_s: float) -> set[str]:
+        sent = time.monotonic()
         await self._writes.write(
             [
                 (
-                    f"UPDATE runs SET lease_until=? WHERE owner=? AND status IN {UNFINISHED}",
-                    (time.time() + lease_s, self.instance.name),
+                    f"UPDATE runs SET lease_until={NOW} + ? WHERE owner=? AND status IN {UNFINISHED}",
+                    (lease_s, self.instance.name),
                 )
             ]
         )
         rows = await self._read(
             f"SELECT id FROM runs WHERE owner=? AND status IN {UNFINISHED}", (self.instance.name,)
         )
-        return {row[0] for row in rows}
+        owned = {row[0] for row in rows}
+        self._leases.renewed(owned, sent, lease_s)
+        return owned
 
     async def claim(
         self, lease_s: float, *, limit: int | None = None, run_id: str | None = None
     ) -> list[Claim]:
+        expired = self._contact.may_claim_expired(lease_s)
+
         def take() -> list[tuple[Any, ...]]:
             db = self._wdb
             assert db is not None, "the store is not open"
@@ -474,7 +501,11 @@ class SQLiteRunStore:
                     candidate
                     for candidate, owner, lease_until in candidates
                     if owner != self.instance.name
-                    and (lease_until is None or lease_until < now or self.instance.gone(owner))
+                    and (
+                        owner is None
+                        or (expired and (lease_until is None or lease_until < now))
+                        or self.instance.gone(owner)
+                    )
                 ][:limit]
                 rows = []
                 for taken_id in taken:
@@ -491,10 +522,12 @@ class SQLiteRunStore:
                     )
             return rows
 
+        sent = time.monotonic()
         try:
-            rows = await self._on(self._writer, take)
+            rows = await self._write(take)
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot claim runs: {exc}") from exc
+        self._leases.taken([row[0] for row in rows], sent, lease_s)
         return [Claim(self._record(row[:-1]), row[-1]) for row in rows]
 
     async def queued(self) -> int:
@@ -512,6 +545,7 @@ class SQLiteRunStore:
         return self.healthy
 
     async def release(self, run_ids: list[str]) -> None:
+        self._leases.dropped(run_ids)
         if run_ids:
             marks = ",".join("?" * len(run_ids))
             self._writes.enqueue(
@@ -524,6 +558,7 @@ class SQLiteRunStore:
             )
 
     async def finish(self, run_id: str, status: Status, result: Result, event: Event) -> None:
+        self._leases.dropped([run_id])
         await self._writes.write(
             [
                 _event_row(event, self.instance.name),

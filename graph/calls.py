@@ -21,7 +21,7 @@ from graph import tracing
 from graph.budget import BudgetExhausted
 from graph.calibration import TextSize, measure, measure_messages
 from graph.context import RunContext
-from graph.errors import ErrorKind, ModelCallError
+from graph.errors import ErrorKind, Fenced, ModelCallError
 from graph.journal import IN_FLIGHT, Journal
 from graph.ledger import CallRecord, NodeName
 from graph.models import ModelSpec, StructuredOutput
@@ -192,7 +192,8 @@ async def call_text(
     A call that an earlier attempt of the run got an answer for (the run's journal) is not
     made again: its answer is returned, and streamed at once.
 
-    Raises ModelCallError (with the rows spent) when the call fails for good.
+    Raises ModelCallError (with the rows spent) when the call fails for good, and Fenced,
+    before the request goes out, when the run's fence says this process may not call any more.
     """
     replayed = ctx.journal.replay((node, task_id, attempt))
     if replayed is not None:
@@ -205,6 +206,8 @@ async def call_text(
     rows: list[CallRecord] = []
     deltas = _Deltas(on_delta) if on_delta is not None else None
     for retry in range(ctx.max_attempts):
+        if not ctx.fence():
+            raise Fenced(node)
         if deltas is not None:
             deltas.new_attempt()
         time_left = _time_left(ctx, for_synthesis)

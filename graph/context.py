@@ -1,12 +1,16 @@
 """Per-run parameters, passed to the graph as its runtime context."""
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from graph.budget import Budget
 from graph.journal import CallLog, Entry, Journal
 from graph.ledger import CallRecord, Prices
+
+
+def _always() -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,10 @@ class RunContext:
     journal: Journal = field(default_factory=Journal)
     """Where calls are written down as they happen, and the answers an earlier attempt of the
     run already got (a resumed run's ``ledger`` starts with that attempt's rows)."""
+    fence: Callable[[], bool] = _always
+    """Whether this process may still act for the run; asked before every model call and before
+    a task starts. False: nothing more is called (``Fenced``), and the calls already out may
+    return (a service holding the run by a lease says False once the lease may have lapsed)."""
 
     def resuming(self, log: CallLog | None, earlier: Iterable[Entry]) -> "RunContext":
         """This context for a run taken up again: its ledger and budget start with the calls of

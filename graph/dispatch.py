@@ -5,12 +5,17 @@ says it is complete. At most ``limit`` tasks run at once. A task whose dependenc
 good is not run: it fails with "dependency tN failed". No barrier: a slow task holds back only
 the tasks that depend on it. This is LangGraph's own LLMCompiler pattern (a scheduler inside the
 node that plans), since a graph step waits for all of its tasks before the next step starts.
+
+A ``fence`` that says no stops the dispatching: no task starts after it, and the tasks whose
+calls are out are let finish (their answers are journaled), so ``wait`` raises ``Fenced`` once
+nothing runs.
 """
 
 import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable, Mapping
 
+from graph.errors import Fenced
 from graph.scheduling import blocked, ready
 from graph.state import SubAnswer, SubTask
 
@@ -29,6 +34,7 @@ class Dispatcher:
         *,
         limit: int,
         answered: Mapping[str, SubAnswer] | None = None,
+        fence: Callable[[], bool] = lambda: True,
     ) -> None:
         """``answered`` are answers that stand (an earlier round's): their tasks are not run.
 
@@ -37,6 +43,7 @@ class Dispatcher:
         call, say)."""
         self._run = run
         self._blocked_answer = blocked_answer
+        self._fence = fence
         self._slots = asyncio.Semaphore(limit)
         self._context = contextvars.copy_context()
         self.plan: list[SubTask] = []
@@ -83,6 +90,8 @@ class Dispatcher:
     async def _one(self, task: SubTask) -> None:
         try:
             async with self._slots:
+                if not self._fence():
+                    raise Fenced(task["id"])
                 inputs = [self.answers[d] for d in task["depends_on"]]
                 self.answers[task["id"]] = await self._run(task, inputs)
         except asyncio.CancelledError:
@@ -96,6 +105,9 @@ class Dispatcher:
         unexpected error of a task."""
         while True:
             if self._error is not None:
+                if isinstance(self._error, Fenced) and self._tasks:
+                    await asyncio.wait(set(self._tasks))  # calls out may return; none starts
+                    continue
                 raise self._error
             if self._closed and all(t["id"] in self.answers for t in self.plan):
                 return self.answers

@@ -30,3 +30,9 @@ class ModelCallError(Exception):
         """The backend's HTTP status, when it answered with an error."""
         self.code = code
         """The backend's error code, when it gave one."""
+
+
+class Fenced(Exception):
+    """This process may no longer act for the run (``RunContext.fence`` said so: it cannot be
+    sure it still holds the run's lease). Nothing more is called; the run stops here and goes on
+    wherever its lease now is."""

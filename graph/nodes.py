@@ -221,7 +221,7 @@ class Nodes:
         async def run(task: SubTask, inputs: list[SubAnswer]) -> SubAnswer:
             return await self._answer(ctx, emit, question, task, inputs)
 
-        dispatcher = Dispatcher(run, _blocked, limit=ctx.max_concurrency)
+        dispatcher = Dispatcher(run, _blocked, limit=ctx.max_concurrency, fence=ctx.fence)
 
         def planned(task: SubTask) -> None:
             emit(ProgressEvent(event=PLAN_TASK, data=PlanTask(task=task)))
@@ -288,7 +288,7 @@ class Nodes:
                 previous=before,
             )
 
-        dispatcher = Dispatcher(run, _blocked, limit=ctx.max_concurrency, answered=standing)
+        dispatcher = Dispatcher(run, _blocked, limit=ctx.max_concurrency, answered=standing, fence=ctx.fence)
         try:
             for task in plan:
                 dispatcher.add(task)

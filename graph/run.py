@@ -11,7 +11,7 @@ from langgraph.types import Durability
 from graph import tracing
 from graph.builder import Graph
 from graph.context import RunContext
-from graph.errors import ModelCallError
+from graph.errors import Fenced, ModelCallError
 from graph.events import USAGE, EventData, EventName, ProgressEvent, UsageReport
 from graph.result import Result, RunError, assemble
 from graph.state import InputState, OutputState
@@ -38,7 +38,8 @@ async def execute(
     """Run the graph to the end and return its Result.
 
     Backend failures become a failed Result, never an exception. Cancelling the task that runs
-    this stops further model calls and returns a "cancelled" Result with the calls made so far.
+    this stops further model calls and returns a "cancelled" Result with the calls made so far;
+    so does the run's fence (``ctx.fence``) once it says no.
     With ``resume``, a graph compiled with a checkpointer goes on from the run's last checkpoint
     (and starts over where it has none); ``ctx.journal`` replays the calls that had returned.
     """
@@ -79,6 +80,8 @@ async def execute(
         if task is not None:
             task.uncancel()
         cancelled = True
+    except Fenced:
+        cancelled = True  # stopped by its fence, as by a cancel: the calls made are accounted for
     except ModelCallError as exc:
         error = RunError(kind=exc.kind, message=exc.message, node=exc.node)
     except Exception as exc:

@@ -1,19 +1,21 @@
 """The machine's Postgres and Redis, for the tests that run replicas: each test gets a database
 of its own (a random name, dropped at the end) and a Redis prefix of its own (its keys deleted
 at the end), so runs of different tests, sessions or machines sharing a server never meet.
-``PrivateRedis`` is a Redis server of the test's own, for tests that stop it; ``CuttableProxy``
-stands between a replica and Postgres, for tests that lose the database."""
+``PrivateRedis`` and ``PrivatePostgres`` are servers of the test's own, for tests that stop
+them; ``CuttableProxy`` stands between a replica and Postgres, for tests that lose the database."""
 
 import contextlib
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import redis
@@ -160,3 +162,45 @@ class CuttableProxy:
         finally:
             with contextlib.suppress(OSError):
                 target.shutdown(socket.SHUT_WR)
+
+
+class PrivatePostgres:
+    """A Postgres cluster of the test's own (``initdb`` into a temporary directory, on a free
+    loopback port, trust auth, no fsync), which the test may ``stop`` and ``start``: never the
+    machine's. Run as the ``postgres`` user where the tests run as root (Postgres refuses root)."""
+
+    def __init__(self) -> None:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        assert found, "Postgres's server binaries (/usr/lib/postgresql/*/bin) are not installed"
+        self.bin = found[-1].parent
+        self.root = Path(tempfile.mkdtemp(prefix="reasoner-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+            self._as = ["runuser", "-u", "postgres", "--"]
+        try:
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self._as, str(self.bin / tool), *args], check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
+
+    def stop(self) -> None:
+        """A fast shutdown: every connection is cut, new ones are refused."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def close(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            with contextlib.suppress(subprocess.SubprocessError):
+                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)

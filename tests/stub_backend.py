@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import re
@@ -75,6 +76,8 @@ class Recorded:
     status: int
     chunks: list[tuple[float, str]] = field(default_factory=list)
     """For a streamed call: each content chunk's text, with the time it was sent."""
+    reply: str = ""
+    """The text it answered with (none for a fault)."""
 
 
 ROLES = ("planner", "worker", "critic", "synthesizer")
@@ -156,6 +159,9 @@ class StubOptions:
     completions alike; the output cap is honoured in its tokens. Default: one token per word."""
     chars_per_token: float | None = None
     """A tokenizer that counts one token per this many characters (e.g. 2), likewise."""
+    numbered: bool = False
+    """Workers and the synthesizer end each reply with a number no other reply has, so a
+    stored answer shows which call made it."""
 
 
 class StubBackend:
@@ -170,6 +176,7 @@ class StubBackend:
         """(API key, role) of every chat request as it arrives: which replica made the call."""
         self.faults: dict[str, deque[Fault]] = {}
         self._lock = threading.Lock()
+        self._serial = itertools.count(1)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -326,6 +333,9 @@ class StubBackend:
                 headers=fault.headers,
             )
         text = self._reply(role, body)
+        if self.options.numbered and role in ("worker", "synthesizer"):
+            with self._lock:
+                text += f" #{next(self._serial)}"
         cap = body.get("max_tokens") or body.get("max_completion_tokens")
         if self.options.fill_max_tokens and cap:
             text = " ".join(["word"] * int(cap))
@@ -355,7 +365,7 @@ class StubBackend:
             )
         if delay:
             await asyncio.sleep(delay)
-        self._record(role, body, started, prompt_tokens, completion_tokens, 200)
+        self._record(role, body, started, prompt_tokens, completion_tokens, 200, text)
         return JSONResponse(
             {
                 "id": cid,
@@ -405,7 +415,7 @@ class StubBackend:
                 # Recorded before the client sees a byte, so a client that drops the stream
                 # (or fails on its first delta) finds the call already counted.
                 record = self._record(
-                    role, body, started, usage["prompt_tokens"], usage["completion_tokens"], 200
+                    role, body, started, usage["prompt_tokens"], usage["completion_tokens"], 200, text
                 )
             data = f"data: {json.dumps(chunk)}\n\n"
             record.chunks.append((time.perf_counter(), piece))
@@ -426,8 +436,9 @@ class StubBackend:
         prompt: int,
         completion: int,
         status: int,
+        reply: str = "",
     ) -> Recorded:
-        record = Recorded(role, body, started, time.perf_counter(), prompt, completion, status)
+        record = Recorded(role, body, started, time.perf_counter(), prompt, completion, status, reply=reply)
         with self._lock:
             self.calls.append(record)
         return record
