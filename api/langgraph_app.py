@@ -6,6 +6,7 @@ LangGraph's server imports this module in a worker thread, off its event loop.
 """
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from api.backend import ConfigurationError, build_models, check_settings, is_lla
 from api.settings import Settings, get_settings
 from graph import CallRecord, Graph, Models, RunContext, build_graph
 from graph.budget import Budget
+from graph.context import always
 from graph.journal import Journal
 from graph.tokens import estimate
 
@@ -56,7 +58,8 @@ _OPAQUE = _Opaque()
 def context_schema(settings: Settings) -> type[RunContext]:
     """RunContext with the settings' defaults, as admission fills it for a request that sets
     nothing. The run's own accounts (budget, ledger, journal) start empty and are left out of its
-    JSON schema, which LangGraph serves to Studio and filters each run's context by."""
+    JSON schema, which LangGraph serves to Studio and filters each run's context by; so is its
+    fence (LangGraph's server holds no leases: it always may call)."""
 
     @dataclass(frozen=True)
     class Context(RunContext):
@@ -70,6 +73,7 @@ def context_schema(settings: Settings) -> type[RunContext]:
         budget: Annotated[Budget, _OPAQUE, SkipJsonSchema()] = field(default_factory=Budget)
         ledger: Annotated[list[CallRecord], _OPAQUE, SkipJsonSchema()] = field(default_factory=list)
         journal: Annotated[Journal, _OPAQUE, SkipJsonSchema()] = field(default_factory=Journal)
+        fence: Annotated[Callable[[], bool], _OPAQUE, SkipJsonSchema()] = always
 
     return Context
 

@@ -9,7 +9,7 @@ from graph.journal import CallLog, Entry, Journal
 from graph.ledger import CallRecord, Prices
 
 
-def _always() -> bool:
+def always() -> bool:
     return True
 
 
@@ -43,7 +43,7 @@ class RunContext:
     journal: Journal = field(default_factory=Journal)
     """Where calls are written down as they happen, and the answers an earlier attempt of the
     run already got (a resumed run's ``ledger`` starts with that attempt's rows)."""
-    fence: Callable[[], bool] = _always
+    fence: Callable[[], bool] = always
     """Whether this process may still act for the run; asked before every model call and before
     a task starts. False: nothing more is called (``Fenced``), and the calls already out may
     return (a service holding the run by a lease says False once the lease may have lapsed)."""
