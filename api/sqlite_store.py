@@ -321,12 +321,19 @@ class SQLiteRunStore:
 
     # Writes ---------------------------------------------------------------------------------
 
-    def _transaction(self, statements: Iterable[Statement]) -> None:
+    def _atomically(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` in one write transaction, on the writer's connection (its thread)."""
         db = self._wdb
         assert db is not None, "the store is not open"
         with _immediate(db):
+            return work(db)
+
+    def _transaction(self, statements: Iterable[Statement]) -> None:
+        def execute(db: sqlite3.Connection) -> None:
             for sql, params in statements:
                 db.execute(sql, params)
+
+        self._atomically(execute)
 
     async def _write(self, work: Callable[[], T]) -> T:
         """``work`` on the writer's thread, noting whether the store could be written."""
@@ -364,45 +371,42 @@ class SQLiteRunStore:
         if not self.healthy:
             raise StorageUnavailable("the run store is failing to write")
 
-        def insert() -> RunRecord:
-            db = self._wdb
-            assert db is not None, "the store is not open"
-            with _immediate(db):
-                now = time.time()
-                if idempotency is not None and (earlier := _earlier(db, idempotency, now)) is not None:
-                    return earlier
-                stored = request if grant is None else grant(_spend(db, key_hash, now))
-                at = _iso(now)
+        def insert(db: sqlite3.Connection) -> RunRecord:
+            now = time.time()
+            if idempotency is not None and (earlier := _earlier(db, idempotency, now)) is not None:
+                return earlier
+            stored = request if grant is None else grant(_spend(db, key_hash, now))
+            at = _iso(now)
+            db.execute(
+                "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
+                "lease_until, completion_budget, key_hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    run_id,
+                    "queued",
+                    question,
+                    to_json(stored),
+                    at,
+                    at,
+                    self.instance.name if owned else None,
+                    now + lease_s if owned else 0,
+                    completion_budget,
+                    key_hash,
+                ),
+            )
+            if idempotency is not None:
                 db.execute(
-                    "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
-                    "lease_until, completion_budget, key_hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        run_id,
-                        "queued",
-                        question,
-                        to_json(stored),
-                        at,
-                        at,
-                        self.instance.name if owned else None,
-                        now + lease_s if owned else 0,
-                        completion_budget,
-                        key_hash,
-                    ),
+                    "DELETE FROM idempotency WHERE scope=? OR created_at < ?",
+                    (idempotency.scope, _iso(now - IDEMPOTENCY_TTL_S)),
                 )
-                if idempotency is not None:
-                    db.execute(
-                        "DELETE FROM idempotency WHERE scope=? OR created_at < ?",
-                        (idempotency.scope, _iso(now - IDEMPOTENCY_TTL_S)),
-                    )
-                    db.execute(
-                        "INSERT INTO idempotency (scope, fingerprint, run_id, created_at) VALUES (?,?,?,?)",
-                        (idempotency.scope, idempotency.fingerprint, run_id, at),
-                    )
+                db.execute(
+                    "INSERT INTO idempotency (scope, fingerprint, run_id, created_at) VALUES (?,?,?,?)",
+                    (idempotency.scope, idempotency.fingerprint, run_id, at),
+                )
             return RunRecord(run_id, "queued", question, stored, at, at, None, completion_budget, key_hash)
 
         sent = time.monotonic()
         try:
-            record = await self._write(insert)
+            record = await self._write(functools.partial(self._atomically, insert))
         except sqlite3.Error as exc:
             self._writes.failed(exc, 0)
             # Something must write to find out when storage is back: the writer retries this.

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import UTC, datetime
@@ -30,7 +30,7 @@ import pytest
 
 import api.storage
 from api.settings import Settings
-from api.sqlite_store import BUSY_TIMEOUT_MS, SQLiteRunStore, Statement
+from api.sqlite_store import BUSY_TIMEOUT_MS, SQLiteRunStore
 from graph.events import TERMINAL_EVENTS
 from tests.conftest import REPORT, Service, stub_backend
 from tests.sse import frames
@@ -125,10 +125,10 @@ class SimulatedFullDisk:
         full = self._full = threading.Event()
 
         class FullDiskStore(SQLiteRunStore):
-            def _transaction(self, statements: Iterable[Statement]) -> None:
+            def _atomically(self, work: Callable[[sqlite3.Connection], T]) -> T:
                 if full.is_set():
                     raise sqlite3.OperationalError("database or disk is full")
-                super()._transaction(statements)
+                return super()._atomically(work)
 
         monkeypatch.setattr(api.storage, "SQLiteRunStore", FullDiskStore)
 
