@@ -190,7 +190,11 @@ def test_a_process_frozen_past_its_lease_lets_the_run_go(four_parts: StubBackend
     finally:
         frozen.kill()
         survivor.kill()
-    assert after == view, "the thawed process changed nothing"
+    # The view may come from the survivor's memory before its final commit: updated_at may move.
+    same = {key: value for key, value in after.items() if key != "updated_at"}
+    assert same == {key: value for key, value in view.items() if key != "updated_at"}, (
+        "the thawed process changed nothing"
+    )
     assert [f.id for f in events] == list(range(1, len(events) + 1))
     assert [f.event for f in events].count("run.completed") == 1
     assert events[-1].event == "run.completed"
