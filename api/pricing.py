@@ -7,13 +7,12 @@ gpt-4.1-mini: {input: 0.40, cached_input: 0.10, output: 1.60}
 ```
 """
 
-import json
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from api.backend import Backend, ConfigurationError
+from api.backend import Backend
+from api.config_files import read_config
 from graph import Price, Prices
 
 
@@ -33,18 +32,7 @@ def load_prices(path: Path | None) -> dict[str, Price]:
     """The price file's table (empty without one); ConfigurationError naming what is wrong."""
     if path is None:
         return {}
-    try:
-        text = path.read_text(encoding="utf-8")
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        table = _PriceFile.model_validate(raw if raw is not None else {}).root
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read PRICES_FILE {path}: {exc.strerror or exc}") from exc
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"PRICES_FILE {path} is not valid JSON or YAML: {exc}") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigurationError(f"PRICES_FILE {path}: {where}: {first['msg']}") from exc
+    table = read_config("PRICES_FILE", path, _PriceFile).root
     return {name: Price(p.input, p.output, p.cached_input) for name, p in table.items()}
 
 

@@ -16,15 +16,15 @@ sees and cancels its own runs; an admin key every run.
 
 import hashlib
 import hmac
-import json
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.backend import ConfigurationError
+from api.config_files import dotted, read_config
 
 
 def hash_key(key: str) -> str:
@@ -128,28 +128,17 @@ def load_tenants(keys: list[str], path: Path | None) -> Tenants:
     ConfigurationError naming the entry that is wrong."""
     tenants = [Tenant(f"key-{i}", hash_key(key)) for i, key in enumerate(keys, start=1)]
     if path is not None:
-        tenants += [entry.tenant() for entry in _read(path).keys]
+        tenants += [entry.tenant() for entry in read_config("API_KEYS_FILE", path, _KeysFile, _entry).keys]
     return Tenants(tenants)
 
 
-def _read(path: Path) -> _KeysFile:
-    try:
-        text = path.read_text(encoding="utf-8")
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        return _KeysFile.model_validate(raw)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read API_KEYS_FILE {path}: {exc.strerror or exc}") from exc
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"API_KEYS_FILE {path} is not valid JSON or YAML: {exc}") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = list(first["loc"])
-        where = ".".join(str(p) for p in loc) or "the file"
-        if len(loc) >= 2 and loc[0] == "keys" and isinstance(loc[1], int):
-            entry = raw["keys"][loc[1]] if isinstance(raw, dict) else None
-            name = entry.get("name") if isinstance(entry, dict) else None
-            where = f"keys[{loc[1]}]" + (f" ({name})" if name else "") + "".join(f".{p}" for p in loc[2:])
-        raise ConfigurationError(f"API_KEYS_FILE {path}: {where}: {first['msg']}") from exc
+def _entry(raw: Any, loc: tuple[int | str, ...]) -> str:
+    """``keys[1] (bob).tokens_per_day``: the entry by its index and, where it has one, its name."""
+    if len(loc) < 2 or loc[0] != "keys" or not isinstance(loc[1], int):
+        return dotted(raw, loc)
+    entry = raw["keys"][loc[1]] if isinstance(raw, dict) else None
+    name = entry.get("name") if isinstance(entry, dict) else None
+    return f"keys[{loc[1]}]" + (f" ({name})" if name else "") + "".join(f".{p}" for p in loc[2:])
 
 
 def check_cost_quotas(tenants: Tenants, priced: Collection[str], models: Collection[str]) -> None:
