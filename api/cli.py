@@ -9,19 +9,19 @@ from typing import cast
 
 from pydantic import ValidationError
 
-from api.backend import ConfigurationError, check_settings, open_backend
-from api.errors import ApiError
-from api.local_model import LocalModelError
-from api.logs import configure_logging
-from api.lookup import RunLookup
-from api.pricing import load_prices
-from api.runner import Runner
-from api.schemas import ReasonRequest
+from api.backend.connect import ConfigurationError, check_settings, open_backend
+from api.backend.embedded import LocalModelError
+from api.backend.prices import load_prices
+from api.http.errors import ApiError
+from api.http.schemas import ReasonRequest
+from api.runs.lookup import RunLookup
+from api.runs.runner import Runner
+from api.runs.tenants import load_tenants
 from api.settings import Settings
-from api.storage import open_store
-from api.store import Event, RunStore, StorageUnavailable
-from api.tenants import load_tenants
-from api.tracing import recorded, tree
+from api.storage.factory import open_store
+from api.storage.interface import Event, RunStore, StorageUnavailable
+from api.telemetry.logs import configure_logging
+from api.telemetry.otel import recorded, tree
 from graph import Result
 from graph.events import (
     CRITIQUE,
@@ -141,7 +141,7 @@ async def _ask(settings: Settings, request: ReasonRequest, as_json: bool) -> int
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
-    from api.serve import serve
+    from api.http.server import serve
 
     check_settings(settings)
     load_prices(settings.prices_file)

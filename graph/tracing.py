@@ -6,7 +6,7 @@ at a model call, with that attempt's tokens (its ledger row's) on it alone: summ
 ``gen_ai.usage.*`` over a trace counts every token once. A worker's span is a child of the span
 of the node whose dispatcher ran it (planner or reviser). A call that a resumed run replays from
 its journal is not made again, and has no span. The spans go to the process's tracer provider:
-a no-op one (nothing is recorded) unless the service installs the SDK's (``api.tracing``).
+a no-op one (nothing is recorded) unless the service installs the SDK's (``api.telemetry.otel``).
 """
 
 import asyncio

@@ -10,17 +10,17 @@ import openai
 import pytest
 import uvicorn
 
-from api.app import create_app
-from api.backend import Backend
-from api.local_model import free_port
-from api.serve import server_config
+from api.backend.connect import Backend
+from api.backend.embedded import free_port
+from api.http.app import create_app
+from api.http.server import server_config
 from api.settings import Settings
 from graph import Models, ModelSpec, Result, TiktokenCounter, openai_chat_model
 from graph.calibration import Calibration
 from graph.result import assemble
-from tests.runs import HELD, PLAN
-from tests.services import redis_prefix, scratch_database
 from tests.stub_backend import ROLES, StubBackend, StubOptions, model_name
+from tests.support.runs import HELD, PLAN
+from tests.support.services import redis_prefix, scratch_database
 
 ROLE_MODELS = {f"{role}_model": model_name(role) for role in ROLES}
 """Settings that name each role's stub model (PLANNER_MODEL=stub-planner, ...)."""
@@ -39,7 +39,7 @@ def stub_models(
     **spec: Any,
 ) -> Models:
     """One model per role, each named for its role: the stub answers by the model name. They
-    share a calibration, as the models of one backend do (``api.backend.build_models``)."""
+    share a calibration, as the models of one backend do (``api.backend.connect.build_models``)."""
     calibration = Calibration()
 
     def role(name: str) -> ModelSpec:
@@ -136,7 +136,7 @@ def client(service: Service) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def four_parts(stub: StubBackend) -> StubBackend:
-    """The stub plans four parts and holds the last two workers (see ``tests.runs``)."""
+    """The stub plans four parts and holds the last two workers (see ``tests.support.runs``)."""
     stub.options.plan = PLAN
     stub.options.slow = dict(HELD)
     return stub

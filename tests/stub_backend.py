@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from api.local_model import free_port
+from api.backend.embedded import free_port
 from graph.tokens import estimate
 
 

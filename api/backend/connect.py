@@ -11,9 +11,9 @@ from urllib.parse import urlparse
 import httpx
 import openai
 
-from api.local_model import MODEL_ALIAS, LocalModelServer, bundled_model_path
-from api.logs import bare_url
+from api.backend.embedded import MODEL_ALIAS, LocalModelServer, bundled_model_path
 from api.settings import Settings
+from api.telemetry.logs import bare_url
 from graph import (
     LlamaCppCounter,
     Models,

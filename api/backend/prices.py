@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from api.backend import Backend
+from api.backend.connect import Backend
 from api.config_files import read_config
 from graph import Price, Prices
 

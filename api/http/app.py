@@ -13,20 +13,20 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter
 
-from api.auth import Authenticated
-from api.backend import Backend, open_backend
-from api.errors import install_error_handlers
-from api.events import StreamEvent
-from api.limits import BodySizeLimit
-from api.logs import bare_url
-from api.lookup import RunLookup
-from api.routes import health, metrics, openai, page, reason, runs, usage
-from api.routes.page import STATIC
-from api.runner import Runner
+from api.backend.connect import Backend, open_backend
+from api.http.auth import Authenticated
+from api.http.body_limit import BodySizeLimit
+from api.http.errors import install_error_handlers
+from api.http.routes import health, metrics, openai, page, reason, runs, usage
+from api.http.routes.page import STATIC
+from api.http.sse import StreamEvent
+from api.runs.lookup import RunLookup
+from api.runs.runner import Runner
+from api.runs.tenants import check_cost_quotas, load_tenants
 from api.settings import Settings, get_settings
-from api.storage import open_broker, open_store
-from api.tenants import check_cost_quotas, load_tenants
-from api.tracing import tracing
+from api.storage.factory import open_broker, open_store
+from api.telemetry.logs import bare_url
+from api.telemetry.otel import tracing
 
 log = logging.getLogger(__name__)
 

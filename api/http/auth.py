@@ -1,13 +1,13 @@
 """API keys: with API_KEYS or API_KEYS_FILE set, every /v1 route needs ``Authorization: Bearer
-<key>``, and the caller is the tenant of that key (``api.tenants``)."""
+<key>``, and the caller is the tenant of that key (``api.runs.tenants``)."""
 
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import ApiError
-from api.tenants import Caller, Tenants
+from api.http.errors import ApiError
+from api.runs.tenants import Caller, Tenants
 
 bearer = HTTPBearer(auto_error=False, description="An API key of API_KEYS or API_KEYS_FILE (when set).")
 

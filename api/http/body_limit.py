@@ -3,7 +3,7 @@
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_body_bytes
+from api.http.errors import error_body_bytes
 
 
 class BodyTooLarge(HTTPException):

@@ -21,7 +21,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-from api.errors import error_body_bytes
+from api.http.errors import error_body_bytes
 from api.settings import Settings
 
 log = logging.getLogger(__name__)

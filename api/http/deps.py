@@ -4,8 +4,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.lookup import RunLookup
-from api.runner import Runner
+from api.runs.lookup import RunLookup
+from api.runs.runner import Runner
 from api.settings import Settings
 
 

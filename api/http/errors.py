@@ -8,8 +8,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.schemas import ErrorBody, ErrorResponse
-from api.store import RunNotFound, StorageUnavailable
+from api.http.schemas import ErrorBody, ErrorResponse
+from api.storage.interface import RunNotFound, StorageUnavailable
 from graph import ErrorKind, Result
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.store import Status
+from api.storage.interface import Status
 from graph import Result
 
 Effort = Literal["low", "medium", "high"]

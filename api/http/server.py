@@ -9,10 +9,10 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from api.app import create_app
-from api.connections import guarded_protocol, raise_open_files_limit, throttle_accept_failures
-from api.lookup import RunLookup
-from api.runner import Runner
+from api.http.app import create_app
+from api.http.connections import guarded_protocol, raise_open_files_limit, throttle_accept_failures
+from api.runs.lookup import RunLookup
+from api.runs.runner import Runner
 from api.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from api.store import Event
+from api.storage.interface import Event
 from graph.events import EventData, EventName
 
 

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from fastapi.responses import StreamingResponse
 
-from api.errors import ApiError
-from api.events import HEARTBEAT_FRAME, RETRY_FRAME, SSE_HEADERS, encode
-from api.lookup import RunLookup
-from api.store import Event
+from api.http.errors import ApiError
+from api.http.sse import HEARTBEAT_FRAME, RETRY_FRAME, SSE_HEADERS, encode
+from api.runs.lookup import RunLookup
+from api.storage.interface import Event
 from graph.events import TERMINAL_EVENTS
 
 MAX_EVENT_ID = 2**53

@@ -4,9 +4,9 @@ or to a clear refusal. Pure: no I/O, no clock of its own."""
 from collections.abc import Collection
 from typing import NamedTuple
 
-from api.errors import ApiError
-from api.quotas import Quota, cost_spent, tokens_spent
-from api.schemas import Effort, ReasonRequest
+from api.http.errors import ApiError
+from api.http.schemas import Effort, ReasonRequest
+from api.runs.quotas import Quota, cost_spent, tokens_spent
 from api.settings import Settings
 from graph import Prices, RunContext, TokenCount
 from graph.budget import Budget, Shape, estimated_cost, fit, smallest_budget

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Header
 from pydantic import BaseModel
 
-from api.store import IdempotencyKey
-from api.tenants import Caller
+from api.runs.tenants import Caller
+from api.storage.interface import IdempotencyKey
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -24,7 +24,7 @@ request reaching the backend, a store whose clock runs fast."""
 RECONNECT_S = 2.0
 """How soon a process reaches its store again once the store is back: its Postgres pool starts
 its reconnect attempts over after this long (psycopg_pool backs off for up to 5 minutes by
-default), and its writer retries at least this often (``api.writer.RETRY_MAX_S``)."""
+default), and its writer retries at least this often (``api.storage.batch_writer.RETRY_MAX_S``)."""
 
 
 class LocalLeases:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from api.store import TERMINAL, Event, Status
+from api.storage.interface import TERMINAL, Event, Status
 from graph import Result
 from graph.events import EventData, EventName
 

@@ -10,10 +10,10 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 
-from api.live import LiveRun
-from api.runner import Runner
-from api.store import REPLAY_PAGE, TERMINAL, Event, RunNotFound, RunRecord
-from api.tenants import Caller
+from api.runs.live import LiveRun
+from api.runs.runner import Runner
+from api.runs.tenants import Caller
+from api.storage.interface import REPLAY_PAGE, TERMINAL, Event, RunNotFound, RunRecord
 from graph import Result
 
 SETTLE_S = 5.0

@@ -2,7 +2,7 @@
 
 Pure: the store reads a key's ``Spend`` in the same transaction that stores its new run (so
 two requests racing on any replica cannot both take the last of a quota), and these functions
-decide. A run's token and cost budgets are then capped by what is left (``api.admission``), and
+decide. A run's token and cost budgets are then capped by what is left (``api.runs.admission``), and
 the capped budgets are stored with the run: an unfinished run counts against the day's quota
 with all it may still spend, a finished one with what it spent.
 """
@@ -10,9 +10,9 @@ with all it may still spend, a finished one with what it spent.
 import math
 from dataclasses import dataclass
 
-from api.errors import ApiError
-from api.store import Spend
-from api.tenants import Limits
+from api.http.errors import ApiError
+from api.runs.tenants import Limits
+from api.storage.interface import Spend
 
 
 class QuotaExceeded(ApiError):

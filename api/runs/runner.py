@@ -11,7 +11,7 @@ long as it runs, takes up the unfinished runs of processes that are gone: it res
 their checkpoints (``RESUME_RUNS``), or stores them as interrupted, or as failed once one has
 been resumed ``MAX_RESUMES`` times. A shutdown leaves the runs it cannot finish to resume. A run
 makes no model call once this process cannot be sure it still holds the run's lease (see
-``api.leases``): it stops here, as when another process has taken it over.
+``api.runs.leases``): it stops here, as when another process has taken it over.
 
 On a shared store (Postgres) this process is one replica of several: a run it has no free slot
 for waits in the store, and every replica's upkeep (each second, or at once when the broker
@@ -32,17 +32,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.admission import admit, granted
-from api.backend import Backend
-from api.broker import Broker
-from api.errors import ApiError, run_suspended, run_taken_over
-from api.live import LET_GO, LiveRun, StopReason
-from api.metrics import Metrics
-from api.pricing import prices_for
-from api.quotas import Quota, allowance
-from api.schemas import ReasonRequest
+from api.backend.connect import Backend
+from api.backend.prices import prices_for
+from api.http.errors import ApiError, run_suspended, run_taken_over
+from api.http.schemas import ReasonRequest
+from api.runs.admission import admit, granted
+from api.runs.live import LET_GO, LiveRun, StopReason
+from api.runs.quotas import Quota, allowance
+from api.runs.tenants import Tenant
 from api.settings import Settings
-from api.store import (
+from api.storage.broker import Broker
+from api.storage.interface import (
     REPLAY_PAGE,
     Claim,
     Event,
@@ -53,7 +53,7 @@ from api.store import (
     Spend,
     Status,
 )
-from api.tenants import Tenant
+from api.telemetry.metrics import Metrics
 from graph import CallRecord, Graph, Result, RunContext, RunError, TokenCount, build_graph, execute
 from graph.events import (
     RUN_CANCELLED,

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.backend import ConfigurationError
+from api.backend.connect import ConfigurationError
 from api.config_files import dotted, read_config
 
 

@@ -1,11 +1,11 @@
 """Settings -> the run store and the broker they name: SQLite and no broker for one process,
 Postgres (and Redis) for replicas."""
 
-from api.broker import Broker, RedisBroker
-from api.postgres_store import PostgresRunStore
 from api.settings import Settings
-from api.sqlite_store import SQLiteRunStore
-from api.store import RunStore
+from api.storage.broker import Broker, RedisBroker
+from api.storage.interface import RunStore
+from api.storage.postgres import PostgresRunStore
+from api.storage.sqlite import SQLiteRunStore
 
 
 async def open_store(settings: Settings) -> RunStore:

@@ -73,7 +73,7 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class Spend:
-    """What one API key has used, as its quotas count it (``api.quotas``)."""
+    """What one API key has used, as its quotas count it (``api.runs.quotas``)."""
 
     requests: int
     """Runs it created in the last 60 seconds."""
@@ -212,12 +212,12 @@ class RunStore(Protocol):
         or its process known to have exited), oldest first: at most ``limit``, or only
         ``run_id``. A claim from an owner that is gone counts in ``Claim.resumes``. After this
         process lost the store, expired leases wait until it has been back a while
-        (``api.leases.StoreContact``): their owners may be alive, and renewing."""
+        (``api.runs.leases.StoreContact``): their owners may be alive, and renewing."""
         ...
 
     def holds(self, run_id: str) -> bool:
         """Whether this process surely still holds the run's lease, by its own clock (see
-        ``api.leases``): false once the lease may have lapsed, or was lost, or given up."""
+        ``api.runs.leases``): false once the lease may have lapsed, or was lost, or given up."""
         ...
 
     async def queued(self) -> int:

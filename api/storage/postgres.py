@@ -23,10 +23,10 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from api.checkpoints import BestEffortSaver
-from api.leases import RECONNECT_S, LocalLeases, StoreContact
-from api.postgres_schema import Row, migrate
-from api.store import (
+from api.runs.leases import RECONNECT_S, LocalLeases, StoreContact
+from api.storage.batch_writer import BatchWriter, Statement
+from api.storage.checkpoints import BestEffortSaver
+from api.storage.interface import (
     IDEMPOTENCY_TTL_S,
     REPLAY_PAGE,
     TERMINAL,
@@ -43,7 +43,7 @@ from api.store import (
     to_json,
     to_text,
 )
-from api.writer import BatchWriter, Statement
+from api.storage.postgres_schema import Row, migrate
 from graph import CallRecord, Result
 from graph.events import EventData, EventName
 from graph.journal import IN_FLIGHT, INTERRUPTED, Entry
@@ -91,7 +91,7 @@ RETURNING runs.id, status, question, request, created_at, updated_at, result, co
     key_hash, resumes, cancel_requested
 """
 """A run given up on purpose (no owner: queued, a shutdown, a failed take-up) is no crash. An
-expired lease is taken only when ``expired`` (see ``api.leases.StoreContact``)."""
+expired lease is taken only when ``expired`` (see ``api.runs.leases.StoreContact``)."""
 
 
 TODAY = "(date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
@@ -109,7 +109,7 @@ SELECT count(*) FILTER (WHERE created_at >= now() - interval '1 minute') AS requ
     extract(epoch FROM {TODAY} + interval '1 day' - now())::float8 AS day_ends_in
 FROM runs WHERE key_hash = %s AND created_at >= least({TODAY}, now() - interval '1 minute')
 """
-"""A key's ``Spend`` (see ``api.quotas``) by the database's clock: its runs of the last minute,
+"""A key's ``Spend`` (see ``api.runs.quotas``) by the database's clock: its runs of the last minute,
 and of today (UTC)."""
 
 EARLIER = f"""

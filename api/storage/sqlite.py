@@ -31,9 +31,10 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from api.checkpoints import BestEffortSaver
-from api.leases import LocalLeases, StoreContact
-from api.store import (
+from api.runs.leases import LocalLeases, StoreContact
+from api.storage.batch_writer import BatchWriter, Statement
+from api.storage.checkpoints import BestEffortSaver
+from api.storage.interface import (
     IDEMPOTENCY_TTL_S,
     REPLAY_PAGE,
     TERMINAL,
@@ -50,7 +51,6 @@ from api.store import (
     to_json,
     to_text,
 )
-from api.writer import BatchWriter, Statement
 from graph import CallRecord, Result
 from graph.events import EventData, EventName
 from graph.journal import IN_FLIGHT, INTERRUPTED, Entry
@@ -118,7 +118,7 @@ UNFINISHED = "('queued', 'running')"
 
 BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_BUSY_TIMEOUT_S = 1.0
-"""Checkpoint writes are best-effort (see api.checkpoints): one that cannot get the database
+"""Checkpoint writes are best-effort (see api.storage.checkpoints): one that cannot get the database
 soon is given up rather than hold up the run."""
 WAL_CHECKPOINT_PAGES = 16
 WAL_SIZE_LIMIT = 65536
@@ -140,7 +140,7 @@ SELECT COALESCE(SUM(created_at >= :minute), 0),
         ELSE COALESCE(json_extract(result, '$.usage.cost_usd'), 0) END END), 0)
 FROM runs WHERE key_hash = :key AND created_at >= min(:minute, :day)
 """
-"""A key's ``Spend`` (see ``api.quotas``): its runs of the last minute, and of today (UTC)."""
+"""A key's ``Spend`` (see ``api.runs.quotas``): its runs of the last minute, and of today (UTC)."""
 
 INSERT_CALL = (
     f"INSERT OR REPLACE INTO calls (run_id, seq, row, output, in_flight) SELECT ?,?,?,?,? WHERE {OWNED}"

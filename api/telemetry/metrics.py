@@ -8,7 +8,7 @@ id or a question. Gauges are read when the metrics are scraped."""
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import generate_latest
 
-from api.store import Status
+from api.storage.interface import Status
 from graph import CallRecord, Prices, Result
 
 # The *_created series say only when a label set first appeared: left out.

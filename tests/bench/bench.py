@@ -30,10 +30,10 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.types import Durability
 from openai import AsyncOpenAI
 
-from api.local_model import free_port
-from api.runner import StoredCalls
-from api.sqlite_store import SQLiteRunStore
-from api.store import Event
+from api.backend.embedded import free_port
+from api.runs.runner import StoredCalls
+from api.storage.interface import Event
+from api.storage.sqlite import SQLiteRunStore
 from graph import (
     Models,
     ModelSpec,
@@ -49,8 +49,8 @@ from graph.journal import Journal
 from tests.bench.observability import observability, print_observability
 from tests.bench.reference import reference_run
 from tests.bench.replicas import plot_replicas, print_replicas, replicas
-from tests.sse import frames
 from tests.stub_backend import MODEL_ENV, StubBackend, StubOptions, model_name, subquestion_of
+from tests.support.sse import frames
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -25,7 +25,7 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage
 
-from api.backend import open_backend
+from api.backend.connect import open_backend
 from api.settings import Settings
 from graph import RunContext, build_graph, execute
 from graph.calls import call_text

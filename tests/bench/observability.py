@@ -5,7 +5,7 @@ The engine in-process, 4 sub-questions, against the zero-latency stub in its own
 
 1. the engine's own overhead per run with tracing off (the default: no SDK provider, the API's
    no-op spans) and on (the SDK's provider with a BatchSpanProcessor and the OTLP/HTTP exporter,
-   as ``api.tracing`` installs it, exporting to a collector of this module's own on loopback, in
+   as ``api.telemetry.otel`` installs it, exporting to a collector of this module's own on loopback, in
    a process of its own), the two interleaved run by run, each first in every other pair.
    Tracing on is a provider of this section's own whose tracer is put in
    ``graph.tracing.tracer``, as the tests do (the process's provider is left alone). The pairs'
@@ -47,9 +47,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Tracer
 
-from api.local_model import free_port
-from api.metrics import Metrics
-from api.tracing import resource
+from api.backend.embedded import free_port
+from api.telemetry.metrics import Metrics
+from api.telemetry.otel import resource
 from graph import Price, Result, tracing
 from tests.stub_backend import ROLES, model_name
 

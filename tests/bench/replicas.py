@@ -31,12 +31,12 @@ import psycopg
 import redis
 
 from api.settings import Settings
-from api.store import TERMINAL
-from tests.cluster import Cluster, Follower, submit
-from tests.served import Served
-from tests.services import ADMIN_URL, REDIS_URL, redis_prefix, scratch_database
-from tests.sse import Frame
+from api.storage.interface import TERMINAL
 from tests.stub_backend import StubBackend, StubOptions
+from tests.support.cluster import Cluster, Follower, submit
+from tests.support.served import Served
+from tests.support.services import ADMIN_URL, REDIS_URL, redis_prefix, scratch_database
+from tests.support.sse import Frame
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUICK = os.environ.get("BENCH_QUICK") == "1"

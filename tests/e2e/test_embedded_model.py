@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.local_model import LocalModelServer
+from api.backend.embedded import LocalModelServer
 from api.settings import Settings
 from tests.conftest import Service
 

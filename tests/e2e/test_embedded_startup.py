@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.local_model import child_environment, free_port
+from api.backend.embedded import child_environment, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -9,11 +9,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from api.logs import JsonFormatter
 from api.settings import Settings
+from api.telemetry.logs import JsonFormatter
 from tests.conftest import Service, stub_backend
-from tests.sse import frames
 from tests.stub_backend import Fault, StubBackend
+from tests.support.sse import frames
 
 API_KEY = "rk-live-5ecret-Api-KEY-0042"
 BACKEND_KEY = "sk-proj-BACKEND-5ecret-KEY-9931"

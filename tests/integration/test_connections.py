@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from api.connections import ACCEPT_FAILURE, Throttle, raise_open_files_limit
+from api.http.connections import ACCEPT_FAILURE, Throttle, raise_open_files_limit
 from api.settings import Settings
 from tests.conftest import Service, stub_backend
 from tests.stub_backend import StubBackend

@@ -12,16 +12,16 @@ from typing import Any
 import httpx
 import pytest
 
-from api.postgres_store import PostgresRunStore
-from api.sqlite_store import SQLiteRunStore
+from api.storage.postgres import PostgresRunStore
+from api.storage.sqlite import SQLiteRunStore
 from graph.calls import PROGRESS_EVERY
 from graph.journal import IN_FLIGHT, INTERRUPTED
 from graph.ledger import CallRecord
 from graph.tokens import MESSAGE_OVERHEAD, estimate
-from tests.runs import BODY, calls_for, until, workers_received
-from tests.served import Served, integrity
-from tests.sse import frames
 from tests.stub_backend import Recorded, StubBackend
+from tests.support.runs import BODY, calls_for, until, workers_received
+from tests.support.served import Served, integrity
+from tests.support.sse import frames
 
 ANSWER_WORDS = 200
 """The synthesizer's answer: one token a word, for the stub and for cl100k alike."""

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.runs import BODY, calls_for, cut_tokens, follow, interrupted, until, workers_received
-from tests.served import Served, integrity
-from tests.sse import Frame, frames
 from tests.stub_backend import StubBackend
+from tests.support.runs import BODY, calls_for, cut_tokens, follow, interrupted, until, workers_received
+from tests.support.served import Served, integrity
+from tests.support.sse import Frame, frames
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.sse import frames
+from tests.support.sse import frames
 
 
 @pytest.fixture
@@ -14,7 +14,7 @@ def broken_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     async def crash(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug in the engine")
 
-    monkeypatch.setattr("api.runner.execute", crash)
+    monkeypatch.setattr("api.runs.runner.execute", crash)
 
 
 @pytest.mark.usefixtures("broken_engine")

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 
 from api.settings import Settings
-from api.sqlite_store import MIGRATIONS, SQLiteRunStore
-from api.store import REPLAY_PAGE, Event
+from api.storage.interface import REPLAY_PAGE, Event
+from api.storage.sqlite import MIGRATIONS, SQLiteRunStore
 from graph.events import (
     ANSWER_DELTA,
     RUN_CANCELLED,
@@ -21,8 +21,8 @@ from graph.events import (
     RunStarted,
 )
 from tests.conftest import Service, empty_result, stub_backend
-from tests.sse import frames
 from tests.stub_backend import StubBackend
+from tests.support.sse import frames
 
 
 def test_a_finished_run_survives_a_restart(stub: StubBackend, settings: Settings) -> None:

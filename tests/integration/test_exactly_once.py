@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from api.leases import RECONNECT_S
-from api.sqlite_store import SQLiteRunStore
-from api.store import TERMINAL
-from tests.cluster import Cluster, start, submit, view
+from api.runs.leases import RECONNECT_S
+from api.storage.interface import TERMINAL
+from api.storage.sqlite import SQLiteRunStore
 from tests.conftest import REPORT
-from tests.runs import until
-from tests.services import PrivatePostgres
 from tests.stub_backend import Recorded, StubBackend, subquestion_of
+from tests.support.cluster import Cluster, start, submit, view
+from tests.support.runs import until
+from tests.support.services import PrivatePostgres
 
 CHAIN = [
     {"id": "t1", "question": "Part 1: which country won the 2018 World Cup?", "depends_on": []},

@@ -4,8 +4,8 @@ import httpx
 
 from api.settings import Settings
 from tests.conftest import Service, stub_backend
-from tests.sse import frames
 from tests.stub_backend import Fault, StubBackend
+from tests.support.sse import frames
 
 
 def reason(client: httpx.Client, **body: object) -> httpx.Response:

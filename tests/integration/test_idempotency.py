@@ -12,8 +12,8 @@ from pydantic import SecretStr
 
 from api.settings import Settings
 from tests.conftest import Service, stub_backend
-from tests.sse import frames
 from tests.stub_backend import StubBackend
+from tests.support.sse import frames
 
 CHAT = {"model": "reasoner", "messages": [{"role": "user", "content": "Why retry?"}], "stream": True}
 

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from api.local_model import free_port, stop_process
-from tests.served import Served
-from tests.sse import frames
+from api.backend.embedded import free_port, stop_process
 from tests.stub_backend import MODEL_ENV, MODEL_NAMES, StubBackend
+from tests.support.served import Served
+from tests.support.sse import frames
 
 ROOT = Path(__file__).resolve().parents[2]
 LANGGRAPH = ROOT / ".venv-langgraph" / "bin" / "langgraph"

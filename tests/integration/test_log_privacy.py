@@ -7,9 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.served import Served
-from tests.sse import frames
 from tests.stub_backend import StubBackend
+from tests.support.served import Served
+from tests.support.sse import frames
 
 QUESTION = "How many zorblax quanta fit in a purple teacup?"
 SUBQUESTION = "What is a zorblax quantum made of?"

@@ -7,8 +7,8 @@ import asyncio
 import psycopg
 from psycopg.rows import dict_row
 
-from api.postgres_schema import STEPS, migrate
-from api.postgres_store import PostgresRunStore
+from api.storage.postgres import PostgresRunStore
+from api.storage.postgres_schema import STEPS, migrate
 
 
 async def _open(database: str) -> tuple[PostgresRunStore, list[int]]:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.cluster import start, submit
-from tests.runs import until
 from tests.stub_backend import StubBackend
+from tests.support.cluster import start, submit
+from tests.support.runs import until
 
 HELD = {"question": "Held?", "max_subtasks": 4, "max_revisions": 0}
 """A run whose fourth worker the stub holds: it keeps its replica's only slot."""

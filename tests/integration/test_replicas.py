@@ -15,13 +15,13 @@ import httpx
 import psycopg
 import pytest
 
-from api.postgres_schema import STEPS
-from api.store import TERMINAL
-from tests.cluster import Cluster, Follower, start, submit, view
+from api.storage.interface import TERMINAL
+from api.storage.postgres_schema import STEPS
 from tests.conftest import REPORT
-from tests.runs import BODY, calls_for, cut_tokens, until, workers_received
-from tests.services import CuttableProxy, PrivateRedis, restart_postgres
 from tests.stub_backend import StubBackend
+from tests.support.cluster import Cluster, Follower, start, submit, view
+from tests.support.runs import BODY, calls_for, cut_tokens, until, workers_received
+from tests.support.services import CuttableProxy, PrivateRedis, restart_postgres
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from tests.conftest import Service
-from tests.served import Served, integrity
-from tests.sse import frames
 from tests.stub_backend import StubBackend
+from tests.support.served import Served, integrity
+from tests.support.sse import frames
 
 
 @pytest.fixture

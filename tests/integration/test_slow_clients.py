@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.connections import raise_open_files_limit
-from tests.served import Served
+from api.http.connections import raise_open_files_limit
 from tests.stub_backend import StubBackend
+from tests.support.served import Served
 
 BODY_TIMEOUT_S = 4.0
 PER_CLIENT = 100

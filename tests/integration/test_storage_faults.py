@@ -28,13 +28,13 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import pytest
 
-import api.storage
+import api.storage.factory
 from api.settings import Settings
-from api.sqlite_store import BUSY_TIMEOUT_MS, SQLiteRunStore
+from api.storage.sqlite import BUSY_TIMEOUT_MS, SQLiteRunStore
 from graph.events import TERMINAL_EVENTS
 from tests.conftest import REPORT, Service, stub_backend
-from tests.sse import frames
 from tests.stub_backend import Fault, StubBackend
+from tests.support.sse import frames
 
 T = TypeVar("T")
 
@@ -130,7 +130,7 @@ class SimulatedFullDisk:
                     raise sqlite3.OperationalError("database or disk is full")
                 return super()._atomically(work)
 
-        monkeypatch.setattr(api.storage, "SQLiteRunStore", FullDiskStore)
+        monkeypatch.setattr(api.storage.factory, "SQLiteRunStore", FullDiskStore)
 
     def start(self) -> None:
         self._full.set()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from api.postgres_store import PostgresRunStore
-from api.sqlite_store import SQLiteRunStore
-from api.store import Event
+from api.storage.interface import Event
+from api.storage.postgres import PostgresRunStore
+from api.storage.sqlite import SQLiteRunStore
 from graph.events import ANSWER_DELTA, AnswerDelta
 from graph.ledger import CallRecord
 

@@ -7,10 +7,10 @@ import httpx
 import pytest
 from pydantic import TypeAdapter
 
-from api.events import RECONNECT_MS, StreamEvent
+from api.http.sse import RECONNECT_MS, StreamEvent
 from graph.events import EVENT_DATA
-from tests.sse import Frame, frames
 from tests.stub_backend import StubBackend
+from tests.support.sse import Frame, frames
 
 SSE = {"Accept": "text/event-stream"}
 

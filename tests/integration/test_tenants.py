@@ -11,8 +11,8 @@ import pytest
 
 from api.settings import Settings
 from tests.conftest import Service, stub_backend
-from tests.runs import BODY, HELD, PLAN, until
 from tests.stub_backend import StubBackend
+from tests.support.runs import BODY, HELD, PLAN, until
 
 KEYS = {"alice": "sk-alice-1f3a9c", "bob": "sk-bob-77e0d2a", "ops": "sk-ops-5b81c4e"}
 

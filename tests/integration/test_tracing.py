@@ -17,9 +17,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from tests.runs import until
-from tests.served import Served
 from tests.stub_backend import StubBackend
+from tests.support.runs import until
+from tests.support.served import Served
 
 WAITED = "4bf92f3577b34da6a3ce929d0e0e4736"
 QUEUED = "5ce929d0e0e47364bf92f3577b34da6a"

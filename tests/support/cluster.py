@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 
-from tests.runs import follow
-from tests.served import Served
-from tests.services import REDIS_URL
-from tests.sse import Frame
 from tests.stub_backend import StubBackend
+from tests.support.runs import follow
+from tests.support.served import Served
+from tests.support.services import REDIS_URL
+from tests.support.sse import Frame
 
 
 class Cluster:

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from tests.sse import Frame, frames
 from tests.stub_backend import StubBackend
+from tests.support.sse import Frame, frames
 
 PLAN = [{"id": f"t{i}", "question": f"Part {i} of the question?", "depends_on": []} for i in range(1, 5)]
 HELD = {"Part 3": 120.0, "Part 4": 120.0}

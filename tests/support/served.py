@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from api.local_model import free_port
+from api.backend.embedded import free_port
 from tests.stub_backend import MODEL_ENV, StubBackend
 
 ROOT = Path(__file__).resolve().parents[1]

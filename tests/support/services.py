@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from api.local_model import free_port
+from api.backend.embedded import free_port
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 """A database to connect to for creating and dropping the tests' own."""

@@ -2,9 +2,9 @@
 
 from fastapi import APIRouter
 
-from api.deps import RunnerDep
-from api.errors import ApiError, documented
-from api.schemas import Health
+from api.http.deps import RunnerDep
+from api.http.errors import ApiError, documented
+from api.http.schemas import Health
 
 router = APIRouter(tags=["health"])
 

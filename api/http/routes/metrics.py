@@ -4,8 +4,8 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from api.deps import LookupDep, RunnerDep
-from api.errors import documented
+from api.http.deps import LookupDep, RunnerDep
+from api.http.errors import documented
 
 router = APIRouter(tags=["metrics"])
 

@@ -8,12 +8,10 @@ from fastapi import APIRouter, Path
 from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
-from api.auth import CallerDep
-from api.deps import LookupDep, RunnerDep, SettingsDep
-from api.errors import RUN_ERRORS, ApiError, documented, raise_for_failure, run_suspended
-from api.events import SSE_HEADERS, encode_data
-from api.idempotency import REPLAYED_HEADER, IdempotencyHeader, idempotency_key
-from api.schemas import (
+from api.http.auth import CallerDep
+from api.http.deps import LookupDep, RunnerDep, SettingsDep
+from api.http.errors import RUN_ERRORS, ApiError, documented, raise_for_failure, run_suspended
+from api.http.schemas import (
     AssistantMessage,
     ChatCompletion,
     ChatCompletionRequest,
@@ -26,9 +24,11 @@ from api.schemas import (
     ModelList,
     ReasonRequest,
 )
+from api.http.sse import SSE_HEADERS, encode_data
+from api.http.streams import follow_frames
+from api.runs.idempotency import REPLAYED_HEADER, IdempotencyHeader, idempotency_key
 from api.settings import Settings
-from api.store import Event
-from api.streams import follow_frames
+from api.storage.interface import Event
 from graph import Usage
 from graph.events import (
     ANSWER_DELTA,

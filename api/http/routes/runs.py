@@ -5,14 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import Response, StreamingResponse
 
-from api.auth import CallerDep
-from api.deps import LookupDep, RunnerDep, SettingsDep
-from api.errors import ApiError, documented
-from api.events import SSE_RESPONSE_DOC
-from api.idempotency import REPLAYED_HEADER, IdempotencyHeader, idempotency_key
-from api.schemas import ReasonRequest, RunAccepted, RunPage, RunSummary, RunView
-from api.store import TERMINAL
-from api.streams import last_event_id, run_events_response
+from api.http.auth import CallerDep
+from api.http.deps import LookupDep, RunnerDep, SettingsDep
+from api.http.errors import ApiError, documented
+from api.http.schemas import ReasonRequest, RunAccepted, RunPage, RunSummary, RunView
+from api.http.sse import SSE_RESPONSE_DOC
+from api.http.streams import last_event_id, run_events_response
+from api.runs.idempotency import REPLAYED_HEADER, IdempotencyHeader, idempotency_key
+from api.storage.interface import TERMINAL
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 

@@ -5,10 +5,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.auth import CallerDep, TenantsDep
-from api.deps import LookupDep
-from api.errors import ApiError, documented
-from api.schemas import KeyUsage, KeyUsageDay
+from api.http.auth import CallerDep, TenantsDep
+from api.http.deps import LookupDep
+from api.http.errors import ApiError, documented
+from api.http.schemas import KeyUsage, KeyUsageDay
 
 router = APIRouter(prefix="/v1", tags=["usage"])
 

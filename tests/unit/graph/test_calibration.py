@@ -9,9 +9,9 @@ import random
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from api.admission import admit
-from api.errors import ApiError
-from api.schemas import ReasonRequest
+from api.http.errors import ApiError
+from api.http.schemas import ReasonRequest
+from api.runs.admission import admit
 from api.settings import Settings
 from graph import RunContext, TokenCount
 from graph.budget import Budget, BudgetExhausted, Shape, estimated_cost, fit, smallest_budget

@@ -8,7 +8,7 @@ from graph import RunContext, TiktokenCounter, build_graph, execute
 from graph.result import Result
 from tests.conftest import stub_models
 from tests.stub_backend import Fault, Recorded, StubBackend
-from tests.unit.test_graph import Events, run_with_events
+from tests.unit.graph.test_graph import Events, run_with_events
 
 CHAIN = [
     {"id": "t1", "question": "Which country won the 2018 World Cup?", "depends_on": []},

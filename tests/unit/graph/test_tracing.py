@@ -13,13 +13,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode, format_trace_id
 
 from api.settings import Settings
-from api.tracing import recorded, resource, tokens, traces_endpoint, tree
+from api.telemetry.otel import recorded, resource, tokens, traces_endpoint, tree
 from graph import RunContext, TiktokenCounter, build_graph, execute
 from graph.ledger import NODES
 from graph.result import Result
 from tests.conftest import stub_models
-from tests.runs import PLAN
 from tests.stub_backend import Fault, StubBackend
+from tests.support.runs import PLAN
 
 REVISE_T1 = (
     '{"verdicts": [{"task_id": "t1", "verdict": "revise", "feedback": "wrong"},'

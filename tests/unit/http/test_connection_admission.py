@@ -1,6 +1,6 @@
 """Where a new connection goes: a slot, a probe slot, or a 503 at once."""
 
-from api.connections import PROBE_SLOTS, PROBE_SLOTS_PER_CLIENT, Slots, admission
+from api.http.connections import PROBE_SLOTS, PROBE_SLOTS_PER_CLIENT, Slots, admission
 
 CAPS = {"max_connections": 10, "max_per_client": 3}
 

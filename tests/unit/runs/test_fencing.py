@@ -1,17 +1,17 @@
 """Fencing by lease deadlines: a process's local view of its leases and of its contact with the
-store (``api.leases``), and a run's fence in the engine: once it says no, no model call and no
+store (``api.runs.leases``), and a run's fence in the engine: once it says no, no model call and no
 task starts, and the calls already out return and are accounted for."""
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from api.leases import LEASE_MARGIN, RECONNECT_S, LocalLeases, StoreContact
+from api.runs.leases import LEASE_MARGIN, RECONNECT_S, LocalLeases, StoreContact
 from graph import RunContext
 from graph.calls import call_text
 from graph.errors import Fenced
 from tests.conftest import stub_models
 from tests.stub_backend import Fault, StubBackend
-from tests.unit.test_graph import run_with_events
+from tests.unit.graph.test_graph import run_with_events
 
 
 class Clock:

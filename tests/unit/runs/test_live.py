@@ -2,7 +2,7 @@
 
 import asyncio
 
-from api.live import LiveRun
+from api.runs.live import LiveRun
 from graph.events import RUN_CANCELLED, RunEnded
 from tests.conftest import empty_result
 

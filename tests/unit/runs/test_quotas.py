@@ -3,13 +3,13 @@ budget is capped by what is left of the day."""
 
 import pytest
 
-from api.admission import admit, granted
-from api.errors import ApiError
-from api.quotas import Quota, QuotaExceeded, allowance
-from api.schemas import ReasonRequest
+from api.http.errors import ApiError
+from api.http.schemas import ReasonRequest
+from api.runs.admission import admit, granted
+from api.runs.quotas import Quota, QuotaExceeded, allowance
+from api.runs.tenants import Limits
 from api.settings import Settings
-from api.store import Spend
-from api.tenants import Limits
+from api.storage.interface import Spend
 from graph import Price, TokenCount
 from graph.budget import smallest_budget
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.logs import bare_url, configure_logging
+from api.telemetry.logs import bare_url, configure_logging
 
-NAMES = ("api.runner", "graph.calls", "aiosqlite", "langchain_core", "sse_starlette.sse", "a_library")
+NAMES = ("api.runs.runner", "graph.calls", "aiosqlite", "langchain_core", "sse_starlette.sse", "a_library")
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def heard(out: io.StringIO, payloads: bool) -> set[str]:
 
 
 def test_below_info_only_the_projects_own_lines(captured: io.StringIO) -> None:
-    assert heard(captured, payloads=False) == {"api.runner", "graph.calls"}
+    assert heard(captured, payloads=False) == {"api.runs.runner", "graph.calls"}
 
 
 def test_log_payloads_lets_every_debug_line_through(captured: io.StringIO) -> None:
