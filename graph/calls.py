@@ -1,113 +1,33 @@
-"""One model call: the single retry loop, the call's ledger rows and structured-output parsing."""
+"""One model call: the request, the single retry loop, and the call's ledger rows and journal entries."""
 
 import asyncio
 import functools
-import json
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
-import openai
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from opentelemetry.trace import Span
-from pydantic import BaseModel, ValidationError
 
 from graph import tracing
 from graph.budget import BudgetExhausted
 from graph.calibration import TextSize, measure, measure_messages
 from graph.context import RunContext
-from graph.errors import ErrorKind, Fenced, ModelCallError
+from graph.errors import Failure, Fenced, MalformedResponse, ModelCallError, classify, reading_response
 from graph.journal import IN_FLIGHT, Journal
 from graph.ledger import CallRecord, NodeName
-from graph.models import ModelSpec, StructuredOutput
-from graph.prompts import REPAIR_USER
-from graph.state import Fallback
+from graph.models import ModelSpec
 from graph.tokens import estimate
-
-T = TypeVar("T", bound=BaseModel)
-
-MAX_RETRY_AFTER_S = 60.0
 
 _jitter = random.Random()
 """Backoff jitter from a generator of its own: the process-wide one is left to its users."""
 
 
-class _Failure(Exception):
-    def __init__(
-        self,
-        kind: ErrorKind,
-        message: str,
-        retryable: bool,
-        retry_after: float | None,
-        status: int | None = None,
-        code: str | None = None,
-    ):
-        super().__init__(message)
-        self.kind: ErrorKind = kind
-        self.message = message
-        self.retryable = retryable
-        self.retry_after = retry_after
-        self.status = status
-        self.code = code
-
-
-class MalformedResponse(Exception):
-    """The backend's response could not be read as a chat completion."""
-
-
-READING_ERRORS = (openai.APIError, ValueError, LookupError, TypeError, AttributeError)
-"""What the client libraries raise while reading a response they cannot make sense of."""
-
-TRANSPORT_ERRORS = (openai.APIStatusError, openai.APIConnectionError, httpx.TransportError)
-"""Failures to get a response at all (timeouts included), classified as they are."""
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _retry_after(response: Any) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, min(float(value), MAX_RETRY_AFTER_S))
-    except ValueError:
-        return None
-
-
-def classify(exc: BaseException) -> _Failure:
-    """Map an exception from the SDK or the transport to an error kind and a retry decision.
-
-    Upstream text is never quoted in the message: it may echo anything, keys included.
-    """
-    if isinstance(exc, TimeoutError | openai.APITimeoutError | httpx.TimeoutException):
-        return _Failure("upstream_timeout", "the model backend timed out", True, None)
-    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
-        return _Failure("upstream_unavailable", "could not connect to the model backend", True, None)
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        detail = f"the model backend answered HTTP {status}"
-        if status in (401, 403):
-            return _Failure(
-                "upstream_auth", f"{detail}: the backend rejected the API key", False, None, status
-            )
-        if status == 429:
-            return _Failure("upstream_rate_limited", detail, True, _retry_after(exc.response), status)
-        if status in (408, 409) or status >= 500:
-            return _Failure("upstream_unavailable", detail, True, _retry_after(exc.response), status)
-        code = exc.code if isinstance(exc.code, str) and exc.code.isidentifier() else None
-        message = detail + (f" ({code})" if code else "")
-        return _Failure("upstream_bad_request", message, False, None, status, code)
-    if isinstance(exc, MalformedResponse):
-        cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else str(exc)
-        return _Failure("upstream_bad_response", f"malformed backend response ({cause})", True, None)
-    return _Failure("internal_error", f"unexpected error ({type(exc).__name__})", False, None)
 
 
 def _backoff(ctx: RunContext, retry: int, retry_after: float | None) -> float:
@@ -129,18 +49,6 @@ def _cap_kwargs(spec: ModelSpec, max_tokens: int, response_format: dict[str, Any
     return {"max_completion_tokens": max_tokens, **({"extra_body": body} if body else {})}
 
 
-@contextmanager
-def _reading_response() -> Iterator[None]:
-    """What the client raises while reading a response it cannot make sense of is the
-    backend's MalformedResponse; failures to get a response at all stay what they are."""
-    try:
-        yield
-    except TRANSPORT_ERRORS:
-        raise
-    except READING_ERRORS as exc:
-        raise MalformedResponse(type(exc).__name__) from exc
-
-
 async def _invoke(
     spec: ModelSpec,
     messages: list[BaseMessage],
@@ -150,7 +58,7 @@ async def _invoke(
     """One request. What goes wrong while the client reads the backend's response is a
     MalformedResponse; an error in our own code (``on_delta``) stays what it is."""
     if on_delta is None or not spec.stream:
-        with _reading_response():
+        with reading_response():
             result = await spec.chat.ainvoke(messages, **kwargs)
         if not isinstance(result, AIMessage):
             raise MalformedResponse(f"expected an AI message, got {type(result).__name__}")
@@ -159,7 +67,7 @@ async def _invoke(
     chunks = aiter(spec.chat.astream(messages, **kwargs))
     while True:
         try:
-            with _reading_response():
+            with reading_response():
                 chunk = await anext(chunks)
         except StopAsyncIteration:
             break
@@ -237,7 +145,7 @@ async def call_text(
                 ctx.budget.settle(prompt_cap, cap, 0)
                 failure = classify(exc)
                 if failure.kind == "upstream_timeout" and timeout < ctx.timeout_s:
-                    failure = _Failure("deadline_exceeded", "the run's deadline has passed", False, None)
+                    failure = Failure("deadline_exceeded", "the run's deadline has passed", False, None)
                 _record(ctx, rows, seq, span, row(0, 0, False, failure.message))
                 if failure.kind == "internal_error":
                     raise  # a bug here, not the backend's fault: never retried, never blamed upstream
@@ -367,116 +275,3 @@ def _row(
         latency_ms=round((time.perf_counter() - t0) * 1000, 2),
         error=error,
     )
-
-
-def response_format(mode: StructuredOutput, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
-    if mode == "json_schema":
-        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
-    if mode == "json_object":
-        return {"type": "json_object", "schema": schema}
-    return None
-
-
-def parse_json(text: str, model: type[T]) -> T:
-    """Validate a model's reply as ``model``, tolerating code fences and prose around the object."""
-    start, end = text.find("{"), text.rfind("}")
-    if start == -1 or end < start:
-        raise ValueError("the reply contains no JSON object")
-    try:
-        return model.model_validate(json.loads(text[start : end + 1]))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc.msg}") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "the object"
-        raise ValueError(f"{where}: {first['msg']}") from exc
-
-
-FORMAT_REJECTIONS = frozenset({400, 415, 422, 500, 501})
-"""How servers answer a response_format they do not support (llama-cpp-python: 500)."""
-
-
-NOT_ABOUT_FORMAT = frozenset({"model_not_found", "context_length_exceeded"})
-
-
-def _rejects_format(exc: ModelCallError) -> bool:
-    """Whether this failure may be the backend refusing the structured-output mode."""
-    return exc.status in FORMAT_REJECTIONS and exc.code not in NOT_ABOUT_FORMAT
-
-
-async def _call_adapting(
-    spec: ModelSpec,
-    messages: list[BaseMessage],
-    ctx: RunContext,
-    schema: dict[str, Any],
-    fallbacks: list[Fallback],
-    *,
-    node: NodeName,
-    attempt: int,
-    on_delta: Callable[[str], None] | None = None,
-) -> str:
-    """One structured call; if the backend answers it with an HTTP error that may be about the
-    format (the model's mode is adaptive), try the next mode. A lower mode is kept for good only
-    once a call in it has worked: one odd failure does not switch modes for the process."""
-    mode = spec.structured.current
-    rejected: list[tuple[StructuredOutput, int | None]] = []
-    while True:
-        fmt = response_format(mode, node, schema)
-        try:
-            text, _ = await call_text(
-                spec, messages, ctx, node=node, attempt=attempt, response_format=fmt, on_delta=on_delta
-            )
-        except ModelCallError as exc:
-            following = spec.structured.next_after(mode) if _rejects_format(exc) else None
-            if following is None:
-                raise
-            rejected.append((mode, exc.status))
-            mode = following
-            continue
-        if rejected and spec.structured.adopt(spec.name, mode, rejected[0][0]):
-            for tried, status in rejected:
-                detail = f"the backend answered {tried} with HTTP {status}; {mode} from now on"
-                fallbacks.append(Fallback(node=node, kind="structured_output_downgrade", detail=detail))
-        return text
-
-
-async def call_structured(
-    spec: ModelSpec,
-    messages: list[BaseMessage],
-    ctx: RunContext,
-    model: type[T],
-    schema: dict[str, Any],
-    *,
-    node: NodeName,
-    fallbacks: list[Fallback],
-    attempt: int = 1,
-    on_delta: Callable[[str], None] | None = None,
-    repair: Callable[[], bool] = lambda: True,
-) -> tuple[T | None, str | None]:
-    """Ask for JSON following ``schema``; one repair attempt if the reply does not validate.
-
-    Returns the parsed object (or None) and, when parsing failed, why. A structured-output
-    mode the backend rejected is added to ``fallbacks`` (even if the call then fails); the
-    calls are in the run's ledger. ``on_delta`` streams the first reply where the model streams
-    (the repair is not streamed); ``repair`` says whether a reply that does not validate is
-    still worth a repair call.
-    """
-    text = await _call_adapting(
-        spec, messages, ctx, schema, fallbacks, node=node, attempt=attempt, on_delta=on_delta
-    )
-    try:
-        return parse_json(text, model), None
-    except ValueError as exc:
-        error = str(exc)
-    if not repair():
-        return None, error
-    retry = [
-        *messages,
-        AIMessage(content=text),
-        HumanMessage(content=REPAIR_USER.format(error=error, schema=json.dumps(schema))),
-    ]
-    text = await _call_adapting(spec, retry, ctx, schema, fallbacks, node=node, attempt=attempt)
-    try:
-        return parse_json(text, model), None
-    except ValueError as exc:
-        return None, f"{error}; after one repair attempt: {exc}"

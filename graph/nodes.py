@@ -13,7 +13,7 @@ from langgraph.runtime import Runtime
 from graph import tracing
 from graph.budget import synthesis_cost
 from graph.calibration import TextSize, measure
-from graph.calls import call_structured, call_text
+from graph.calls import call_text
 from graph.context import RunContext
 from graph.dispatch import Dispatcher
 from graph.errors import ErrorKind, ModelCallError
@@ -62,6 +62,7 @@ from graph.prompts import (
 from graph.scheduling import dependents
 from graph.schemas import Critique, Plan, critique_schema, plan_schema
 from graph.state import Fallback, InputState, Revision, State, SubAnswer, SubTask, VerdictRecord
+from graph.structured import call_structured
 
 LIMITS: dict[ErrorKind, str] = {
     "budget_exhausted": "the run's token budget ran out",

@@ -4,8 +4,9 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from graph import ModelCallError, RunContext
-from graph.calls import call_text, parse_json
+from graph.calls import call_text
 from graph.schemas import Plan
+from graph.structured import parse_json
 from tests.conftest import stub_models
 from tests.stub_backend import Fault, StubBackend
 

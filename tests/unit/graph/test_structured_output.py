@@ -4,10 +4,11 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from graph import ModelCallError, RunContext
-from graph.calls import call_structured, call_text
+from graph.calls import call_text
 from graph.models import StructuredMode
 from graph.schemas import Plan, plan_schema
 from graph.state import Fallback
+from graph.structured import call_structured
 from tests.conftest import stub_models
 from tests.stub_backend import Fault, StubBackend
 
