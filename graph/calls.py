@@ -1,10 +1,11 @@
-"""One model call: the request, the single retry loop, and the call's ledger rows and journal entries."""
+"""One model call: the retry loop in a few named steps, and the call's ledger rows and journal entries."""
 
 import asyncio
 import functools
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,12 +15,13 @@ from opentelemetry.trace import Span
 
 from graph import tracing
 from graph.budget import BudgetExhausted
-from graph.calibration import TextSize, measure, measure_messages
+from graph.calibration import Rates, TextSize, measure, measure_messages
 from graph.context import RunContext
-from graph.errors import Failure, Fenced, MalformedResponse, ModelCallError, classify, reading_response
+from graph.errors import Failure, Fenced, ModelCallError, classify
 from graph.journal import IN_FLIGHT, Journal
 from graph.ledger import CallRecord, NodeName
 from graph.models import ModelSpec
+from graph.request import request_options, send
 from graph.tokens import estimate
 
 _jitter = random.Random()
@@ -35,50 +37,6 @@ def _backoff(ctx: RunContext, retry: int, retry_after: float | None) -> float:
         return retry_after
     ceiling = min(ctx.retry_max_s, ctx.retry_initial_s * 2**retry)
     return _jitter.uniform(ceiling / 2, ceiling)
-
-
-def _cap_kwargs(spec: ModelSpec, max_tokens: int, response_format: dict[str, Any] | None) -> dict[str, Any]:
-    """The output cap in the field the backend honours, and the response format.
-
-    Both travel in ``extra_body``: passed as ``response_format`` the SDK would take its slower
-    parse path and re-validate the schema on every call.
-    """
-    body: dict[str, Any] = {} if response_format is None else {"response_format": response_format}
-    if spec.token_cap_param == "max_tokens":
-        return {"extra_body": {**body, "max_tokens": max_tokens}}
-    return {"max_completion_tokens": max_tokens, **({"extra_body": body} if body else {})}
-
-
-async def _invoke(
-    spec: ModelSpec,
-    messages: list[BaseMessage],
-    kwargs: dict[str, Any],
-    on_delta: Callable[[str], None] | None,
-) -> AIMessage | AIMessageChunk:
-    """One request. What goes wrong while the client reads the backend's response is a
-    MalformedResponse; an error in our own code (``on_delta``) stays what it is."""
-    if on_delta is None or not spec.stream:
-        with reading_response():
-            result = await spec.chat.ainvoke(messages, **kwargs)
-        if not isinstance(result, AIMessage):
-            raise MalformedResponse(f"expected an AI message, got {type(result).__name__}")
-        return result
-    full: AIMessageChunk | None = None
-    chunks = aiter(spec.chat.astream(messages, **kwargs))
-    while True:
-        try:
-            with reading_response():
-                chunk = await anext(chunks)
-        except StopAsyncIteration:
-            break
-        if not isinstance(chunk, AIMessageChunk):
-            raise MalformedResponse(f"expected an AI message chunk, got {type(chunk).__name__}")
-        if chunk.text:
-            on_delta(chunk.text)
-        full = chunk if full is None else full + chunk
-    if full is None:
-        raise MalformedResponse("the backend streamed no message")
-    return full
 
 
 async def call_text(
@@ -109,66 +67,160 @@ async def call_text(
         if on_delta is not None:
             on_delta(text)
         return text, [done]
-    for_synthesis = node == "synthesizer"
-    size = measure_messages(messages)
-    rows: list[CallRecord] = []
-    deltas = _Deltas(on_delta) if on_delta is not None else None
-    for retry in range(ctx.max_attempts):
-        if not ctx.fence():
-            raise Fenced(node)
-        if deltas is not None:
-            deltas.new_attempt()
-        time_left = _time_left(ctx, for_synthesis)
+    call = _Call(spec, messages, ctx, node, task_id, attempt, response_format, on_delta)
+    return await call.run()
+
+
+@dataclass(frozen=True)
+class _Try:
+    """One try of a call: its number, what the budget reserved for it, its time limit, and its
+    row (a function of what it spent) under its journal entry ``seq``."""
+
+    retry: int
+    rates: Rates
+    prompt_cap: int
+    cap: int
+    timeout: float
+    row: Callable[..., CallRecord]
+    seq: int
+    on_delta: Callable[[str], None] | None
+
+
+class _Call:
+    """The tries of one ``call_text`` call, and the rows they have spent so far."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        messages: list[BaseMessage],
+        ctx: RunContext,
+        node: NodeName,
+        task_id: str | None,
+        attempt: int,
+        response_format: dict[str, Any] | None,
+        on_delta: Callable[[str], None] | None,
+    ) -> None:
+        self.spec = spec
+        self.messages = messages
+        self.ctx = ctx
+        self.node: NodeName = node
+        self.task_id = task_id
+        self.attempt = attempt
+        self.response_format = response_format
+        self.for_synthesis = node == "synthesizer"
+        self.size = measure_messages(messages)
+        self.rows: list[CallRecord] = []
+        self.deltas = _Deltas(on_delta) if on_delta is not None else None
+
+    async def run(self) -> tuple[str, list[CallRecord]]:
+        """Try until the model answers, the call fails for good or the tries run out."""
+        for retry in range(self.ctx.max_attempts):
+            step = self._begin(retry)
+            with tracing.chat(self.spec.name, self.node, self.task_id, self.attempt, retry, step.cap) as span:
+                try:
+                    message = await self._send(step)
+                except asyncio.CancelledError:
+                    self._end_unanswered(step, span, "cancelled")
+                    raise
+                except Exception as exc:
+                    failure = self._failed(step, span, exc)
+                    if failure.kind == "internal_error":
+                        raise  # a bug here, not the backend's fault: never retried, never blamed upstream
+                    backoff = self._backoff_or_give_up(step, span, failure, exc)
+                else:
+                    return self._answered(step, span, message), self.rows
+            await asyncio.sleep(backoff)  # after the attempt's span: the wait is no part of it
+        raise AssertionError("unreachable: max_attempts must be at least 1")
+
+    def _begin(self, retry: int) -> _Try:
+        """Check that the try may go out, reserve its budget and enter it in the journal."""
+        time_left = self._time_left_to_call()
+        rates = self.spec.rates()
+        prompt_cap = rates.prompt(self.size)
+        cap = self._reserve(prompt_cap)
+        timeout = self.ctx.timeout_s if time_left is None else min(self.ctx.timeout_s, time_left)
+        row = functools.partial(
+            _row, self.spec, self.node, self.task_id, self.attempt, retry, _now(), time.perf_counter()
+        )
+        in_flight = functools.partial(row, self.size.counted, estimated=True, error=IN_FLIGHT)
+        seq = self.ctx.journal.started(in_flight(0))
+        streamed = None
+        if self.deltas is not None:
+            self.deltas.new_attempt()
+            streamed = _Streamed(self.deltas, seq, in_flight, self.ctx.journal)
+        return _Try(retry, rates, prompt_cap, cap, timeout, row, seq, streamed)
+
+    def _time_left_to_call(self) -> float | None:
+        """Raises Fenced if this process may not call any more, ModelCallError if the deadline
+        has passed; else the seconds left (None: no deadline)."""
+        if not self.ctx.fence():
+            raise Fenced(self.node)
+        time_left = _time_left(self.ctx, self.for_synthesis)
         if time_left is not None and time_left <= 0:
-            raise ModelCallError("deadline_exceeded", "the run's deadline has passed", node)
-        rates = spec.rates()
-        prompt_cap = rates.prompt(size)
+            raise ModelCallError("deadline_exceeded", "the run's deadline has passed", self.node)
+        return time_left
+
+    def _reserve(self, prompt_cap: int) -> int:
+        """The output cap the budget grants this try."""
         try:
-            cap = ctx.budget.reserve(prompt_cap, ctx.max_output_tokens, for_synthesis=for_synthesis)
+            return self.ctx.budget.reserve(
+                prompt_cap, self.ctx.max_output_tokens, for_synthesis=self.for_synthesis
+            )
         except BudgetExhausted as exc:
-            raise ModelCallError("budget_exhausted", str(exc), node) from exc
-        kwargs = _cap_kwargs(spec, cap, response_format)
-        timeout = ctx.timeout_s if time_left is None else min(ctx.timeout_s, time_left)
-        row = functools.partial(_row, spec, node, task_id, attempt, retry, _now(), time.perf_counter())
-        in_flight = functools.partial(row, size.counted, estimated=True, error=IN_FLIGHT)
-        seq = ctx.journal.started(in_flight(0))
-        streamed = None if deltas is None else _Streamed(deltas, seq, in_flight, ctx.journal)
-        with tracing.chat(spec.name, node, task_id, attempt, retry, cap) as span:
-            try:
-                async with asyncio.timeout(timeout):
-                    message = await _invoke(spec, messages, kwargs, streamed)
-            except asyncio.CancelledError:
-                ctx.budget.settle(prompt_cap, cap, 0)
-                _record(ctx, rows, seq, span, row(0, 0, False, "cancelled"))
-                raise
-            except Exception as exc:
-                ctx.budget.settle(prompt_cap, cap, 0)
-                failure = classify(exc)
-                if failure.kind == "upstream_timeout" and timeout < ctx.timeout_s:
-                    failure = Failure("deadline_exceeded", "the run's deadline has passed", False, None)
-                _record(ctx, rows, seq, span, row(0, 0, False, failure.message))
-                if failure.kind == "internal_error":
-                    raise  # a bug here, not the backend's fault: never retried, never blamed upstream
-                tracing.failed(span, failure.kind)
-                if not failure.retryable or retry == ctx.max_attempts - 1:
-                    raise ModelCallError(
-                        failure.kind, failure.message, node, failure.status, failure.code
-                    ) from exc
-                backoff = _backoff(ctx, retry, failure.retry_after)
-            else:
-                text = message.text
-                usage = message.usage_metadata
-                if usage is not None and (usage["input_tokens"] or usage["output_tokens"]):
-                    prompt, completion, estimated = usage["input_tokens"], usage["output_tokens"], False
-                    _calibrate(spec, size, text, usage)
-                else:  # what the budget reserved: the backend cannot have billed more
-                    prompt, completion, estimated = prompt_cap, min(cap, rates.tokens(measure(text))), True
-                ctx.budget.settle(prompt_cap, cap, prompt + completion)
-                _record(ctx, rows, seq, span, row(prompt, completion, estimated, None), text)
-                tracing.answered(span, message.response_metadata)
-                return text, rows
-        await asyncio.sleep(backoff)  # after the attempt's span: the wait is no part of it
-    raise AssertionError("unreachable: max_attempts must be at least 1")
+            raise ModelCallError("budget_exhausted", str(exc), self.node) from exc
+
+    async def _send(self, step: _Try) -> AIMessage | AIMessageChunk:
+        kwargs = request_options(self.spec, step.cap, self.response_format)
+        async with asyncio.timeout(step.timeout):
+            return await send(self.spec, self.messages, kwargs, step.on_delta)
+
+    def _answered(self, step: _Try, span: Span, message: AIMessage | AIMessageChunk) -> str:
+        """Settle the budget at what the backend reported (or, if it reported nothing, at what
+        was reserved), record the row and return the text."""
+        text = message.text
+        usage = message.usage_metadata
+        if usage is not None and (usage["input_tokens"] or usage["output_tokens"]):
+            prompt, completion, estimated = usage["input_tokens"], usage["output_tokens"], False
+            _calibrate(self.spec, self.size, text, usage)
+        else:  # what the budget reserved: the backend cannot have billed more
+            prompt, completion, estimated = (
+                step.prompt_cap,
+                min(step.cap, step.rates.tokens(measure(text))),
+                True,
+            )
+        self.ctx.budget.settle(step.prompt_cap, step.cap, prompt + completion)
+        self._record(step, span, step.row(prompt, completion, estimated, None), text)
+        tracing.answered(span, message.response_metadata)
+        return text
+
+    def _failed(self, step: _Try, span: Span, exc: Exception) -> Failure:
+        """Classify the try's failure and record it; a timeout cut short by the run's deadline
+        is the deadline's."""
+        failure = classify(exc)
+        if failure.kind == "upstream_timeout" and step.timeout < self.ctx.timeout_s:
+            failure = Failure("deadline_exceeded", "the run's deadline has passed", False, None)
+        self._end_unanswered(step, span, failure.message)
+        return failure
+
+    def _backoff_or_give_up(self, step: _Try, span: Span, failure: Failure, exc: Exception) -> float:
+        """Seconds to wait before the next try; raises ModelCallError if there is none."""
+        tracing.failed(span, failure.kind)
+        if not failure.retryable or step.retry == self.ctx.max_attempts - 1:
+            raise ModelCallError(
+                failure.kind, failure.message, self.node, failure.status, failure.code
+            ) from exc
+        return _backoff(self.ctx, step.retry, failure.retry_after)
+
+    def _end_unanswered(self, step: _Try, span: Span, error: str) -> None:
+        """Give the try's reservation back and record it as spending nothing."""
+        self.ctx.budget.settle(step.prompt_cap, step.cap, 0)
+        self._record(step, span, step.row(0, 0, False, error))
+
+    def _record(self, step: _Try, span: Span, row: CallRecord, output: str | None = None) -> None:
+        self.rows.append(row)
+        self.ctx.ledger.append(row)
+        self.ctx.journal.ended(step.seq, row, output)
+        tracing.spent(span, row)
 
 
 def _calibrate(spec: ModelSpec, prompt: TextSize, text: str, usage: UsageMetadata) -> None:
@@ -229,15 +281,6 @@ class _Streamed:
         if self.tokens - self.reported >= PROGRESS_EVERY:
             self.reported = self.tokens
             self.journal.progress(self.seq, self.row(self.tokens))
-
-
-def _record(
-    ctx: RunContext, rows: list[CallRecord], seq: int, span: Span, row: CallRecord, output: str | None = None
-) -> None:
-    rows.append(row)
-    ctx.ledger.append(row)
-    ctx.journal.ended(seq, row, output)
-    tracing.spent(span, row)
 
 
 def _time_left(ctx: RunContext, for_synthesis: bool) -> float | None:
