@@ -7,7 +7,6 @@ moment its dependencies have answers."""
 from collections.abc import Callable
 from typing import Any
 
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from graph import tracing
@@ -42,22 +41,12 @@ from graph.ledger import CallRecord
 from graph.models import Models
 from graph.plan import PlanReader
 from graph.prompts import (
-    CRITIC_SYSTEM,
-    CRITIC_USER,
     DEFAULT_FEEDBACK,
-    DEPENDENCY_BLOCK,
-    DEPENDS_ON_ATTRIBUTE,
-    MISSING_BLOCK,
-    PLANNER_SYSTEM,
-    PLANNER_USER,
-    SUBANSWER_BLOCK,
-    SYNTHESIZER_SYSTEM,
-    SYNTHESIZER_USER,
-    UNSYNTHESIZED_ANSWER,
-    WORKER_REVISION_USER,
-    WORKER_SYSTEM,
-    WORKER_USER,
-    quote,
+    critic_messages,
+    planner_messages,
+    synthesizer_messages,
+    unsynthesized_answer,
+    worker_messages,
 )
 from graph.scheduling import dependents
 from graph.schemas import Critique, Plan, critique_schema, plan_schema
@@ -81,30 +70,6 @@ def _tokens(rows: list[CallRecord]) -> TaskTokens:
 
 def _stage(stage: Stage, round_: int | None = None) -> ProgressEvent:
     return ProgressEvent(event=STAGE, data=StageStarted(stage=stage, round=round_))
-
-
-def _subanswer_blocks(answers: list[SubAnswer], plan: list[SubTask]) -> str:
-    needs = {t["id"]: t["depends_on"] for t in plan}
-    return "\n".join(
-        SUBANSWER_BLOCK.format(
-            task_id=a["task_id"],
-            depends_on=DEPENDS_ON_ATTRIBUTE.format(task_ids=",".join(needs[a["task_id"]]))
-            if needs.get(a["task_id"])
-            else "",
-            subquestion=quote(a["question"]),
-            answer=quote(a["answer"]),
-        )
-        for a in answers
-    )
-
-
-def _dependency_blocks(inputs: list[SubAnswer]) -> str:
-    return "".join(
-        DEPENDENCY_BLOCK.format(
-            task_id=a["task_id"], subquestion=quote(a["question"]), answer=quote(a["answer"])
-        )
-        for a in inputs
-    )
 
 
 def _in_plan_order(state: State) -> list[SubAnswer]:
@@ -152,18 +117,7 @@ class Nodes:
                     data=TaskStarted(task_id=task_id, attempt=attempt, inputs=[a["task_id"] for a in inputs]),
                 )
             )
-            common = {
-                "question": quote(question),
-                "dependencies": _dependency_blocks(inputs),
-                "subquestion": quote(task["question"]),
-            }
-            if revision is None or previous is None:
-                user = WORKER_USER.format(**common)
-            else:
-                user = WORKER_REVISION_USER.format(
-                    **common, previous_answer=quote(previous["answer"]), feedback=quote(revision["feedback"])
-                )
-            messages: list[BaseMessage] = [SystemMessage(WORKER_SYSTEM), HumanMessage(user)]
+            messages = worker_messages(question, task, inputs, revision, previous)
             try:
                 text, rows = await call_text(
                     self.models.worker, messages, ctx, node="worker", task_id=task_id, attempt=attempt
@@ -211,10 +165,7 @@ class Nodes:
         emit = runtime.stream_writer
         question = state["question"]
         emit(_stage("planning"))
-        messages: list[BaseMessage] = [
-            SystemMessage(PLANNER_SYSTEM.format(max_subtasks=ctx.max_subtasks)),
-            HumanMessage(PLANNER_USER.format(question=quote(question))),
-        ]
+        messages = planner_messages(question, ctx.max_subtasks)
         question_size = measure(question)
         budget = ctx.budget
         budget.synthesis_reserve = self._synthesis_cost(ctx, ctx.max_subtasks, question_size)
@@ -319,14 +270,7 @@ class Nodes:
         round_ = state["revisions"] + 1
         runtime.stream_writer(_stage("reviewing", round_))
         task_ids = [a["task_id"] for a in answered]
-        messages: list[BaseMessage] = [
-            SystemMessage(CRITIC_SYSTEM),
-            HumanMessage(
-                CRITIC_USER.format(
-                    question=quote(state["question"]), subanswers=_subanswer_blocks(answered, state["plan"])
-                )
-            ),
-        ]
+        messages = critic_messages(state["question"], answered, state["plan"])
         fallbacks: list[Fallback] = []
         try:
             critique, error = await call_structured(
@@ -388,16 +332,7 @@ class Nodes:
         answers = _in_plan_order(state)
         answered = [a for a in answers if a["status"] == "ok"]
         missing = [a["question"] for a in answers if a["status"] != "ok"]
-        messages: list[BaseMessage] = [
-            SystemMessage(SYNTHESIZER_SYSTEM),
-            HumanMessage(
-                SYNTHESIZER_USER.format(
-                    question=quote(state["question"]),
-                    subanswers=_subanswer_blocks(answered, state["plan"]),
-                    missing=MISSING_BLOCK.format(subquestions=quote("; ".join(missing))) if missing else "",
-                ).strip()
-            ),
-        ]
+        messages = synthesizer_messages(state["question"], answered, missing, state["plan"])
         streamed: list[str] = []
 
         def on_delta(delta: str) -> None:
@@ -412,10 +347,7 @@ class Nodes:
             if exc.kind not in LIMITS or not answered:
                 raise
             # Out of budget or time: answer with what the workers found, unsynthesized.
-            text = UNSYNTHESIZED_ANSWER.format(
-                reason=LIMITS[exc.kind],
-                subanswers="\n\n".join(f"{a['question']}\n{a['answer']}" for a in answered),
-            )
+            text = unsynthesized_answer(LIMITS[exc.kind], answered)
             if streamed:
                 text = "\n\n" + text
             fallback = Fallback(node="synthesizer", kind="unsynthesized", detail=f"{exc.kind}: {exc.message}")

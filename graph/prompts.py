@@ -1,10 +1,14 @@
-"""Every prompt the agents use, as named templates.
+"""Every prompt the agents use, as named templates, and the builders that fill them.
 
 Text that came from the user or from another agent is always placed inside tags and
 described as data, so it informs the next agent without instructing it.
 """
 
 import re
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+
+from graph.state import Revision, SubAnswer, SubTask
 
 TAGS = (
     "question",
@@ -141,3 +145,81 @@ Conversation so far, for context:
 {conversation}
 
 Question: {question}"""
+
+
+def planner_messages(question: str, max_subtasks: int) -> list[BaseMessage]:
+    return [
+        SystemMessage(PLANNER_SYSTEM.format(max_subtasks=max_subtasks)),
+        HumanMessage(PLANNER_USER.format(question=quote(question))),
+    ]
+
+
+def worker_messages(
+    question: str,
+    task: SubTask,
+    inputs: list[SubAnswer],
+    revision: Revision | None = None,
+    previous: SubAnswer | None = None,
+) -> list[BaseMessage]:
+    """The sub-question with the answers it depends on; for a revision (both ``revision`` and
+    ``previous`` given), the previous answer and the critic's feedback too."""
+    common = {
+        "question": quote(question),
+        "dependencies": _dependency_blocks(inputs),
+        "subquestion": quote(task["question"]),
+    }
+    if revision is None or previous is None:
+        user = WORKER_USER.format(**common)
+    else:
+        user = WORKER_REVISION_USER.format(
+            **common, previous_answer=quote(previous["answer"]), feedback=quote(revision["feedback"])
+        )
+    return [SystemMessage(WORKER_SYSTEM), HumanMessage(user)]
+
+
+def critic_messages(question: str, answered: list[SubAnswer], plan: list[SubTask]) -> list[BaseMessage]:
+    user = CRITIC_USER.format(question=quote(question), subanswers=_subanswer_blocks(answered, plan))
+    return [SystemMessage(CRITIC_SYSTEM), HumanMessage(user)]
+
+
+def synthesizer_messages(
+    question: str, answered: list[SubAnswer], missing: list[str], plan: list[SubTask]
+) -> list[BaseMessage]:
+    """The question with the sub-answers found, and the sub-questions ``missing`` an answer."""
+    user = SYNTHESIZER_USER.format(
+        question=quote(question),
+        subanswers=_subanswer_blocks(answered, plan),
+        missing=MISSING_BLOCK.format(subquestions=quote("; ".join(missing))) if missing else "",
+    )
+    return [SystemMessage(SYNTHESIZER_SYSTEM), HumanMessage(user.strip())]
+
+
+def unsynthesized_answer(reason: str, answered: list[SubAnswer]) -> str:
+    """The answer when the synthesizer could not write one: each part as it was found."""
+    return UNSYNTHESIZED_ANSWER.format(
+        reason=reason, subanswers="\n\n".join(f"{a['question']}\n{a['answer']}" for a in answered)
+    )
+
+
+def _subanswer_blocks(answers: list[SubAnswer], plan: list[SubTask]) -> str:
+    needs = {t["id"]: t["depends_on"] for t in plan}
+    return "\n".join(
+        SUBANSWER_BLOCK.format(
+            task_id=a["task_id"],
+            depends_on=DEPENDS_ON_ATTRIBUTE.format(task_ids=",".join(needs[a["task_id"]]))
+            if needs.get(a["task_id"])
+            else "",
+            subquestion=quote(a["question"]),
+            answer=quote(a["answer"]),
+        )
+        for a in answers
+    )
+
+
+def _dependency_blocks(inputs: list[SubAnswer]) -> str:
+    return "".join(
+        DEPENDENCY_BLOCK.format(
+            task_id=a["task_id"], subquestion=quote(a["question"]), answer=quote(a["answer"])
+        )
+        for a in inputs
+    )
