@@ -1,10 +1,9 @@
 """The agents. Each node reads the state, calls its model through ``graph.calls`` (which
 records every attempt in the run's ledger), applies a pure decision (``graph.plan``,
-``graph.scheduling``) and returns only what it changed. Progress goes out through the stream
-writer. Workers are run by a ``Dispatcher`` inside the planner and reviser nodes, each the
-moment its dependencies have answers."""
+``graph.scheduling``, ``graph.review``) and returns only what it changed. Progress goes out
+through the stream writer. Workers (``graph.worker``) are run by a ``Dispatcher`` inside the
+planner and reviser nodes, each the moment its dependencies have answers."""
 
-from collections.abc import Callable
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -22,9 +21,6 @@ from graph.events import (
     PLAN,
     PLAN_TASK,
     STAGE,
-    TASK_COMPLETED,
-    TASK_FAILED,
-    TASK_STARTED,
     AnswerDelta,
     CritiqueMade,
     PlanMade,
@@ -32,40 +28,27 @@ from graph.events import (
     ProgressEvent,
     Stage,
     StageStarted,
-    TaskCompleted,
-    TaskFailed,
-    TaskStarted,
-    TaskTokens,
 )
-from graph.ledger import CallRecord
 from graph.models import Models
 from graph.plan import PlanReader
 from graph.prompts import (
-    DEFAULT_FEEDBACK,
     critic_messages,
     planner_messages,
     synthesizer_messages,
     unsynthesized_answer,
-    worker_messages,
 )
+from graph.review import failed_revisions, revisions_asked, verdicts_for
 from graph.scheduling import dependents
 from graph.schemas import Critique, Plan, critique_schema, plan_schema
-from graph.state import Fallback, InputState, Revision, State, SubAnswer, SubTask, VerdictRecord
+from graph.state import Fallback, InputState, State, SubAnswer, SubTask
 from graph.structured import call_structured
+from graph.worker import answer_task, blocked_answer
 
 LIMITS: dict[ErrorKind, str] = {
     "budget_exhausted": "the run's token budget ran out",
     "deadline_exceeded": "the run's deadline passed",
 }
 """Failures that come from the run's own limits, not from the backend."""
-
-Emit = Callable[[ProgressEvent], None]
-
-
-def _tokens(rows: list[CallRecord]) -> TaskTokens:
-    prompt = sum(r["prompt_tokens"] for r in rows)
-    completion = sum(r["completion_tokens"] for r in rows)
-    return TaskTokens(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
 def _stage(stage: Stage, round_: int | None = None) -> ProgressEvent:
@@ -77,80 +60,11 @@ def _in_plan_order(state: State) -> list[SubAnswer]:
     return [state["subanswers"][t["id"]] for t in state["plan"] if t["id"] in state["subanswers"]]
 
 
-def _blocked(task: SubTask, dependency: str) -> SubAnswer:
-    return SubAnswer(
-        task_id=task["id"],
-        question=task["question"],
-        answer="",
-        status="failed",
-        attempts=0,
-        error=f"dependency {dependency} failed",
-    )
-
-
 class Nodes:
     """The graph's nodes, bound to the models they call."""
 
     def __init__(self, models: Models) -> None:
         self.models = models
-
-    async def _answer(
-        self,
-        ctx: RunContext,
-        emit: Emit,
-        question: str,
-        task: SubTask,
-        inputs: list[SubAnswer],
-        *,
-        attempt: int = 1,
-        revision: Revision | None = None,
-        previous: SubAnswer | None = None,
-    ) -> SubAnswer:
-        """One worker call: the sub-question with the answers it depends on (and, for a
-        revision, the previous answer and the critic's feedback). A re-run that fails keeps
-        ``previous`` if it was an answer."""
-        task_id = task["id"]
-        with tracing.agent("worker", {"reasoner.task_id": task_id, "reasoner.attempt": attempt}) as span:
-            emit(
-                ProgressEvent(
-                    event=TASK_STARTED,
-                    data=TaskStarted(task_id=task_id, attempt=attempt, inputs=[a["task_id"] for a in inputs]),
-                )
-            )
-            messages = worker_messages(question, task, inputs, revision, previous)
-            try:
-                text, rows = await call_text(
-                    self.models.worker, messages, ctx, node="worker", task_id=task_id, attempt=attempt
-                )
-            except ModelCallError as exc:
-                tracing.failed(span, exc.kind)
-                emit(
-                    ProgressEvent(
-                        event=TASK_FAILED,
-                        data=TaskFailed(task_id=task_id, attempt=attempt, error=exc.message),
-                    )
-                )
-                # A re-run that fails (a revision, or a dependent of one) keeps the earlier answer.
-                kept = previous if previous is not None and previous["status"] == "ok" else None
-                return SubAnswer(
-                    task_id=task_id,
-                    question=task["question"],
-                    answer=kept["answer"] if kept else "",
-                    status="ok" if kept else "failed",
-                    attempts=attempt,
-                    error=f"{exc.kind}: {exc.message}",
-                )
-            answer = text.strip()
-            completed = TaskCompleted(task_id=task_id, attempt=attempt, answer=answer, usage=_tokens(rows))
-            emit(ProgressEvent(event=TASK_COMPLETED, data=completed))
-            return SubAnswer(
-                task_id=task_id,
-                question=task["question"],
-                answer=answer,
-                status="ok",
-                attempts=attempt,
-                error=None,
-            )
 
     def _synthesis_cost(self, ctx: RunContext, subtasks: int, question: TextSize) -> int:
         """The synthesizer's worst case, at what its model is expected to bill now."""
@@ -171,9 +85,9 @@ class Nodes:
         budget.synthesis_reserve = self._synthesis_cost(ctx, ctx.max_subtasks, question_size)
 
         async def run(task: SubTask, inputs: list[SubAnswer]) -> SubAnswer:
-            return await self._answer(ctx, emit, question, task, inputs)
+            return await answer_task(self.models.worker, ctx, emit, question, task, inputs)
 
-        dispatcher = Dispatcher(run, _blocked, limit=ctx.max_concurrency, fence=ctx.fence)
+        dispatcher = Dispatcher(run, blocked_answer, limit=ctx.max_concurrency, fence=ctx.fence)
 
         def planned(task: SubTask) -> None:
             emit(ProgressEvent(event=PLAN_TASK, data=PlanTask(task=task)))
@@ -229,7 +143,8 @@ class Nodes:
 
         async def run(task: SubTask, inputs: list[SubAnswer]) -> SubAnswer:
             before = previous.get(task["id"])
-            return await self._answer(
+            return await answer_task(
+                self.models.worker,
                 ctx,
                 emit,
                 state["question"],
@@ -240,7 +155,9 @@ class Nodes:
                 previous=before,
             )
 
-        dispatcher = Dispatcher(run, _blocked, limit=ctx.max_concurrency, answered=standing, fence=ctx.fence)
+        dispatcher = Dispatcher(
+            run, blocked_answer, limit=ctx.max_concurrency, answered=standing, fence=ctx.fence
+        )
         try:
             for task in plan:
                 dispatcher.add(task)
@@ -248,16 +165,7 @@ class Nodes:
             answers = await dispatcher.wait()
         finally:
             await dispatcher.cancel()
-        fallbacks = [
-            Fallback(
-                node="worker",
-                kind="revision_failed",
-                detail=f"{task_id}: revision {answers[task_id]['attempts']} failed "
-                f"({answers[task_id]['error']}); the previous answer is kept",
-            )
-            for task_id in sorted(rerun)
-            if answers[task_id]["error"] is not None and answers[task_id]["status"] == "ok"
-        ]
+        fallbacks = failed_revisions(answers, rerun)
         return {"subanswers": {t: answers[t] for t in rerun}, "fallbacks": fallbacks, "pending": []}
 
     @tracing.node("critic")
@@ -286,36 +194,12 @@ class Nodes:
         except ModelCallError as exc:
             critique = None
             error = f"the critic's call failed ({exc.kind}: {exc.message})"
-        given = {v.task_id: v for v in critique.verdicts} if critique else {}
-        if critique is None:
-            fallbacks.append(
-                Fallback(node="critic", kind="accept_all", detail=f"{error}; every answer accepted")
-            )
-        elif missing := [t for t in task_ids if t not in given]:
-            fallbacks.append(
-                Fallback(
-                    node="critic",
-                    kind="missing_verdict",
-                    detail=f"no verdict for {', '.join(missing)}; accepted",
-                )
-            )
-        verdicts = [
-            VerdictRecord(
-                round=round_,
-                task_id=t,
-                verdict=given[t].verdict if t in given else "accept",
-                feedback=given[t].feedback.strip() if t in given else "",
-            )
-            for t in task_ids
-        ]
+        verdicts, unreviewed = verdicts_for(round_, task_ids, critique, error)
+        fallbacks += unreviewed
         runtime.stream_writer(
             ProgressEvent(event=CRITIQUE, data=CritiqueMade(round=round_, verdicts=verdicts))
         )
-        pending = [
-            Revision(task_id=v["task_id"], feedback=v["feedback"] or DEFAULT_FEEDBACK)
-            for v in verdicts
-            if v["verdict"] == "revise"
-        ]
+        pending = revisions_asked(verdicts)
         if pending:
             runtime.stream_writer(_stage("revising", round_))
         return {
