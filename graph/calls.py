@@ -151,12 +151,16 @@ class _Call:
         return _Try(retry, rates, prompt_cap, cap, timeout, row, seq, streamed)
 
     def _time_left_to_call(self) -> float | None:
-        """Raises Fenced if this process may not call any more, ModelCallError if the deadline
-        has passed; else the seconds left (None: no deadline)."""
+        """Seconds until this call's deadline (None: no deadline); the synthesizer may use the
+        time kept for it. Raises Fenced if this process may not call any more, and
+        ModelCallError if the deadline has passed."""
         if not self.ctx.fence():
             raise Fenced(self.node)
-        time_left = _time_left(self.ctx, self.for_synthesis)
-        if time_left is not None and time_left <= 0:
+        if self.ctx.deadline is None:
+            return None
+        keep = 0.0 if self.for_synthesis else self.ctx.synthesis_time_s
+        time_left = self.ctx.deadline - keep - time.monotonic()
+        if time_left <= 0:
             raise ModelCallError("deadline_exceeded", "the run's deadline has passed", self.node)
         return time_left
 
@@ -183,11 +187,8 @@ class _Call:
             prompt, completion, estimated = usage["input_tokens"], usage["output_tokens"], False
             _calibrate(self.spec, self.size, text, usage)
         else:  # what the budget reserved: the backend cannot have billed more
-            prompt, completion, estimated = (
-                step.prompt_cap,
-                min(step.cap, step.rates.tokens(measure(text))),
-                True,
-            )
+            prompt, estimated = step.prompt_cap, True
+            completion = min(step.cap, step.rates.tokens(measure(text)))
         self.ctx.budget.settle(step.prompt_cap, step.cap, prompt + completion)
         self._record(step, span, step.row(prompt, completion, estimated, None), text)
         tracing.answered(span, message.response_metadata)
@@ -281,14 +282,6 @@ class _Streamed:
         if self.tokens - self.reported >= PROGRESS_EVERY:
             self.reported = self.tokens
             self.journal.progress(self.seq, self.row(self.tokens))
-
-
-def _time_left(ctx: RunContext, for_synthesis: bool) -> float | None:
-    """Seconds until this call's deadline; the synthesizer may use the time kept for it."""
-    if ctx.deadline is None:
-        return None
-    keep = 0.0 if for_synthesis else ctx.synthesis_time_s
-    return ctx.deadline - keep - time.monotonic()
 
 
 def _row(
