@@ -1,12 +1,10 @@
-"""The one retry loop, the cap and structured-output fields, and JSON parsing."""
+"""The one retry loop, and the cap and structured-output fields."""
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from graph import ModelCallError, RunContext
 from graph.calls import call_text
-from graph.schemas import Plan
-from graph.structured import parse_json
 from tests.conftest import stub_models
 from tests.stub_backend import Fault, StubBackend
 
@@ -98,17 +96,3 @@ async def test_usage_missing_from_a_stream_is_estimated_and_marked(stub: StubBac
     assert "".join(deltas) == text
     assert rows[0]["estimated"] is True
     assert rows[0]["completion_tokens"] > 0 and rows[0]["prompt_tokens"] > 0
-
-
-def test_parse_json_tolerates_fences_and_prose() -> None:
-    plan = parse_json('Here you go:\n```json\n{"subquestions": ["a?", "b?"]}\n```', Plan)
-    assert plan.subquestions == ["a?", "b?"]
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["no json here", '{"subquestions": []}', '{"subquestions": "a"}', '{"subquestions": ["a"'],
-)
-def test_parse_json_rejects_unusable_plans(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_json(text, Plan)
