@@ -16,12 +16,12 @@ from opentelemetry.trace import Span
 from graph import tracing
 from graph.budget import BudgetExhausted
 from graph.calibration import Rates, TextSize, measure, measure_messages
+from graph.call_request import request_options, send
 from graph.context import RunContext
 from graph.errors import Failure, Fenced, ModelCallError, classify
 from graph.journal import IN_FLIGHT, Journal
 from graph.ledger import CallRecord, NodeName
 from graph.models import ModelSpec
-from graph.request import request_options, send
 from graph.tokens import estimate
 
 _jitter = random.Random()

@@ -1,7 +1,7 @@
 """The agents. Each node reads the state, calls its model through ``graph.calls`` (which
 records every attempt in the run's ledger), applies a pure decision (``graph.plan``,
 ``graph.scheduling``, ``graph.review``) and returns only what it changed. Progress goes out
-through the stream writer. Workers (``graph.worker``) are run by a ``Dispatcher`` inside the
+through the stream writer. Workers (``graph.subanswers``) are run by a ``Dispatcher`` inside the
 planner and reviser nodes, each the moment its dependencies have answers."""
 
 from typing import Any
@@ -42,7 +42,7 @@ from graph.scheduling import dependents
 from graph.schemas import Critique, Plan, critique_schema, plan_schema
 from graph.state import Fallback, InputState, State, SubAnswer, SubTask
 from graph.structured import call_structured
-from graph.worker import answer_task, blocked_answer
+from graph.subanswers import answer_task, blocked_answer
 
 LIMITS: dict[ErrorKind, str] = {
     "budget_exhausted": "the run's token budget ran out",
