@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from playwright.sync_api import BrowserContext, ViewportSize, sync_playwright
 
 from tests.integration.test_browser import CHROMIUM, FLAGS
 
-FFMPEG = "/usr/bin/ffmpeg"
+FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 
 
 def _ffmpeg_for_playwright(root: Path) -> None:
