@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 from tests.demo.scene import DOCS, QUESTION, scripted_backend, service_env
-from tests.demo.terminal import Cast, capture
+from tests.demo.terminal import Output, capture
 from tests.demo.video import recording, write_gif
 
 COLUMNS, ROWS = 100, 32
-WIDTH, HEIGHT = 900, 700
+WIDTH, HEIGHT = 900, 740
 LONGEST_PAUSE_S = 1.0
 """Longer waits (the command starting up) are shortened to this in the replay."""
 PLAYER = Path(__file__).with_name("terminal.html")
@@ -23,11 +23,11 @@ PLAYER = Path(__file__).with_name("terminal.html")
 log = logging.getLogger("demo")
 
 
-def replay_times(cast: Cast) -> list[tuple[float, str]]:
+def replay_times(output: Output) -> Output:
     """The output with every pause longer than ``LONGEST_PAUSE_S`` cut to it."""
-    replayed: list[tuple[float, str]] = []
+    replayed: Output = []
     now = previous = 0.0
-    for at, text in cast.output:
+    for at, text in output:
         now += min(at - previous, LONGEST_PAUSE_S)
         previous = at
         replayed.append((round(now, 3), text))
@@ -40,7 +40,7 @@ def main() -> None:
     with scripted_backend() as stub, tempfile.TemporaryDirectory(prefix="reasoner-demo-") as tmp:
         log.info("running %s against the scripted backend", shlex.join(command))
         env = service_env(stub, Path(tmp) / "data")
-        cast = capture([sys.executable, "-m", "api.cli", *command[1:]], env, COLUMNS, ROWS)
+        output = capture([sys.executable, "-m", "api.cli", *command[1:]], env, COLUMNS, ROWS)
         with recording(Path(tmp), WIDTH, HEIGHT) as context:
             page = context.new_page()
             opened = time.monotonic()
@@ -49,7 +49,7 @@ def main() -> None:
             show = {
                 "title": "reasoner ask · scripted backend",
                 "command": shlex.join(command),
-                "output": replay_times(cast),
+                "output": replay_times(output),
                 "typeMs": 18,
                 "holdMs": 3000,
             }

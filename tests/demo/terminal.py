@@ -1,9 +1,8 @@
-"""A command's output as a terminal shows it, with the time each piece arrived: an asciicast
-(version 2: a header line, then one ``[seconds, "o", text]`` line per piece)."""
+"""A command's output as a terminal shows it, with the time each piece arrived (what an asciicast
+holds)."""
 
 import codecs
 import fcntl
-import json
 import os
 import pty
 import select
@@ -11,25 +10,12 @@ import struct
 import subprocess
 import termios
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+
+Output = list[tuple[float, str]]
+"""Each piece of text with its time, in seconds from the start of the command."""
 
 
-@dataclass
-class Cast:
-    """What a terminal ``columns`` wide showed, piece by piece."""
-
-    columns: int
-    rows: int
-    output: list[tuple[float, str]] = field(default_factory=list)
-
-    def write(self, path: Path) -> None:
-        header = {"version": 2, "width": self.columns, "height": self.rows}
-        lines = [json.dumps(header), *(json.dumps([round(t, 3), "o", text]) for t, text in self.output)]
-        path.write_text("\n".join(lines) + "\n")
-
-
-def capture(command: list[str], env: dict[str, str], columns: int, rows: int) -> Cast:
+def capture(command: list[str], env: dict[str, str], columns: int, rows: int) -> Output:
     """Run ``command`` on a pseudo-terminal of ``columns`` by ``rows`` and record what it writes
     (stdout and stderr) until it exits; raise if it fails."""
     main, child = pty.openpty()
@@ -37,7 +23,7 @@ def capture(command: list[str], env: dict[str, str], columns: int, rows: int) ->
     started = time.monotonic()
     process = subprocess.Popen(command, stdin=child, stdout=child, stderr=child, env=env)
     os.close(child)
-    cast = Cast(columns, rows)
+    output: Output = []
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     try:
         while True:
@@ -50,11 +36,11 @@ def capture(command: list[str], env: dict[str, str], columns: int, rows: int) ->
                 break
             if not data:
                 break
-            cast.output.append((time.monotonic() - started, decoder.decode(data)))
+            output.append((time.monotonic() - started, decoder.decode(data)))
     finally:
         os.close(main)
         code = process.wait(timeout=30)
     if code != 0:
-        text = "".join(piece for _, piece in cast.output)
+        text = "".join(piece for _, piece in output)
         raise RuntimeError(f"{command[:3]} exited with {code}:\n{text[-2000:]}")
-    return cast
+    return output
