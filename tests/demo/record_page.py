@@ -27,9 +27,8 @@ def pause(page: Page, seconds: float) -> None:
     page.wait_for_timeout(seconds * 1000)
 
 
-def ask(page: Page, url: str) -> None:
+def ask(page: Page) -> None:
     """Type the question, ask it, and follow the run until its answer and tokens are shown."""
-    page.goto(url)
     pause(page, 0.8)
     page.locator("#question").press_sequentially(QUESTION, delay=25)
     pause(page, 0.6)
@@ -56,7 +55,7 @@ def main() -> None:
             page.goto(served.url)
             start_s = time.monotonic() - opened  # the blank page before the first paint is left out
             log.info("recording the page at %s", served.url)
-            ask(page, served.url)
+            ask(page)
         (video,) = videos.glob("*.webm")
         write_gif(video, DOCS / "demo.gif", start_s=start_s, fps=GIF_FPS, width=GIF_WIDTH)
         write_webm(video, DOCS / "demo.webm", start_s=start_s)
