@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksu
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_OPENMP=OFF
 
-.PHONY: install install-browser install-langgraph langgraph-dev run test test-fast lint format lock clean bench eval stub
+.PHONY: install install-browser install-ffmpeg install-langgraph langgraph-dev run test test-fast lint format lock clean bench eval stub demo
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ install-browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+# The demo recordings are encoded by Debian's ffmpeg (Playwright's own ffmpeg download is not used).
+install-ffmpeg:
+	@command -v ffmpeg >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg; }
 
 run: install
 	$(BIN)/reasoner serve
@@ -72,6 +78,12 @@ eval: install
 # The scripted OpenAI-compatible backend on its own: `make stub STUB_ARGS="--latency 1"`.
 stub: install
 	$(BIN)/python -m tests.stub_backend $(STUB_ARGS)
+
+# The recordings in docs/: the page answering a question (demo.gif, demo.webm) and `reasoner ask`
+# in a terminal (demo-ask.gif), both against the scripted backend (about 2 minutes).
+demo: install install-browser install-ffmpeg
+	$(BIN)/python -m tests.demo.record_page
+	$(BIN)/python -m tests.demo.record_terminal
 
 lint: install
 	$(BIN)/ruff check graph api tests
