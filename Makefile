@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksu
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_OPENMP=OFF
 
-.PHONY: install install-browser install-ffmpeg install-langgraph langgraph-dev run test test-fast lint format lock clean bench eval stub demo
+.PHONY: install install-browser install-ffmpeg install-langgraph langgraph-dev run test test-fast lint format docs lock clean bench eval stub demo
 
 install: $(STAMP)
 
@@ -93,6 +93,10 @@ lint: install
 format: install
 	$(BIN)/ruff format graph api tests
 	$(BIN)/ruff check --fix graph api tests
+
+# The configuration table in docs/configuration.md, written from api/settings.py.
+docs: install
+	$(BIN)/python -m tests.support.settings_doc --write
 
 # Re-pin every dependency to what is installed now.
 lock:
