@@ -4,24 +4,18 @@ LangGraph's SQLite checkpointer keeps its tables (``checkpoints``, ``writes``) i
 Each connection lives on its own thread: one for writes (the writer batches queued writes into
 transactions), one for reads. Nothing here calls SQLite on the event loop.
 
-Ownership: every process that opens the store is an instance with a random id, holding a lock
-file in DATA_DIR for as long as it lives (the kernel drops the lock when the process exits,
-however it exits: no PID is trusted). A run belongs to the instance whose lease on it is
-current; a lease that expired, or whose instance's lock can be taken, lets another instance
-claim the run.
+Ownership: every process that opens the store is an instance (``api.storage.instance_lock``).
+A run belongs to the instance whose lease on it is current; a lease that expired, or whose
+instance's lock can be taken, lets another instance claim the run.
 """
 
 import asyncio
 import contextlib
-import fcntl
 import functools
 import json
 import logging
-import os
-import re
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -34,6 +28,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from api.runs.leases import LocalLeases, StoreContact
 from api.storage.batch_writer import BatchWriter, Statement
 from api.storage.checkpoints import BestEffortSaver
+from api.storage.instance_lock import InstanceLock
 from api.storage.interface import (
     IDEMPOTENCY_TTL_S,
     REPLAY_PAGE,
@@ -122,7 +117,6 @@ CHECKPOINT_BUSY_TIMEOUT_S = 1.0
 soon is given up rather than hold up the run."""
 WAL_CHECKPOINT_PAGES = 16
 WAL_SIZE_LIMIT = 65536
-INSTANCE_NAME = re.compile(r"[0-9a-f]{32}")
 
 OWNED = "EXISTS (SELECT 1 FROM runs WHERE id=? AND owner=?)"
 """Writes that follow a run apply only while this process owns it: one that lost its lease (it
@@ -147,51 +141,6 @@ INSERT_CALL = (
 )
 NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 """``time.time()`` in SQL: when the statement runs, not when it was queued."""
-
-
-class InstanceLock:
-    """This process's lock file in ``directory``, held until it exits or closes the store."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.name = uuid.uuid4().hex
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path(self.name), os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._path(self.name))
-            os.close(self._fd)
-            self._fd = None
-
-    def _path(self, name: str) -> Path:
-        return self.directory / f"{name}.lock"
-
-    def gone(self, owner: str | None) -> bool:
-        """Whether the instance ``owner`` has exited: its lock is free (or was never there).
-        An owner that is no instance name (a database of an earlier version) is only known gone
-        once its lease is."""
-        if owner is None or not INSTANCE_NAME.fullmatch(owner):
-            return False
-        try:
-            fd = os.open(self._path(owner), os.O_RDWR)
-        except FileNotFoundError:
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        finally:
-            os.close(fd)  # also drops the lock, if it was taken
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(owner))
-        return True
 
 
 def _now() -> str:

@@ -5,12 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from api.storage.sqlite import InstanceLock
+from api.storage.instance_lock import InstanceLock
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from api.storage.sqlite import InstanceLock
+from api.storage.instance_lock import InstanceLock
 lock = InstanceLock(Path(sys.argv[1]))
 lock.acquire()
 print(lock.name, flush=True)
