@@ -12,7 +12,6 @@ instance's lock can be taken, lets another instance claim the run.
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import sqlite3
 import time
@@ -20,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
@@ -30,14 +29,11 @@ from api.storage.batch_writer import BatchWriter, Statement
 from api.storage.checkpoints import BestEffortSaver
 from api.storage.instance_lock import InstanceLock
 from api.storage.interface import (
-    IDEMPOTENCY_TTL_S,
     REPLAY_PAGE,
-    TERMINAL,
     Claim,
     Event,
     Grant,
     IdempotencyKey,
-    IdempotencyKeyReused,
     RunRecord,
     Spend,
     Status,
@@ -46,9 +42,9 @@ from api.storage.interface import (
     to_json,
     to_text,
 )
+from api.storage.sql import RUN_COLUMNS, UNFINISHED, Dialect, RunSQL
 from graph import CallRecord, Result
-from graph.events import EventData, EventName
-from graph.journal import IN_FLIGHT, INTERRUPTED, Entry
+from graph.journal import INTERRUPTED, Entry
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +104,6 @@ MIGRATIONS: tuple[str, ...] = (
 """The schema, one step per version (``PRAGMA user_version`` is the steps applied). The first
 step is the schema as it was before versions, so a database of that time upgrades in place."""
 
-RUN_COLUMNS = "id, status, question, request, created_at, updated_at, result, completion_budget, key_hash"
-UNFINISHED = "('queued', 'running')"
-
 BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_BUSY_TIMEOUT_S = 1.0
 """Checkpoint writes are best-effort (see api.storage.checkpoints): one that cannot get the database
@@ -118,11 +111,6 @@ soon is given up rather than hold up the run."""
 WAL_CHECKPOINT_PAGES = 16
 WAL_SIZE_LIMIT = 65536
 
-OWNED = "EXISTS (SELECT 1 FROM runs WHERE id=? AND owner=?)"
-"""Writes that follow a run apply only while this process owns it: one that lost its lease (it
-was frozen past it, and another process took the run over) cannot write over the new owner."""
-
-INSERT_EVENT = f"INSERT OR IGNORE INTO events (run_id, seq, event, data) SELECT ?,?,?,? WHERE {OWNED}"
 SPEND = """
 SELECT COALESCE(SUM(created_at >= :minute), 0),
     MIN(CASE WHEN created_at >= :minute THEN created_at END),
@@ -136,33 +124,24 @@ FROM runs WHERE key_hash = :key AND created_at >= min(:minute, :day)
 """
 """A key's ``Spend`` (see ``api.runs.quotas``): its runs of the last minute, and of today (UTC)."""
 
-INSERT_CALL = (
-    f"INSERT OR REPLACE INTO calls (run_id, seq, row, output, in_flight) SELECT ?,?,?,?,? WHERE {OWNED}"
-)
 NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 """``time.time()`` in SQL: when the statement runs, not when it was queued."""
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="microseconds")
 
 
-def _earlier(db: sqlite3.Connection, key: IdempotencyKey, now: float) -> "RunRecord | None":
-    """The run an Idempotency-Key named within its time to live, if any."""
-    row = db.execute(
-        f"SELECT i.fingerprint, {', '.join(f'r.{c.strip()}' for c in RUN_COLUMNS.split(','))} "
-        "FROM idempotency i JOIN runs r ON r.id = i.run_id WHERE i.scope=? AND i.created_at >= ?",
-        (key.scope, _iso(now - IDEMPOTENCY_TTL_S)),
-    ).fetchone()
-    if row is None:
-        return None
-    if row[0] != key.fingerprint:
-        raise IdempotencyKeyReused(key.scope)
-    return SQLiteRunStore._record(row[1:])
+SQLITE = Dialect(
+    mark="?",
+    among=lambda column, values: (f"{column} IN ({','.join('?' * len(values))})", tuple(values)),
+    clock=lambda offset_s: ("?", (_iso(time.time() + offset_s),)),
+    lease_end=f"{NOW} + ?",
+    text=to_text,
+    time_text=str,
+)
+"""Timestamps are ISO text by this process's clock; leases are epoch seconds."""
+SQL = RunSQL(SQLITE)
 
 
 def _spend(db: sqlite3.Connection, key_hash: str | None, now: float) -> Spend:
@@ -171,10 +150,6 @@ def _spend(db: sqlite3.Connection, key_hash: str | None, now: float) -> Spend:
     requests, first, tokens, cost = db.execute(SPEND, params).fetchone()
     frees_in = 60 - (now - datetime.fromisoformat(first).timestamp()) if first else 0.0
     return Spend(int(requests), frees_in, int(tokens), float(cost), day.timestamp() + 86400 - now)
-
-
-def _event_row(event: Event, owner: str) -> Statement:
-    return INSERT_EVENT, (event.run_id, event.id, event.event, to_json(event.data), event.run_id, owner)
 
 
 @contextlib.contextmanager
@@ -192,6 +167,7 @@ def _immediate(db: sqlite3.Connection) -> Iterator[None]:
 
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.row_factory = sqlite3.Row
     db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return db
 
@@ -322,8 +298,10 @@ class SQLiteRunStore:
 
         def insert(db: sqlite3.Connection) -> RunRecord:
             now = time.time()
-            if idempotency is not None and (earlier := _earlier(db, idempotency, now)) is not None:
-                return earlier
+            if idempotency is not None:
+                earlier = db.execute(*SQL.earlier(idempotency)).fetchone()
+                if (record := SQL.earlier_run(earlier, idempotency)) is not None:
+                    return record
             stored = request if grant is None else grant(_spend(db, key_hash, now))
             at = _iso(now)
             db.execute(
@@ -337,20 +315,13 @@ class SQLiteRunStore:
                     at,
                     at,
                     self.instance.name if owned else None,
-                    now + lease_s if owned else 0,
+                    now + lease_s if owned else None,
                     completion_budget,
                     key_hash,
                 ),
             )
-            if idempotency is not None:
-                db.execute(
-                    "DELETE FROM idempotency WHERE scope=? OR created_at < ?",
-                    (idempotency.scope, _iso(now - IDEMPOTENCY_TTL_S)),
-                )
-                db.execute(
-                    "INSERT INTO idempotency (scope, fingerprint, run_id, created_at) VALUES (?,?,?,?)",
-                    (idempotency.scope, idempotency.fingerprint, run_id, at),
-                )
+            for sql, params in SQL.remember(idempotency, run_id) if idempotency else ():
+                db.execute(sql, params)
             return RunRecord(run_id, "queued", question, stored, at, at, None, completion_budget, key_hash)
 
         sent = time.monotonic()
@@ -359,45 +330,25 @@ class SQLiteRunStore:
         except sqlite3.Error as exc:
             self._writes.failed(exc, 0)
             # Something must write to find out when storage is back: the writer retries this.
-            self._writes.enqueue([("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (_now(),))])
+            self._writes.enqueue(
+                [("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (_iso(time.time()),))]
+            )
             raise StorageUnavailable(f"cannot store the run: {exc}") from exc
         if owned and record.id == run_id:
             self._leases.taken([run_id], sent, lease_s)
         return record
 
     def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
-        self._writes.enqueue([_event_row(event, self.instance.name)], committed=committed)
+        self._writes.enqueue([SQL.insert_event(event, self.instance.name)], committed=committed)
 
     def set_status(self, run_id: str, status: Status) -> None:
-        self._writes.enqueue(
-            [
-                (
-                    "UPDATE runs SET status=?, updated_at=? WHERE id=? AND owner=?",
-                    (status, _now(), run_id, self.instance.name),
-                )
-            ]
-        )
+        self._writes.enqueue([SQL.set_status(run_id, status, self.instance.name)])
 
     def record_call(self, run_id: str, seq: int, row: CallRecord, output: str | None) -> None:
-        self._writes.enqueue(
-            [
-                (
-                    INSERT_CALL,
-                    (
-                        run_id,
-                        seq,
-                        to_json(row),
-                        None if output is None else to_text(output),
-                        int(row["error"] == IN_FLIGHT),
-                        run_id,
-                        self.instance.name,
-                    ),
-                )
-            ]
-        )
+        self._writes.enqueue([SQL.insert_call(run_id, seq, row, output, self.instance.name)])
 
     async def calls(self, run_id: str) -> list[Entry]:
-        def settle() -> list[tuple[Any, ...]]:
+        def settle() -> list[sqlite3.Row]:
             self._transaction(
                 [
                     (
@@ -409,29 +360,18 @@ class SQLiteRunStore:
             )
             db = self._wdb
             assert db is not None
-            sql = "SELECT seq, row, output FROM calls WHERE run_id=? ORDER BY seq"
-            return db.execute(sql, (run_id,)).fetchall()
+            return db.execute(*SQL.calls(run_id)).fetchall()
 
         try:
             rows = await self._on(self._writer, settle)
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot read the run's calls: {exc}") from exc
-        return [Entry(seq, cast(CallRecord, json.loads(row)), output) for seq, row, output in rows]
+        return [SQL.entry(row) for row in rows]
 
     async def renew(self, lease_s: float) -> set[str]:
         sent = time.monotonic()
-        await self._writes.write(
-            [
-                (
-                    f"UPDATE runs SET lease_until={NOW} + ? WHERE owner=? AND status IN {UNFINISHED}",
-                    (lease_s, self.instance.name),
-                )
-            ]
-        )
-        rows = await self._read(
-            f"SELECT id FROM runs WHERE owner=? AND status IN {UNFINISHED}", (self.instance.name,)
-        )
-        owned = {row[0] for row in rows}
+        await self._writes.write([SQL.renew(lease_s, self.instance.name)])
+        owned = {row["id"] for row in await self._read(*SQL.owned_unfinished(self.instance.name))}
         self._leases.renewed(owned, sent, lease_s)
         return owned
 
@@ -440,7 +380,7 @@ class SQLiteRunStore:
     ) -> list[Claim]:
         expired = self._contact.may_claim_expired(lease_s)
 
-        def take() -> list[tuple[Any, ...]]:
+        def take() -> list[sqlite3.Row]:
             db = self._wdb
             assert db is not None, "the store is not open"
             with _immediate(db):
@@ -480,12 +420,12 @@ class SQLiteRunStore:
             rows = await self._write(take)
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot claim runs: {exc}") from exc
-        self._leases.taken([row[0] for row in rows], sent, lease_s)
-        return [Claim(self._record(row[:-1]), row[-1]) for row in rows]
+        self._leases.taken([row["id"] for row in rows], sent, lease_s)
+        return [Claim(SQL.record(row), row["resumes"]) for row in rows]
 
     async def queued(self) -> int:
-        rows = await self._read("SELECT COUNT(*) FROM runs WHERE status='queued'", ())
-        return int(rows[0][0])
+        rows = await self._read(*SQL.queued())
+        return int(rows[0]["n"])
 
     async def request_cancel(self, run_id: str) -> bool:
         """Not kept: the store is not shared, and a process cancels only its own runs."""
@@ -500,32 +440,11 @@ class SQLiteRunStore:
     async def release(self, run_ids: list[str]) -> None:
         self._leases.dropped(run_ids)
         if run_ids:
-            marks = ",".join("?" * len(run_ids))
-            self._writes.enqueue(
-                [
-                    (
-                        f"UPDATE runs SET owner=NULL, lease_until=0 WHERE owner=? AND id IN ({marks})",
-                        (self.instance.name, *run_ids),
-                    )
-                ]
-            )
+            self._writes.enqueue([SQL.release(run_ids, self.instance.name)])
 
     async def finish(self, run_id: str, status: Status, result: Result, event: Event) -> None:
         self._leases.dropped([run_id])
-        await self._writes.write(
-            [
-                _event_row(event, self.instance.name),
-                (
-                    f"UPDATE calls SET output=NULL WHERE run_id=? AND {OWNED}",
-                    (run_id, run_id, self.instance.name),
-                ),
-                (
-                    "UPDATE runs SET status=?, updated_at=?, result=?, lease_until=NULL "
-                    "WHERE id=? AND owner=?",
-                    (status, _now(), to_json(result), run_id, self.instance.name),
-                ),
-            ]
-        )
+        await self._writes.write(SQL.finish(run_id, status, result, event, self.instance.name))
         await self._forget_checkpoints([run_id])
 
     async def _forget_checkpoints(self, run_ids: list[str]) -> None:
@@ -537,18 +456,10 @@ class SQLiteRunStore:
             log.warning("could not delete a finished run's checkpoints", extra={"error": str(exc)})
 
     async def delete_before(self, cutoff: str) -> int:
-        terminal = ",".join(f"'{status}'" for status in sorted(TERMINAL))
-        old = f"SELECT id FROM runs WHERE status IN ({terminal}) AND updated_at < ?"
-        ids = [row[0] for row in await self._read(old, (cutoff,))]
+        ids = [row["id"] for row in await self._read(*SQL.finished_before(cutoff))]
         for start in range(0, len(ids), REPLAY_PAGE):
             chunk = ids[start : start + REPLAY_PAGE]
-            marks = ",".join("?" * len(chunk))
-            await self._writes.write(
-                [
-                    (f"DELETE FROM {table} WHERE {column} IN ({marks})", tuple(chunk))
-                    for table, column in (("events", "run_id"), ("calls", "run_id"), ("runs", "id"))
-                ]
-            )
+            await self._writes.write(SQL.delete(chunk))
             await self._forget_checkpoints(chunk)
         return len(ids)
 
@@ -557,7 +468,7 @@ class SQLiteRunStore:
 
     # Reads ----------------------------------------------------------------------------------
 
-    async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    async def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         db = self._rdb
         assert db is not None, "the store is not open"
         try:
@@ -566,22 +477,15 @@ class SQLiteRunStore:
             raise StorageUnavailable(f"cannot read the run store: {exc}") from exc
 
     async def get(self, run_id: str) -> RunRecord | None:
-        rows = await self._read(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
-        return self._record(rows[0]) if rows else None
+        rows = await self._read(*SQL.get(run_id))
+        return SQL.record(rows[0]) if rows else None
 
     async def events(self, run_id: str, after: int = 0, limit: int = REPLAY_PAGE) -> list[Event]:
-        rows = await self._read(
-            "SELECT seq, event, data FROM events WHERE run_id=? AND seq>? ORDER BY seq LIMIT ?",
-            (run_id, after, limit),
-        )
-        return [
-            Event(seq, run_id, cast(EventName, name), cast(EventData, json.loads(data)))
-            for seq, name, data in rows
-        ]
+        return [SQL.event(run_id, row) for row in await self._read(*SQL.events(run_id, after, limit))]
 
     async def last_event_id(self, run_id: str) -> int:
-        rows = await self._read("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id=?", (run_id,))
-        return int(rows[0][0])
+        rows = await self._read(*SQL.last_event_id(run_id))
+        return int(rows[0]["last"])
 
     async def usage(self, key_hash: str | None, since: str, until: str) -> list[UsageDay]:
         rows = await self._read(
@@ -597,13 +501,7 @@ class SQLiteRunStore:
     async def recent(
         self, limit: int, before: str | None = None, *, key_hash: str | None = None
     ) -> list[RunRecord]:
-        rows = await self._read(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE (? IS NULL OR key_hash = ?) AND (? IS NULL OR "
-            "(created_at, id) < (SELECT created_at, id FROM runs WHERE id=?)) "
-            "ORDER BY created_at DESC, id DESC LIMIT ?",
-            (key_hash, key_hash, before, before, limit),
-        )
-        return [self._record(row) for row in rows]
+        return [SQL.record(row) for row in await self._read(*SQL.recent(limit, before, key_hash))]
 
     async def close(self, timeout_s: float = 5.0) -> None:
         await self._writes.close(timeout_s)
@@ -616,18 +514,3 @@ class SQLiteRunStore:
                 await self._on(executor, db.close)
             executor.shutdown(wait=True)
         self._wdb = self._rdb = None
-
-    @staticmethod
-    def _record(row: tuple[Any, ...]) -> RunRecord:
-        run_id, status, question, request, created_at, updated_at, result, completion_budget, key_hash = row
-        return RunRecord(
-            id=run_id,
-            status=cast(Status, status),
-            question=question,
-            request=json.loads(request),
-            created_at=created_at,
-            updated_at=updated_at,
-            result=None if result is None else cast(Result, json.loads(result)),
-            completion_budget=completion_budget,
-            key_hash=key_hash,
-        )
