@@ -12,7 +12,7 @@ claiming at once never take the same run.
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -26,22 +26,18 @@ from api.runs.leases import RECONNECT_S, LocalLeases, StoreContact
 from api.storage.batch_writer import BatchWriter, Statement
 from api.storage.checkpoints import BestEffortSaver
 from api.storage.interface import (
-    REPLAY_PAGE,
     Claim,
-    Event,
     Grant,
     IdempotencyKey,
     RunRecord,
     Spend,
-    Status,
     StorageUnavailable,
     UsageDay,
     to_json,
     to_text,
 )
 from api.storage.postgres_schema import Row, migrate
-from api.storage.sql import UNFINISHED, Dialect, RunSQL
-from graph import CallRecord, Result
+from api.storage.sql import UNFINISHED, Dialect, SQLRunStore
 from graph.journal import INTERRUPTED, Entry
 
 log = logging.getLogger(__name__)
@@ -116,13 +112,14 @@ POSTGRES = Dialect(
     time_text=_iso,
 )
 """Timestamps and leases by the database's clock."""
-SQL = RunSQL(POSTGRES)
 
 
-class PostgresRunStore:
+class PostgresRunStore(SQLRunStore):
     """``store = PostgresRunStore(url); await store.open()`` … ``await store.close()``."""
 
     shared = True
+    dialect = POSTGRES
+    checkpoint_errors = FAILURES
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.instance = uuid.uuid4().hex
@@ -164,15 +161,12 @@ class PostgresRunStore:
         return applied
 
     @property
-    def checkpointer(self) -> BestEffortSaver:
-        return self._checkpointer
+    def owner(self) -> str:
+        return self.instance
 
     @property
-    def healthy(self) -> bool:
-        return self._writes.healthy
-
-    def holds(self, run_id: str) -> bool:
-        return self._leases.holds(run_id)
+    def checkpointer(self) -> BestEffortSaver:
+        return self._checkpointer
 
     @asynccontextmanager
     async def _connection(self, what: str) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
@@ -232,9 +226,9 @@ class PostgresRunStore:
                 lock = key_hash if grant is not None else idempotency.scope if idempotency else ""
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock,))
             if idempotency is not None:
-                sql, params = SQL.earlier(idempotency)
+                sql, params = self._earlier(idempotency)
                 cursor = await conn.execute(sql.encode(), params)
-                if (record := SQL.earlier_run(await cursor.fetchone(), idempotency)) is not None:
+                if (record := self._earlier_run(await cursor.fetchone(), idempotency)) is not None:
                     return record
             stored = request
             if grant is not None:
@@ -267,21 +261,12 @@ class PostgresRunStore:
             )
             created = await cursor.fetchone()
             assert created is not None
-            for sql, params in SQL.remember(idempotency, run_id) if idempotency else ():
+            for sql, params in self._remember(idempotency, run_id):
                 await conn.execute(sql.encode(), params)
         if owned:
             self._leases.taken([run_id], sent, lease_s)
         at = _iso(created["created_at"])
         return RunRecord(run_id, "queued", question, stored, at, at, None, completion_budget, key_hash)
-
-    def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
-        self._writes.enqueue([SQL.insert_event(event, self.instance)], committed=committed)
-
-    def set_status(self, run_id: str, status: Status) -> None:
-        self._writes.enqueue([SQL.set_status(run_id, status, self.instance)])
-
-    def record_call(self, run_id: str, seq: int, row: CallRecord, output: str | None) -> None:
-        self._writes.enqueue([SQL.insert_call(run_id, seq, row, output, self.instance)])
 
     async def calls(self, run_id: str) -> list[Entry]:
         async with self._connection("read the run's calls") as conn, conn.transaction():
@@ -290,13 +275,13 @@ class PostgresRunStore:
                 "'estimated', true))::text, in_flight=false WHERE run_id=%s AND in_flight",
                 (INTERRUPTED, run_id),
             )
-            sql, params = SQL.calls(run_id)
+            sql, params = self._calls(run_id)
             rows = await (await conn.execute(sql.encode(), params)).fetchall()
-        return [SQL.entry(row) for row in rows]
+        return [self._entry(row) for row in rows]
 
     async def renew(self, lease_s: float) -> set[str]:
         sent = time.monotonic()
-        sql, params = SQL.renew(lease_s, self.instance)
+        sql, params = self._renewal(lease_s)
         rows = await self._query(f"{sql} RETURNING id", params)
         owned = {row["id"] for row in rows}
         self._leases.renewed(owned, sent, lease_s)
@@ -316,11 +301,7 @@ class PostgresRunStore:
         rows = await self._query(CLAIM, params)
         self._leases.taken([row["id"] for row in rows], sent, lease_s)
         rows.sort(key=lambda row: row["created_at"])
-        return [Claim(SQL.record(row), row["resumes"], row["cancel_requested"]) for row in rows]
-
-    async def queued(self) -> int:
-        rows = await self._query(*SQL.queued())
-        return int(rows[0]["n"])
+        return [Claim(self._record(row), row["resumes"], row["cancel_requested"]) for row in rows]
 
     async def request_cancel(self, run_id: str) -> bool:
         rows = await self._query(
@@ -336,47 +317,7 @@ class PostgresRunStore:
         )
         return {row["id"] for row in rows}
 
-    async def release(self, run_ids: list[str]) -> None:
-        self._leases.dropped(run_ids)
-        if run_ids:
-            self._writes.enqueue([SQL.release(run_ids, self.instance)])
-
-    async def finish(self, run_id: str, status: Status, result: Result, event: Event) -> None:
-        self._leases.dropped([run_id])
-        await self._writes.write(SQL.finish(run_id, status, result, event, self.instance))
-        await self._forget_checkpoints([run_id])
-
-    async def _forget_checkpoints(self, run_ids: list[str]) -> None:
-        """Checkpoints are for resuming: a finished run's are deleted (its result stays)."""
-        try:
-            for run_id in run_ids:
-                await self._saver.adelete_thread(run_id)
-        except FAILURES as exc:
-            log.warning("could not delete a finished run's checkpoints", extra={"error": str(exc)})
-
-    async def delete_before(self, cutoff: str) -> int:
-        ids = [row["id"] for row in await self._query(*SQL.finished_before(cutoff))]
-        for start in range(0, len(ids), REPLAY_PAGE):
-            chunk = ids[start : start + REPLAY_PAGE]
-            await self._writes.write(SQL.delete(chunk))
-            await self._forget_checkpoints(chunk)
-        return len(ids)
-
-    async def flush(self, timeout_s: float) -> bool:
-        return await self._writes.flush(timeout_s)
-
     # Reads ----------------------------------------------------------------------------------
-
-    async def get(self, run_id: str) -> RunRecord | None:
-        rows = await self._query(*SQL.get(run_id))
-        return SQL.record(rows[0]) if rows else None
-
-    async def events(self, run_id: str, after: int = 0, limit: int = REPLAY_PAGE) -> list[Event]:
-        return [SQL.event(run_id, row) for row in await self._query(*SQL.events(run_id, after, limit))]
-
-    async def last_event_id(self, run_id: str) -> int:
-        rows = await self._query(*SQL.last_event_id(run_id))
-        return int(rows[0]["last"])
 
     async def usage(self, key_hash: str | None, since: str, until: str) -> list[UsageDay]:
         rows = await self._query(
@@ -389,11 +330,6 @@ class PostgresRunStore:
             (key_hash, since, until),
         )
         return [UsageDay(r["day"], r["runs"], int(r["tokens"]), r["cost"]) for r in rows]
-
-    async def recent(
-        self, limit: int, before: str | None = None, *, key_hash: str | None = None
-    ) -> list[RunRecord]:
-        return [SQL.record(row) for row in await self._query(*SQL.recent(limit, before, key_hash))]
 
     async def close(self, timeout_s: float = 5.0) -> None:
         await self._writes.close(timeout_s)

@@ -1,5 +1,5 @@
-"""The SQL both run stores speak, written once: each store describes its ``Dialect`` and runs
-the statements of ``RunSQL`` (each its SQL and parameters) on connections of its own.
+"""The SQL both run stores speak, written once, and the operations that are nothing more: each
+store (``SQLRunStore``'s subclasses) gives its ``Dialect`` and its connections.
 
 The dialects differ in how a parameter is marked, how a column is matched against a list, and
 where the clock comes from: Postgres keeps timestamps and leases by its own clock; SQLite keeps
@@ -7,13 +7,18 @@ timestamps by the writing process's clock (bound when a write is queued) and lea
 seconds by its own clock (when the statement runs)."""
 
 import json
+import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, ClassVar, Protocol, cast
 
-from api.storage.batch_writer import Statement
+from api.runs.leases import LocalLeases
+from api.storage.batch_writer import BatchWriter, Statement
+from api.storage.checkpoints import BestEffortSaver
 from api.storage.interface import (
     IDEMPOTENCY_TTL_S,
+    REPLAY_PAGE,
     TERMINAL,
     Event,
     IdempotencyKey,
@@ -25,6 +30,8 @@ from api.storage.interface import (
 from graph import CallRecord, Result
 from graph.events import EventData, EventName
 from graph.journal import IN_FLIGHT, Entry
+
+log = logging.getLogger(__name__)
 
 RUN_COLUMNS = "id, status, question, request, created_at, updated_at, result, completion_budget, key_hash"
 UNFINISHED = "('queued', 'running')"
@@ -84,11 +91,27 @@ class Dialect:
     """A stored timestamp as ISO text."""
 
 
-class RunSQL:
-    """The statements both stores share, in one dialect, and what their rows map to."""
+class SQLRunStore(ABC):
+    """A ``RunStore`` in SQL: a subclass sets ``dialect`` and the errors its checkpointer raises,
+    and supplies the owner's name, the writer, the leases and one statement's rows."""
 
-    def __init__(self, dialect: Dialect) -> None:
-        self.dialect = dialect
+    dialect: ClassVar[Dialect]
+    checkpoint_errors: ClassVar[tuple[type[Exception], ...]]
+    _writes: BatchWriter
+    _leases: LocalLeases
+
+    @property
+    @abstractmethod
+    def owner(self) -> str:
+        """This process's name in the ``owner`` column."""
+
+    @property
+    @abstractmethod
+    def checkpointer(self) -> BestEffortSaver: ...
+
+    @abstractmethod
+    async def _query(self, sql: str, params: tuple[Any, ...]) -> Sequence[Row]:
+        """The rows of one statement; raises StorageUnavailable."""
 
     def _sql(self, template: str, **fragments: str) -> str:
         return template.replace("?", self.dialect.mark).format(**fragments)
@@ -96,65 +119,95 @@ class RunSQL:
     def _text(self, value: str | None) -> str | None:
         return None if value is None else self.dialect.text(value)
 
+    @property
+    def healthy(self) -> bool:
+        return self._writes.healthy
+
+    def holds(self, run_id: str) -> bool:
+        return self._leases.holds(run_id)
+
     # Writes that follow a run ---------------------------------------------------------------
 
-    def insert_event(self, event: Event, owner: str) -> Statement:
+    def _event_row(self, event: Event) -> Statement:
         data = self.dialect.text(to_json(event.data))
-        return self._sql(INSERT_EVENT), (event.run_id, event.id, event.event, data, event.run_id, owner)
+        return self._sql(INSERT_EVENT), (event.run_id, event.id, event.event, data, event.run_id, self.owner)
 
-    def insert_call(
-        self, run_id: str, seq: int, row: CallRecord, output: str | None, owner: str
-    ) -> Statement:
+    def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
+        self._writes.enqueue([self._event_row(event)], committed=committed)
+
+    def set_status(self, run_id: str, status: Status) -> None:
+        now, at = self.dialect.clock(0)
+        self._writes.enqueue([(self._sql(SET_STATUS, now=now), (status, *at, run_id, self.owner))])
+
+    def record_call(self, run_id: str, seq: int, row: CallRecord, output: str | None) -> None:
         in_flight = row["error"] == IN_FLIGHT
-        params = (run_id, seq, self._text(to_json(row)), self._text(output), in_flight, run_id, owner)
-        return self._sql(INSERT_CALL), params
+        params = (run_id, seq, self._text(to_json(row)), self._text(output), in_flight, run_id, self.owner)
+        self._writes.enqueue([(self._sql(INSERT_CALL), params)])
 
-    def set_status(self, run_id: str, status: Status, owner: str) -> Statement:
+    async def finish(self, run_id: str, status: Status, result: Result, event: Event) -> None:
+        self._leases.dropped([run_id])
         now, at = self.dialect.clock(0)
-        return self._sql(SET_STATUS, now=now), (status, *at, run_id, owner)
+        await self._writes.write(
+            [
+                self._event_row(event),
+                (self._sql(DROP_OUTPUTS), (run_id, run_id, self.owner)),
+                (self._sql(END, now=now), (status, *at, self._text(to_json(result)), run_id, self.owner)),
+            ]
+        )
+        await self._forget_checkpoints([run_id])
 
-    def finish(
-        self, run_id: str, status: Status, result: Result, event: Event, owner: str
-    ) -> list[Statement]:
-        """The terminal event, the call outputs kept for resuming dropped, the run's end."""
-        now, at = self.dialect.clock(0)
-        return [
-            self.insert_event(event, owner),
-            (self._sql(DROP_OUTPUTS), (run_id, run_id, owner)),
-            (self._sql(END, now=now), (status, *at, self._text(to_json(result)), run_id, owner)),
-        ]
+    async def release(self, run_ids: list[str]) -> None:
+        self._leases.dropped(run_ids)
+        if run_ids:
+            ids, params = self.dialect.among("id", run_ids)
+            self._writes.enqueue([(self._sql(RELEASE, ids=ids), (self.owner, *params))])
 
-    def release(self, run_ids: Sequence[str], owner: str) -> Statement:
-        ids, params = self.dialect.among("id", run_ids)
-        return self._sql(RELEASE, ids=ids), (owner, *params)
+    def _renewal(self, lease_s: float) -> Statement:
+        """Every unfinished run this process owns, leased ``lease_s`` from now."""
+        return self._sql(RENEW, lease_end=self.dialect.lease_end), (lease_s, self.owner)
 
-    def renew(self, lease_s: float, owner: str) -> Statement:
-        return self._sql(RENEW, lease_end=self.dialect.lease_end), (lease_s, owner)
+    async def delete_before(self, cutoff: str) -> int:
+        finished = self._sql(f"SELECT id FROM runs WHERE status IN {FINISHED} AND updated_at < ?")
+        ids = [row["id"] for row in await self._query(finished, (cutoff,))]
+        for start in range(0, len(ids), REPLAY_PAGE):
+            chunk = ids[start : start + REPLAY_PAGE]
+            deletes = []
+            for table, column in (("events", "run_id"), ("calls", "run_id"), ("runs", "id")):
+                among, params = self.dialect.among(column, chunk)
+                deletes.append((f"DELETE FROM {table} WHERE {among}", params))
+            await self._writes.write(deletes)
+            await self._forget_checkpoints(chunk)
+        return len(ids)
 
-    def delete(self, run_ids: Sequence[str]) -> list[Statement]:
-        """Runs with their events and ledger."""
-        statements = []
-        for table, column in (("events", "run_id"), ("calls", "run_id"), ("runs", "id")):
-            ids, params = self.dialect.among(column, run_ids)
-            statements.append((f"DELETE FROM {table} WHERE {ids}", params))
-        return statements
+    async def _forget_checkpoints(self, run_ids: list[str]) -> None:
+        """Checkpoints are for resuming: a finished run's are deleted (its result stays)."""
+        try:
+            for run_id in run_ids:
+                await self.checkpointer.adelete_thread(run_id)
+        except self.checkpoint_errors as exc:
+            log.warning("could not delete a finished run's checkpoints", extra={"error": str(exc)})
 
-    # Idempotency ----------------------------------------------------------------------------
+    async def flush(self, timeout_s: float) -> bool:
+        return await self._writes.flush(timeout_s)
 
-    def earlier(self, key: IdempotencyKey) -> Statement:
+    # Idempotency, in the transaction that creates a run -------------------------------------
+
+    def _earlier(self, key: IdempotencyKey) -> Statement:
         since, at = self.dialect.clock(-IDEMPOTENCY_TTL_S)
         return self._sql(EARLIER, since=since), (key.scope, *at)
 
-    def earlier_run(self, row: Row | None, key: IdempotencyKey) -> RunRecord | None:
-        """The run of ``earlier``'s row; IdempotencyKeyReused if it came from another request."""
+    def _earlier_run(self, row: Row | None, key: IdempotencyKey) -> RunRecord | None:
+        """The run of ``_earlier``'s row; IdempotencyKeyReused if it came from another request."""
         if row is None:
             return None
         if row["fingerprint"] != key.fingerprint:
             raise IdempotencyKeyReused(key.scope)
-        return self.record(row)
+        return self._record(row)
 
-    def remember(self, key: IdempotencyKey, run_id: str) -> list[Statement]:
+    def _remember(self, key: IdempotencyKey | None, run_id: str) -> list[Statement]:
         """The key names the run from now (and expired keys are forgotten)."""
+        if key is None:
+            return []
         expired, before = self.dialect.clock(-IDEMPOTENCY_TTL_S)
         now, at = self.dialect.clock(0)
         return [
@@ -164,34 +217,39 @@ class RunSQL:
 
     # Reads ----------------------------------------------------------------------------------
 
-    def get(self, run_id: str) -> Statement:
-        return self._sql(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=?"), (run_id,)
+    async def get(self, run_id: str) -> RunRecord | None:
+        rows = await self._query(self._sql(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=?"), (run_id,))
+        return self._record(rows[0]) if rows else None
 
-    def owned_unfinished(self, owner: str) -> Statement:
-        return self._sql(OWNED_UNFINISHED), (owner,)
+    async def events(self, run_id: str, after: int = 0, limit: int = REPLAY_PAGE) -> list[Event]:
+        sql = self._sql("SELECT seq, event, data FROM events WHERE run_id=? AND seq>? ORDER BY seq LIMIT ?")
+        rows = await self._query(sql, (run_id, after, limit))
+        return [
+            Event(row["seq"], run_id, cast(EventName, row["event"]), cast(EventData, json.loads(row["data"])))
+            for row in rows
+        ]
 
-    def queued(self) -> Statement:
-        return "SELECT count(*) AS n FROM runs WHERE status='queued'", ()
+    async def last_event_id(self, run_id: str) -> int:
+        sql = self._sql("SELECT COALESCE(MAX(seq), 0) AS last FROM events WHERE run_id=?")
+        return int((await self._query(sql, (run_id,)))[0]["last"])
 
-    def calls(self, run_id: str) -> Statement:
+    async def queued(self) -> int:
+        return int((await self._query("SELECT count(*) AS n FROM runs WHERE status='queued'", ()))[0]["n"])
+
+    async def recent(
+        self, limit: int, before: str | None = None, *, key_hash: str | None = None
+    ) -> list[RunRecord]:
+        rows = await self._query(self._sql(RECENT), (key_hash, key_hash, before, before, limit))
+        return [self._record(row) for row in rows]
+
+    def _calls(self, run_id: str) -> Statement:
         return self._sql("SELECT seq, row, output FROM calls WHERE run_id=? ORDER BY seq"), (run_id,)
 
-    def events(self, run_id: str, after: int, limit: int) -> Statement:
-        sql = "SELECT seq, event, data FROM events WHERE run_id=? AND seq>? ORDER BY seq LIMIT ?"
-        return self._sql(sql), (run_id, after, limit)
+    @staticmethod
+    def _entry(row: Row) -> Entry:
+        return Entry(row["seq"], cast(CallRecord, json.loads(row["row"])), row["output"])
 
-    def last_event_id(self, run_id: str) -> Statement:
-        return self._sql("SELECT COALESCE(MAX(seq), 0) AS last FROM events WHERE run_id=?"), (run_id,)
-
-    def finished_before(self, cutoff: str) -> Statement:
-        return self._sql(f"SELECT id FROM runs WHERE status IN {FINISHED} AND updated_at < ?"), (cutoff,)
-
-    def recent(self, limit: int, before: str | None, key_hash: str | None) -> Statement:
-        return self._sql(RECENT), (key_hash, key_hash, before, before, limit)
-
-    # Rows -----------------------------------------------------------------------------------
-
-    def record(self, row: Row) -> RunRecord:
+    def _record(self, row: Row) -> RunRecord:
         result = row["result"]
         return RunRecord(
             id=row["id"],
@@ -204,13 +262,3 @@ class RunSQL:
             completion_budget=row["completion_budget"],
             key_hash=row["key_hash"],
         )
-
-    @staticmethod
-    def event(run_id: str, row: Row) -> Event:
-        return Event(
-            row["seq"], run_id, cast(EventName, row["event"]), cast(EventData, json.loads(row["data"]))
-        )
-
-    @staticmethod
-    def entry(row: Row) -> Entry:
-        return Entry(row["seq"], cast(CallRecord, json.loads(row["row"])), row["output"])

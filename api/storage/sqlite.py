@@ -12,7 +12,6 @@ instance's lock can be taken, lets another instance claim the run.
 import asyncio
 import contextlib
 import functools
-import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -29,24 +28,18 @@ from api.storage.batch_writer import BatchWriter, Statement
 from api.storage.checkpoints import BestEffortSaver
 from api.storage.instance_lock import InstanceLock
 from api.storage.interface import (
-    REPLAY_PAGE,
     Claim,
-    Event,
     Grant,
     IdempotencyKey,
     RunRecord,
     Spend,
-    Status,
     StorageUnavailable,
     UsageDay,
     to_json,
     to_text,
 )
-from api.storage.sql import RUN_COLUMNS, UNFINISHED, Dialect, RunSQL
-from graph import CallRecord, Result
+from api.storage.sql import OWNED_UNFINISHED, RUN_COLUMNS, UNFINISHED, Dialect, SQLRunStore
 from graph.journal import INTERRUPTED, Entry
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -141,7 +134,6 @@ SQLITE = Dialect(
     time_text=str,
 )
 """Timestamps are ISO text by this process's clock; leases are epoch seconds."""
-SQL = RunSQL(SQLITE)
 
 
 def _spend(db: sqlite3.Connection, key_hash: str | None, now: float) -> Spend:
@@ -172,10 +164,12 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-class SQLiteRunStore:
+class SQLiteRunStore(SQLRunStore):
     """``store = SQLiteRunStore(path); await store.open()`` … ``await store.close()``."""
 
     shared = False
+    dialect = SQLITE
+    checkpoint_errors = (OSError, sqlite3.Error)
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -236,6 +230,10 @@ class SQLiteRunStore:
                 db.execute(f"PRAGMA user_version={step}")
 
     @property
+    def owner(self) -> str:
+        return self.instance.name
+
+    @property
     def checkpointer(self) -> BestEffortSaver:
         assert self._checkpointer is not None, "the store is not open"
         return self._checkpointer
@@ -273,13 +271,6 @@ class SQLiteRunStore:
     async def _commit(self, statements: list[Statement]) -> None:
         await self._write(functools.partial(self._transaction, statements))
 
-    def holds(self, run_id: str) -> bool:
-        return self._leases.holds(run_id)
-
-    @property
-    def healthy(self) -> bool:
-        return self._writes.healthy
-
     async def create(
         self,
         run_id: str,
@@ -299,8 +290,8 @@ class SQLiteRunStore:
         def insert(db: sqlite3.Connection) -> RunRecord:
             now = time.time()
             if idempotency is not None:
-                earlier = db.execute(*SQL.earlier(idempotency)).fetchone()
-                if (record := SQL.earlier_run(earlier, idempotency)) is not None:
+                earlier = db.execute(*self._earlier(idempotency)).fetchone()
+                if (record := self._earlier_run(earlier, idempotency)) is not None:
                     return record
             stored = request if grant is None else grant(_spend(db, key_hash, now))
             at = _iso(now)
@@ -314,13 +305,13 @@ class SQLiteRunStore:
                     to_json(stored),
                     at,
                     at,
-                    self.instance.name if owned else None,
+                    self.owner if owned else None,
                     now + lease_s if owned else None,
                     completion_budget,
                     key_hash,
                 ),
             )
-            for sql, params in SQL.remember(idempotency, run_id) if idempotency else ():
+            for sql, params in self._remember(idempotency, run_id):
                 db.execute(sql, params)
             return RunRecord(run_id, "queued", question, stored, at, at, None, completion_budget, key_hash)
 
@@ -338,15 +329,6 @@ class SQLiteRunStore:
             self._leases.taken([run_id], sent, lease_s)
         return record
 
-    def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
-        self._writes.enqueue([SQL.insert_event(event, self.instance.name)], committed=committed)
-
-    def set_status(self, run_id: str, status: Status) -> None:
-        self._writes.enqueue([SQL.set_status(run_id, status, self.instance.name)])
-
-    def record_call(self, run_id: str, seq: int, row: CallRecord, output: str | None) -> None:
-        self._writes.enqueue([SQL.insert_call(run_id, seq, row, output, self.instance.name)])
-
     async def calls(self, run_id: str) -> list[Entry]:
         def settle() -> list[sqlite3.Row]:
             self._transaction(
@@ -360,18 +342,18 @@ class SQLiteRunStore:
             )
             db = self._wdb
             assert db is not None
-            return db.execute(*SQL.calls(run_id)).fetchall()
+            return db.execute(*self._calls(run_id)).fetchall()
 
         try:
             rows = await self._on(self._writer, settle)
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot read the run's calls: {exc}") from exc
-        return [SQL.entry(row) for row in rows]
+        return [self._entry(row) for row in rows]
 
     async def renew(self, lease_s: float) -> set[str]:
         sent = time.monotonic()
-        await self._writes.write([SQL.renew(lease_s, self.instance.name)])
-        owned = {row["id"] for row in await self._read(*SQL.owned_unfinished(self.instance.name))}
+        await self._writes.write([self._renewal(lease_s)])
+        owned = {row["id"] for row in await self._query(OWNED_UNFINISHED, (self.owner,))}
         self._leases.renewed(owned, sent, lease_s)
         return owned
 
@@ -393,7 +375,7 @@ class SQLiteRunStore:
                 taken = [
                     candidate
                     for candidate, owner, lease_until in candidates
-                    if owner != self.instance.name
+                    if owner != self.owner
                     and (
                         owner is None
                         or (expired and (lease_until is None or lease_until < now))
@@ -406,7 +388,7 @@ class SQLiteRunStore:
                     db.execute(
                         "UPDATE runs SET owner=?, lease_until=?, "
                         "resumes=resumes + (owner IS NOT NULL) WHERE id=?",
-                        (self.instance.name, now + lease_s, taken_id),
+                        (self.owner, now + lease_s, taken_id),
                     )
                     rows.append(
                         db.execute(
@@ -421,11 +403,7 @@ class SQLiteRunStore:
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot claim runs: {exc}") from exc
         self._leases.taken([row["id"] for row in rows], sent, lease_s)
-        return [Claim(SQL.record(row), row["resumes"]) for row in rows]
-
-    async def queued(self) -> int:
-        rows = await self._read(*SQL.queued())
-        return int(rows[0]["n"])
+        return [Claim(self._record(row), row["resumes"]) for row in rows]
 
     async def request_cancel(self, run_id: str) -> bool:
         """Not kept: the store is not shared, and a process cancels only its own runs."""
@@ -437,38 +415,9 @@ class SQLiteRunStore:
     async def ping(self) -> bool:
         return self.healthy
 
-    async def release(self, run_ids: list[str]) -> None:
-        self._leases.dropped(run_ids)
-        if run_ids:
-            self._writes.enqueue([SQL.release(run_ids, self.instance.name)])
-
-    async def finish(self, run_id: str, status: Status, result: Result, event: Event) -> None:
-        self._leases.dropped([run_id])
-        await self._writes.write(SQL.finish(run_id, status, result, event, self.instance.name))
-        await self._forget_checkpoints([run_id])
-
-    async def _forget_checkpoints(self, run_ids: list[str]) -> None:
-        """Checkpoints are for resuming: a finished run's are deleted (its result stays)."""
-        try:
-            for run_id in run_ids:
-                await self.checkpointer.adelete_thread(run_id)
-        except (OSError, sqlite3.Error) as exc:
-            log.warning("could not delete a finished run's checkpoints", extra={"error": str(exc)})
-
-    async def delete_before(self, cutoff: str) -> int:
-        ids = [row["id"] for row in await self._read(*SQL.finished_before(cutoff))]
-        for start in range(0, len(ids), REPLAY_PAGE):
-            chunk = ids[start : start + REPLAY_PAGE]
-            await self._writes.write(SQL.delete(chunk))
-            await self._forget_checkpoints(chunk)
-        return len(ids)
-
-    async def flush(self, timeout_s: float) -> bool:
-        return await self._writes.flush(timeout_s)
-
     # Reads ----------------------------------------------------------------------------------
 
-    async def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+    async def _query(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         db = self._rdb
         assert db is not None, "the store is not open"
         try:
@@ -476,19 +425,8 @@ class SQLiteRunStore:
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot read the run store: {exc}") from exc
 
-    async def get(self, run_id: str) -> RunRecord | None:
-        rows = await self._read(*SQL.get(run_id))
-        return SQL.record(rows[0]) if rows else None
-
-    async def events(self, run_id: str, after: int = 0, limit: int = REPLAY_PAGE) -> list[Event]:
-        return [SQL.event(run_id, row) for row in await self._read(*SQL.events(run_id, after, limit))]
-
-    async def last_event_id(self, run_id: str) -> int:
-        rows = await self._read(*SQL.last_event_id(run_id))
-        return int(rows[0]["last"])
-
     async def usage(self, key_hash: str | None, since: str, until: str) -> list[UsageDay]:
-        rows = await self._read(
+        rows = await self._query(
             "SELECT substr(created_at, 1, 10) AS day, COUNT(*), "
             "COALESCE(SUM(json_extract(result, '$.usage.total_tokens')), 0), "
             "SUM(json_extract(result, '$.usage.cost_usd')) "
@@ -497,11 +435,6 @@ class SQLiteRunStore:
             (key_hash, since, until),
         )
         return [UsageDay(day, runs, int(tokens), cost) for day, runs, tokens, cost in rows]
-
-    async def recent(
-        self, limit: int, before: str | None = None, *, key_hash: str | None = None
-    ) -> list[RunRecord]:
-        return [SQL.record(row) for row in await self._read(*SQL.recent(limit, before, key_hash))]
 
     async def close(self, timeout_s: float = 5.0) -> None:
         await self._writes.close(timeout_s)
