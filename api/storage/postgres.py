@@ -90,6 +90,40 @@ FROM runs WHERE key_hash = %s AND created_at >= least({TODAY}, now() - interval 
 and of today (UTC)."""
 
 
+USAGE = (
+    "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*) AS runs, "
+    "COALESCE(sum((result::jsonb #>> '{usage,total_tokens}')::bigint), 0) AS tokens, "
+    "sum((result::jsonb #>> '{usage,cost_usd}')::float8) AS cost "
+    "FROM runs WHERE key_hash IS NOT DISTINCT FROM %s "
+    "AND created_at >= %s::date::timestamp AT TIME ZONE 'UTC' "
+    "AND created_at < (%s::date + 1)::timestamp AT TIME ZONE 'UTC' GROUP BY day ORDER BY day"
+)
+"""Per day (UTC), a key's runs and what the finished ones spent."""
+
+
+def _spend(row: Row) -> Spend:
+    return Spend(row["requests"], row["frees_in"], int(row["tokens"]), row["cost"], row["day_ends_in"])
+
+
+def _pool(url: str, size: int) -> AsyncConnectionPool[psycopg.AsyncConnection[Row]]:
+    return AsyncConnectionPool(
+        url,
+        open=False,
+        min_size=1,
+        max_size=size,
+        timeout=POOL_TIMEOUT_S,
+        reconnect_timeout=RECONNECT_S,  # then it starts over: a database back is reached soon
+        check=AsyncConnectionPool.check_connection,
+        kwargs={
+            "autocommit": True,
+            "prepare_threshold": 0,
+            "row_factory": dict_row,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+        },
+        name="reasoner",
+    )
+
+
 def _text(value: str) -> str:
     """Postgres text holds neither NUL characters nor lone surrogates; model output can."""
     return to_text(value.replace("\x00", "\ufffd"))
@@ -123,22 +157,7 @@ class PostgresRunStore(SQLRunStore):
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.instance = uuid.uuid4().hex
-        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
-            url,
-            open=False,
-            min_size=1,
-            max_size=pool_size,
-            timeout=POOL_TIMEOUT_S,
-            reconnect_timeout=RECONNECT_S,  # then it starts over: a database back is reached soon
-            check=AsyncConnectionPool.check_connection,
-            kwargs={
-                "autocommit": True,
-                "prepare_threshold": 0,
-                "row_factory": dict_row,
-                "connect_timeout": CONNECT_TIMEOUT_S,
-            },
-            name="reasoner",
-        )
+        self._pool = _pool(url, pool_size)
         self._saver = AsyncPostgresSaver(cast(Any, self._pool))
         self._checkpointer = BestEffortSaver(self._saver, FAILURES)
         self._writes = BatchWriter(self._commit, RETRYABLE)
@@ -232,18 +251,9 @@ class PostgresRunStore(SQLRunStore):
                     return record
             stored = request
             if grant is not None:
-                cursor = await conn.execute(SPEND.encode(), (key_hash,))
-                spent = await cursor.fetchone()
+                spent = await (await conn.execute(SPEND.encode(), (key_hash,))).fetchone()
                 assert spent is not None
-                stored = grant(
-                    Spend(
-                        spent["requests"],
-                        spent["frees_in"],
-                        int(spent["tokens"]),
-                        spent["cost"],
-                        spent["day_ends_in"],
-                    )
-                )
+                stored = grant(_spend(spent))
             cursor = await conn.execute(
                 "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
                 "lease_until, completion_budget, key_hash) VALUES (%s, 'queued', %s, %s, now(), now(), "
@@ -320,15 +330,7 @@ class PostgresRunStore(SQLRunStore):
     # Reads ----------------------------------------------------------------------------------
 
     async def usage(self, key_hash: str | None, since: str, until: str) -> list[UsageDay]:
-        rows = await self._query(
-            "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*) AS runs, "
-            "COALESCE(sum((result::jsonb #>> '{usage,total_tokens}')::bigint), 0) AS tokens, "
-            "sum((result::jsonb #>> '{usage,cost_usd}')::float8) AS cost "
-            "FROM runs WHERE key_hash IS NOT DISTINCT FROM %s "
-            "AND created_at >= %s::date::timestamp AT TIME ZONE 'UTC' "
-            "AND created_at < (%s::date + 1)::timestamp AT TIME ZONE 'UTC' GROUP BY day ORDER BY day",
-            (key_hash, since, until),
-        )
+        rows = await self._query(USAGE, (key_hash, since, until))
         return [UsageDay(r["day"], r["runs"], int(r["tokens"]), r["cost"]) for r in rows]
 
     async def close(self, timeout_s: float = 5.0) -> None:

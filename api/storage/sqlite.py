@@ -1,21 +1,18 @@
 """The embedded run store: one SQLite file in DATA_DIR, in WAL mode, used off the event loop;
 LangGraph's SQLite checkpointer keeps its tables (``checkpoints``, ``writes``) in the same file.
 
-Each connection lives on its own thread: one for writes (the writer batches queued writes into
-transactions), one for reads. Nothing here calls SQLite on the event loop.
+Its connections live on threads of their own (``api.storage.sqlite_connections``): the writer
+batches queued writes into transactions. Nothing here calls SQLite on the event loop.
 
 Ownership: every process that opens the store is an instance (``api.storage.instance_lock``).
 A run belongs to the instance whose lease on it is current; a lease that expired, or whose
 instance's lock can be taken, lets another instance claim the run.
 """
 
-import asyncio
-import contextlib
 import functools
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,70 +36,15 @@ from api.storage.interface import (
     to_text,
 )
 from api.storage.sql import OWNED_UNFINISHED, RUN_COLUMNS, UNFINISHED, Dialect, SQLRunStore
+from api.storage.sqlite_connections import PRAGMAS, SQLiteConnections
+from api.storage.sqlite_schema import migrate
 from graph.journal import INTERRUPTED, Entry
 
 T = TypeVar("T")
 
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE IF NOT EXISTS runs (
-        id TEXT PRIMARY KEY,
-        status TEXT NOT NULL,
-        question TEXT NOT NULL,
-        request TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        result TEXT,
-        owner TEXT
-    );
-    CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at DESC, id DESC);
-    CREATE TABLE IF NOT EXISTS events (
-        run_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        event TEXT NOT NULL,
-        data TEXT NOT NULL,
-        PRIMARY KEY (run_id, seq)
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at TEXT NOT NULL);
-    """,
-    """
-    ALTER TABLE runs ADD COLUMN lease_until REAL;
-    ALTER TABLE runs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE runs ADD COLUMN completion_budget INTEGER;
-    CREATE INDEX runs_unfinished ON runs (status) WHERE status IN ('queued', 'running');
-    CREATE INDEX runs_by_updated ON runs (updated_at);
-    CREATE TABLE calls (
-        run_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        row TEXT NOT NULL,
-        output TEXT,
-        in_flight INTEGER NOT NULL,
-        PRIMARY KEY (run_id, seq)
-    ) WITHOUT ROWID;
-    """,
-    """
-    ALTER TABLE runs ADD COLUMN key_hash TEXT;
-    CREATE INDEX runs_by_key ON runs (key_hash, created_at);
-    """,
-    """
-    CREATE TABLE idempotency (
-        scope TEXT PRIMARY KEY,
-        fingerprint TEXT NOT NULL,
-        run_id TEXT NOT NULL,
-        created_at TEXT NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX idempotency_by_created ON idempotency (created_at);
-    """,
-)
-"""The schema, one step per version (``PRAGMA user_version`` is the steps applied). The first
-step is the schema as it was before versions, so a database of that time upgrades in place."""
-
-BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_BUSY_TIMEOUT_S = 1.0
 """Checkpoint writes are best-effort (see api.storage.checkpoints): one that cannot get the database
 soon is given up rather than hold up the run."""
-WAL_CHECKPOINT_PAGES = 16
-WAL_SIZE_LIMIT = 65536
 
 SPEND = """
 SELECT COALESCE(SUM(created_at >= :minute), 0),
@@ -116,6 +58,24 @@ SELECT COALESCE(SUM(created_at >= :minute), 0),
 FROM runs WHERE key_hash = :key AND created_at >= min(:minute, :day)
 """
 """A key's ``Spend`` (see ``api.runs.quotas``): its runs of the last minute, and of today (UTC)."""
+
+INSERT_RUN = (
+    "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
+    "lease_until, completion_budget, key_hash) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+INTERRUPT_CALLS = (
+    "UPDATE calls SET row=json_set(row, '$.error', ?, '$.estimated', json('true')), "
+    "in_flight=0 WHERE run_id=? AND in_flight=1"
+)
+"""Calls still in flight when their process died: interrupted, their tokens estimated."""
+USAGE = (
+    "SELECT substr(created_at, 1, 10) AS day, COUNT(*), "
+    "COALESCE(SUM(json_extract(result, '$.usage.total_tokens')), 0), "
+    "SUM(json_extract(result, '$.usage.cost_usd')) "
+    "FROM runs WHERE key_hash IS ? AND created_at >= ? AND created_at < date(?, '+1 day') "
+    "GROUP BY day ORDER BY day"
+)
+"""Per day (UTC), a key's runs and what the finished ones spent."""
 
 NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 """``time.time()`` in SQL: when the statement runs, not when it was queued."""
@@ -144,24 +104,39 @@ def _spend(db: sqlite3.Connection, key_hash: str | None, now: float) -> Spend:
     return Spend(int(requests), frees_in, int(tokens), float(cost), day.timestamp() + 86400 - now)
 
 
-@contextlib.contextmanager
-def _immediate(db: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction, taken at once; rolled back if anything in it fails."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:  # SQLite may have rolled back by itself (disk full)
-            db.execute("ROLLBACK")
-        raise
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    db.row_factory = sqlite3.Row
-    db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    return db
+def _take_over(
+    db: sqlite3.Connection,
+    *,
+    me: str,
+    gone: Callable[[str | None], bool],
+    lease_s: float,
+    expired: bool,
+    limit: int | None,
+    run_id: str | None,
+) -> list[sqlite3.Row]:
+    """``SQLiteRunStore.claim``'s transaction: unfinished runs of no owner, or of an owner whose
+    lease expired (taken only if ``expired`` may be) or who is ``gone``; each with ``resumes``."""
+    now = time.time()
+    candidates = db.execute(
+        f"SELECT id, owner, lease_until FROM runs WHERE status IN {UNFINISHED} "
+        "AND (? IS NULL OR id=?) ORDER BY created_at",
+        (run_id, run_id),
+    ).fetchall()
+    taken = [
+        candidate
+        for candidate, owner, lease_until in candidates
+        if owner != me
+        and (owner is None or (expired and (lease_until is None or lease_until < now)) or gone(owner))
+    ][:limit]
+    rows = []
+    for taken_id in taken:
+        # A run given up on purpose (no owner: a shutdown, a failed take-up) is no crash.
+        db.execute(
+            "UPDATE runs SET owner=?, lease_until=?, resumes=resumes + (owner IS NOT NULL) WHERE id=?",
+            (me, now + lease_s, taken_id),
+        )
+        rows.append(db.execute(f"SELECT {RUN_COLUMNS}, resumes FROM runs WHERE id=?", (taken_id,)).fetchone())
+    return rows
 
 
 class SQLiteRunStore(SQLRunStore):
@@ -176,10 +151,7 @@ class SQLiteRunStore(SQLRunStore):
         self.instance = InstanceLock(path.parent / "instances")
         self._saver: AsyncSqliteSaver | None = None
         self._checkpointer: BestEffortSaver | None = None
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="store-reader")
-        self._wdb: sqlite3.Connection | None = None
-        self._rdb: sqlite3.Connection | None = None
+        self._db = SQLiteConnections(path)
         self._writes = BatchWriter(self._commit, (sqlite3.Error,))
         self._leases = LocalLeases()
         self._contact = StoreContact()
@@ -187,16 +159,11 @@ class SQLiteRunStore(SQLRunStore):
     async def open(self) -> None:
         """Create the file and schema if needed; raises StorageUnavailable if it cannot."""
         try:
-            await self._on(self._writer, self._open_writer)
-            self._rdb = await self._on(self._reader, lambda: _connect(self.path))
+            await self._db.open(self._prepare)
             connection = aiosqlite.connect(self.path, timeout=CHECKPOINT_BUSY_TIMEOUT_S)
             self._saver = AsyncSqliteSaver(await connection)
             await self._saver.setup()
-            for pragma in (
-                "synchronous=NORMAL",
-                f"wal_autocheckpoint={WAL_CHECKPOINT_PAGES}",
-                f"journal_size_limit={WAL_SIZE_LIMIT}",
-            ):
+            for pragma in PRAGMAS:
                 await self._saver.conn.execute(f"PRAGMA {pragma}")
             self._checkpointer = BestEffortSaver(
                 self._saver, (OSError, sqlite3.Error), after_failure=self._saver.conn.rollback
@@ -205,29 +172,9 @@ class SQLiteRunStore(SQLRunStore):
             raise StorageUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._writes.start()
 
-    def _open_writer(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = _connect(self.path)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        # Checkpoint the write-ahead log early and keep it short: with SQLite's defaults (4 MB)
-        # the log alone can fill a small DATA_DIR while the database holds a few KB.
-        db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
-        db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        self._wdb = db
-        self._migrate(db)
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        migrate(db)
         self.instance.acquire()
-
-    @staticmethod
-    def _migrate(db: sqlite3.Connection) -> None:
-        """Apply the schema steps this database lacks, in one transaction (a second process
-        starting at the same time waits, then finds nothing to do)."""
-        with _immediate(db):
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            for step, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version={step}")
 
     @property
     def owner(self) -> str:
@@ -238,18 +185,11 @@ class SQLiteRunStore(SQLRunStore):
         assert self._checkpointer is not None, "the store is not open"
         return self._checkpointer
 
-    @staticmethod
-    async def _on(executor: ThreadPoolExecutor, work: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(executor, work)
-
     # Writes ---------------------------------------------------------------------------------
 
     def _atomically(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work`` in one write transaction, on the writer's connection (its thread)."""
-        db = self._wdb
-        assert db is not None, "the store is not open"
-        with _immediate(db):
-            return work(db)
+        return self._db.atomically(work)
 
     def _transaction(self, statements: Iterable[Statement]) -> None:
         def execute(db: sqlite3.Connection) -> None:
@@ -261,7 +201,7 @@ class SQLiteRunStore(SQLRunStore):
     async def _write(self, work: Callable[[], T]) -> T:
         """``work`` on the writer's thread, noting whether the store could be written."""
         try:
-            done = await self._on(self._writer, work)
+            done = await self._db.on_writer(work)
         except sqlite3.Error:
             self._contact.lost()
             raise
@@ -296,8 +236,7 @@ class SQLiteRunStore(SQLRunStore):
             stored = request if grant is None else grant(_spend(db, key_hash, now))
             at = _iso(now)
             db.execute(
-                "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
-                "lease_until, completion_budget, key_hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                INSERT_RUN,
                 (
                     run_id,
                     "queued",
@@ -331,21 +270,11 @@ class SQLiteRunStore(SQLRunStore):
 
     async def calls(self, run_id: str) -> list[Entry]:
         def settle() -> list[sqlite3.Row]:
-            self._transaction(
-                [
-                    (
-                        "UPDATE calls SET row=json_set(row, '$.error', ?, '$.estimated', json('true')), "
-                        "in_flight=0 WHERE run_id=? AND in_flight=1",
-                        (INTERRUPTED, run_id),
-                    )
-                ]
-            )
-            db = self._wdb
-            assert db is not None
-            return db.execute(*self._calls(run_id)).fetchall()
+            self._transaction([(INTERRUPT_CALLS, (INTERRUPTED, run_id))])
+            return self._db.written(*self._calls(run_id))
 
         try:
-            rows = await self._on(self._writer, settle)
+            rows = await self._db.on_writer(settle)
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot read the run's calls: {exc}") from exc
         return [self._entry(row) for row in rows]
@@ -360,46 +289,19 @@ class SQLiteRunStore(SQLRunStore):
     async def claim(
         self, lease_s: float, *, limit: int | None = None, run_id: str | None = None
     ) -> list[Claim]:
-        expired = self._contact.may_claim_expired(lease_s)
-
-        def take() -> list[sqlite3.Row]:
-            db = self._wdb
-            assert db is not None, "the store is not open"
-            with _immediate(db):
-                now = time.time()
-                candidates = db.execute(
-                    f"SELECT id, owner, lease_until FROM runs WHERE status IN {UNFINISHED} "
-                    "AND (? IS NULL OR id=?) ORDER BY created_at",
-                    (run_id, run_id),
-                ).fetchall()
-                taken = [
-                    candidate
-                    for candidate, owner, lease_until in candidates
-                    if owner != self.owner
-                    and (
-                        owner is None
-                        or (expired and (lease_until is None or lease_until < now))
-                        or self.instance.gone(owner)
-                    )
-                ][:limit]
-                rows = []
-                for taken_id in taken:
-                    # A run given up on purpose (no owner: a shutdown, a failed take-up) is no crash.
-                    db.execute(
-                        "UPDATE runs SET owner=?, lease_until=?, "
-                        "resumes=resumes + (owner IS NOT NULL) WHERE id=?",
-                        (self.owner, now + lease_s, taken_id),
-                    )
-                    rows.append(
-                        db.execute(
-                            f"SELECT {RUN_COLUMNS}, resumes FROM runs WHERE id=?", (taken_id,)
-                        ).fetchone()
-                    )
-            return rows
+        take = functools.partial(
+            _take_over,
+            me=self.owner,
+            gone=self.instance.gone,
+            lease_s=lease_s,
+            expired=self._contact.may_claim_expired(lease_s),
+            limit=limit,
+            run_id=run_id,
+        )
 
         sent = time.monotonic()
         try:
-            rows = await self._write(take)
+            rows = await self._write(functools.partial(self._db.atomically, take))
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot claim runs: {exc}") from exc
         self._leases.taken([row["id"] for row in rows], sent, lease_s)
@@ -418,22 +320,13 @@ class SQLiteRunStore(SQLRunStore):
     # Reads ----------------------------------------------------------------------------------
 
     async def _query(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
-        db = self._rdb
-        assert db is not None, "the store is not open"
         try:
-            return await self._on(self._reader, lambda: db.execute(sql, params).fetchall())
+            return await self._db.read(sql, params)
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot read the run store: {exc}") from exc
 
     async def usage(self, key_hash: str | None, since: str, until: str) -> list[UsageDay]:
-        rows = await self._query(
-            "SELECT substr(created_at, 1, 10) AS day, COUNT(*), "
-            "COALESCE(SUM(json_extract(result, '$.usage.total_tokens')), 0), "
-            "SUM(json_extract(result, '$.usage.cost_usd')) "
-            "FROM runs WHERE key_hash IS ? AND created_at >= ? AND created_at < date(?, '+1 day') "
-            "GROUP BY day ORDER BY day",
-            (key_hash, since, until),
-        )
+        rows = await self._query(USAGE, (key_hash, since, until))
         return [UsageDay(day, runs, int(tokens), cost) for day, runs, tokens, cost in rows]
 
     async def close(self, timeout_s: float = 5.0) -> None:
@@ -441,9 +334,5 @@ class SQLiteRunStore(SQLRunStore):
         if self._saver is not None:
             await self._saver.conn.close()
             self._saver = None
-        await self._on(self._writer, self.instance.release)
-        for executor, db in ((self._writer, self._wdb), (self._reader, self._rdb)):
-            if db is not None:
-                await self._on(executor, db.close)
-            executor.shutdown(wait=True)
-        self._wdb = self._rdb = None
+        await self._db.on_writer(self.instance.release)
+        await self._db.close()

@@ -30,7 +30,8 @@ import pytest
 
 import api.storage.factory
 from api.settings import Settings
-from api.storage.sqlite import BUSY_TIMEOUT_MS, SQLiteRunStore
+from api.storage.sqlite import SQLiteRunStore
+from api.storage.sqlite_connections import BUSY_TIMEOUT_MS
 from graph.events import TERMINAL_EVENTS
 from tests.conftest import REPORT, Service, stub_backend
 from tests.stub_backend import Fault, StubBackend
