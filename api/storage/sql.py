@@ -77,6 +77,8 @@ class Row(Protocol):
 
 @dataclass(frozen=True)
 class Dialect:
+    """What differs between the two databases' SQL and what they keep."""
+
     mark: str
     """A parameter's placeholder, for the ``?`` the statements are written with."""
     among: Callable[[str, Sequence[Any]], Statement]
