@@ -116,6 +116,7 @@ class SQLRunStore(ABC):
         """The rows of one statement; raises StorageUnavailable."""
 
     def _sql(self, template: str, **fragments: str) -> str:
+        """A statement written with ``?`` in this dialect, its ``{fragments}`` filled in."""
         return template.replace("?", self.dialect.mark).format(**fragments)
 
     def _text(self, value: str | None) -> str | None:
