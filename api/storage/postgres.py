@@ -9,11 +9,10 @@ lease expired (its replica died) is claimed with ``FOR UPDATE SKIP LOCKED``: two
 claiming at once never take the same run.
 """
 
-import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -27,26 +26,19 @@ from api.runs.leases import RECONNECT_S, LocalLeases, StoreContact
 from api.storage.batch_writer import BatchWriter, Statement
 from api.storage.checkpoints import BestEffortSaver
 from api.storage.interface import (
-    IDEMPOTENCY_TTL_S,
-    REPLAY_PAGE,
-    TERMINAL,
     Claim,
-    Event,
     Grant,
     IdempotencyKey,
-    IdempotencyKeyReused,
     RunRecord,
     Spend,
-    Status,
     StorageUnavailable,
     UsageDay,
     to_json,
     to_text,
 )
 from api.storage.postgres_schema import Row, migrate
-from graph import CallRecord, Result
-from graph.events import EventData, EventName
-from graph.journal import IN_FLIGHT, INTERRUPTED, Entry
+from api.storage.sql import UNFINISHED, Dialect, SQLRunStore
+from graph.journal import INTERRUPTED, Entry
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +49,6 @@ CONNECT_TIMEOUT_S = 5
 RETRYABLE: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 """Errors of the connection, not of the statement: the writer retries them."""
 FAILURES: tuple[type[Exception], ...] = (psycopg.Error, PoolTimeout)
-
-RUN_COLUMNS = "id, status, question, request, created_at, updated_at, result, completion_budget, key_hash"
-UNFINISHED = "('queued', 'running')"
-
-OWNED = "EXISTS (SELECT 1 FROM runs WHERE id=%s AND owner=%s)"
-"""Writes that follow a run apply only while this replica owns it (see the SQLite store)."""
-
-INSERT_EVENT = (
-    f"INSERT INTO events (run_id, seq, event, data) SELECT %s,%s,%s,%s WHERE {OWNED} ON CONFLICT DO NOTHING"
-)
-INSERT_CALL = (
-    f"INSERT INTO calls (run_id, seq, row, output, in_flight) SELECT %s,%s,%s,%s,%s WHERE {OWNED} "
-    "ON CONFLICT (run_id, seq) DO UPDATE SET row=excluded.row, output=excluded.output, "
-    "in_flight=excluded.in_flight"
-)
 
 CLAIM = f"""
 WITH picked AS (
@@ -112,18 +89,43 @@ FROM runs WHERE key_hash = %s AND created_at >= least({TODAY}, now() - interval 
 """A key's ``Spend`` (see ``api.runs.quotas``) by the database's clock: its runs of the last minute,
 and of today (UTC)."""
 
-EARLIER = f"""
-SELECT i.fingerprint, {", ".join(f"r.{c.strip()}" for c in RUN_COLUMNS.split(","))}
-FROM idempotency i JOIN runs r ON r.id = i.run_id
-WHERE i.scope = %s AND i.created_at >= now() - %s * interval '1 second'
-"""
-"""The run an Idempotency-Key named within its time to live."""
+
+USAGE = (
+    "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*) AS runs, "
+    "COALESCE(sum((result::jsonb #>> '{usage,total_tokens}')::bigint), 0) AS tokens, "
+    "sum((result::jsonb #>> '{usage,cost_usd}')::float8) AS cost "
+    "FROM runs WHERE key_hash IS NOT DISTINCT FROM %s "
+    "AND created_at >= %s::date::timestamp AT TIME ZONE 'UTC' "
+    "AND created_at < (%s::date + 1)::timestamp AT TIME ZONE 'UTC' GROUP BY day ORDER BY day"
+)
+"""Per day (UTC), a key's runs and what the finished ones spent."""
 
 
-def _text(value: str | None) -> str | None:
+def _spend(row: Row) -> Spend:
+    return Spend(row["requests"], row["frees_in"], int(row["tokens"]), row["cost"], row["day_ends_in"])
+
+
+def _pool(url: str, size: int) -> AsyncConnectionPool[psycopg.AsyncConnection[Row]]:
+    return AsyncConnectionPool(
+        url,
+        open=False,
+        min_size=1,
+        max_size=size,
+        timeout=POOL_TIMEOUT_S,
+        reconnect_timeout=RECONNECT_S,  # then it starts over: a database back is reached soon
+        check=AsyncConnectionPool.check_connection,
+        kwargs={
+            "autocommit": True,
+            "prepare_threshold": 0,
+            "row_factory": dict_row,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+        },
+        name="reasoner",
+    )
+
+
+def _text(value: str) -> str:
     """Postgres text holds neither NUL characters nor lone surrogates; model output can."""
-    if value is None:
-        return None
     return to_text(value.replace("\x00", "\ufffd"))
 
 
@@ -131,29 +133,31 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-class PostgresRunStore:
+def _clock(offset_s: float) -> Statement:
+    return ("now() + %s * interval '1 second'", (offset_s,)) if offset_s else ("now()", ())
+
+
+POSTGRES = Dialect(
+    mark="%s",
+    among=lambda column, values: (f"{column} = ANY(%s)", (list(values),)),
+    clock=_clock,
+    lease_end="now() + %s * interval '1 second'",
+    text=_text,
+    time_text=_iso,
+)
+"""Timestamps and leases by the database's clock."""
+
+
+class PostgresRunStore(SQLRunStore):
     """``store = PostgresRunStore(url); await store.open()`` … ``await store.close()``."""
 
     shared = True
+    dialect = POSTGRES
+    checkpoint_errors = FAILURES
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.instance = uuid.uuid4().hex
-        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
-            url,
-            open=False,
-            min_size=1,
-            max_size=pool_size,
-            timeout=POOL_TIMEOUT_S,
-            reconnect_timeout=RECONNECT_S,  # then it starts over: a database back is reached soon
-            check=AsyncConnectionPool.check_connection,
-            kwargs={
-                "autocommit": True,
-                "prepare_threshold": 0,
-                "row_factory": dict_row,
-                "connect_timeout": CONNECT_TIMEOUT_S,
-            },
-            name="reasoner",
-        )
+        self._pool = _pool(url, pool_size)
         self._saver = AsyncPostgresSaver(cast(Any, self._pool))
         self._checkpointer = BestEffortSaver(self._saver, FAILURES)
         self._writes = BatchWriter(self._commit, RETRYABLE)
@@ -176,15 +180,12 @@ class PostgresRunStore:
         return applied
 
     @property
-    def checkpointer(self) -> BestEffortSaver:
-        return self._checkpointer
+    def owner(self) -> str:
+        return self.instance
 
     @property
-    def healthy(self) -> bool:
-        return self._writes.healthy
-
-    def holds(self, run_id: str) -> bool:
-        return self._leases.holds(run_id)
+    def checkpointer(self) -> BestEffortSaver:
+        return self._checkpointer
 
     @asynccontextmanager
     async def _connection(self, what: str) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
@@ -244,25 +245,15 @@ class PostgresRunStore:
                 lock = key_hash if grant is not None else idempotency.scope if idempotency else ""
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock,))
             if idempotency is not None:
-                cursor = await conn.execute(EARLIER.encode(), (idempotency.scope, IDEMPOTENCY_TTL_S))
-                if (earlier := await cursor.fetchone()) is not None:
-                    if earlier["fingerprint"] != idempotency.fingerprint:
-                        raise IdempotencyKeyReused(idempotency.scope)
-                    return self._record(earlier)
+                sql, params = self._earlier(idempotency)
+                cursor = await conn.execute(sql.encode(), params)
+                if (record := self._earlier_run(await cursor.fetchone(), idempotency)) is not None:
+                    return record
             stored = request
             if grant is not None:
-                cursor = await conn.execute(SPEND.encode(), (key_hash,))
-                spent = await cursor.fetchone()
+                spent = await (await conn.execute(SPEND.encode(), (key_hash,))).fetchone()
                 assert spent is not None
-                stored = grant(
-                    Spend(
-                        spent["requests"],
-                        spent["frees_in"],
-                        int(spent["tokens"]),
-                        spent["cost"],
-                        spent["day_ends_in"],
-                    )
-                )
+                stored = grant(_spend(spent))
             cursor = await conn.execute(
                 "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
                 "lease_until, completion_budget, key_hash) VALUES (%s, 'queued', %s, %s, now(), now(), "
@@ -280,42 +271,12 @@ class PostgresRunStore:
             )
             created = await cursor.fetchone()
             assert created is not None
-            if idempotency is not None:
-                await conn.execute(
-                    "DELETE FROM idempotency WHERE scope=%s OR created_at < now() - %s * interval '1 second'",
-                    (idempotency.scope, IDEMPOTENCY_TTL_S),
-                )
-                await conn.execute(
-                    "INSERT INTO idempotency (scope, fingerprint, run_id, created_at) "
-                    "VALUES (%s, %s, %s, now())",
-                    (idempotency.scope, idempotency.fingerprint, run_id),
-                )
+            for sql, params in self._remember(idempotency, run_id):
+                await conn.execute(sql.encode(), params)
         if owned:
             self._leases.taken([run_id], sent, lease_s)
         at = _iso(created["created_at"])
         return RunRecord(run_id, "queued", question, stored, at, at, None, completion_budget, key_hash)
-
-    def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
-        self._writes.enqueue([self._event_row(event)], committed=committed)
-
-    def _event_row(self, event: Event) -> Statement:
-        data = _text(to_json(event.data))
-        return INSERT_EVENT, (event.run_id, event.id, event.event, data, event.run_id, self.instance)
-
-    def set_status(self, run_id: str, status: Status) -> None:
-        self._writes.enqueue(
-            [
-                (
-                    "UPDATE runs SET status=%s, updated_at=now() WHERE id=%s AND owner=%s",
-                    (status, run_id, self.instance),
-                )
-            ]
-        )
-
-    def record_call(self, run_id: str, seq: int, row: CallRecord, output: str | None) -> None:
-        in_flight = row["error"] == IN_FLIGHT
-        params = (run_id, seq, _text(to_json(row)), _text(output), in_flight, run_id, self.instance)
-        self._writes.enqueue([(INSERT_CALL, params)])
 
     async def calls(self, run_id: str) -> list[Entry]:
         async with self._connection("read the run's calls") as conn, conn.transaction():
@@ -324,19 +285,14 @@ class PostgresRunStore:
                 "'estimated', true))::text, in_flight=false WHERE run_id=%s AND in_flight",
                 (INTERRUPTED, run_id),
             )
-            cursor = await conn.execute(
-                "SELECT seq, row, output FROM calls WHERE run_id=%s ORDER BY seq", (run_id,)
-            )
-            rows = await cursor.fetchall()
-        return [Entry(r["seq"], cast(CallRecord, json.loads(r["row"])), r["output"]) for r in rows]
+            sql, params = self._calls(run_id)
+            rows = await (await conn.execute(sql.encode(), params)).fetchall()
+        return [self._entry(row) for row in rows]
 
     async def renew(self, lease_s: float) -> set[str]:
         sent = time.monotonic()
-        rows = await self._query(
-            "UPDATE runs SET lease_until=now() + %s * interval '1 second' "
-            f"WHERE owner=%s AND status IN {UNFINISHED} RETURNING id",
-            (lease_s, self.instance),
-        )
+        sql, params = self._renewal(lease_s)
+        rows = await self._query(f"{sql} RETURNING id", params)
         owned = {row["id"] for row in rows}
         self._leases.renewed(owned, sent, lease_s)
         return owned
@@ -357,10 +313,6 @@ class PostgresRunStore:
         rows.sort(key=lambda row: row["created_at"])
         return [Claim(self._record(row), row["resumes"], row["cancel_requested"]) for row in rows]
 
-    async def queued(self) -> int:
-        rows = await self._query("SELECT count(*) AS n FROM runs WHERE status='queued'")
-        return int(rows[0]["n"])
-
     async def request_cancel(self, run_id: str) -> bool:
         rows = await self._query(
             f"UPDATE runs SET cancel_requested=true WHERE id=%s AND status IN {UNFINISHED} RETURNING id",
@@ -375,130 +327,12 @@ class PostgresRunStore:
         )
         return {row["id"] for row in rows}
 
-    async def release(self, run_ids: list[str]) -> None:
-        self._leases.dropped(run_ids)
-        if run_ids:
-            self._writes.enqueue(
-                [
-                    (
-                        "UPDATE runs SET owner=NULL, lease_until=NULL WHERE owner=%s AND id = ANY(%s)",
-                        (self.instance, run_ids),
-                    )
-                ]
-            )
-
-    async def finish(self, run_id: str, status: Status, result: Result, event: Event) -> None:
-        self._leases.dropped([run_id])
-        await self._writes.write(
-            [
-                self._event_row(event),
-                (
-                    f"UPDATE calls SET output=NULL WHERE run_id=%s AND {OWNED}",
-                    (run_id, run_id, self.instance),
-                ),
-                (
-                    "UPDATE runs SET status=%s, updated_at=now(), result=%s, lease_until=NULL "
-                    "WHERE id=%s AND owner=%s",
-                    (status, _text(to_json(result)), run_id, self.instance),
-                ),
-            ]
-        )
-        await self._forget_checkpoints([run_id])
-
-    async def _forget_checkpoints(self, run_ids: list[str]) -> None:
-        """Checkpoints are for resuming: a finished run's are deleted (its result stays)."""
-        try:
-            for run_id in run_ids:
-                await self._saver.adelete_thread(run_id)
-        except FAILURES as exc:
-            log.warning("could not delete a finished run's checkpoints", extra={"error": str(exc)})
-
-    async def delete_before(self, cutoff: str) -> int:
-        terminal = ",".join(f"'{status}'" for status in sorted(TERMINAL))
-        rows = await self._query(
-            f"SELECT id FROM runs WHERE status IN ({terminal}) AND updated_at < %s::timestamptz", (cutoff,)
-        )
-        ids = [row["id"] for row in rows]
-        for start in range(0, len(ids), REPLAY_PAGE):
-            chunk = ids[start : start + REPLAY_PAGE]
-            await self._writes.write(
-                [
-                    (f"DELETE FROM {table} WHERE {column} = ANY(%s)", (chunk,))
-                    for table, column in (("events", "run_id"), ("calls", "run_id"), ("runs", "id"))
-                ]
-            )
-            await self._forget_checkpoints(chunk)
-        return len(ids)
-
-    async def flush(self, timeout_s: float) -> bool:
-        return await self._writes.flush(timeout_s)
-
     # Reads ----------------------------------------------------------------------------------
 
-    async def get(self, run_id: str) -> RunRecord | None:
-        rows = await self._query(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=%s", (run_id,))
-        return self._record(rows[0]) if rows else None
-
-    async def events(self, run_id: str, after: int = 0, limit: int = REPLAY_PAGE) -> list[Event]:
-        rows = await self._query(
-            "SELECT seq, event, data FROM events WHERE run_id=%s AND seq>%s ORDER BY seq LIMIT %s",
-            (run_id, after, limit),
-        )
-        return [
-            Event(
-                row["seq"],
-                run_id,
-                cast(EventName, row["event"]),
-                cast(EventData, json.loads(row["data"])),
-            )
-            for row in rows
-        ]
-
-    async def last_event_id(self, run_id: str) -> int:
-        rows = await self._query(
-            "SELECT COALESCE(MAX(seq), 0) AS last FROM events WHERE run_id=%s", (run_id,)
-        )
-        return int(rows[0]["last"])
-
     async def usage(self, key_hash: str | None, since: str, until: str) -> list[UsageDay]:
-        rows = await self._query(
-            "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*) AS runs, "
-            "COALESCE(sum((result::jsonb #>> '{usage,total_tokens}')::bigint), 0) AS tokens, "
-            "sum((result::jsonb #>> '{usage,cost_usd}')::float8) AS cost "
-            "FROM runs WHERE key_hash IS NOT DISTINCT FROM %s "
-            "AND created_at >= %s::date::timestamp AT TIME ZONE 'UTC' "
-            "AND created_at < (%s::date + 1)::timestamp AT TIME ZONE 'UTC' GROUP BY day ORDER BY day",
-            (key_hash, since, until),
-        )
+        rows = await self._query(USAGE, (key_hash, since, until))
         return [UsageDay(r["day"], r["runs"], int(r["tokens"]), r["cost"]) for r in rows]
-
-    async def recent(
-        self, limit: int, before: str | None = None, *, key_hash: str | None = None
-    ) -> list[RunRecord]:
-        rows = await self._query(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE (%(key)s::text IS NULL OR key_hash = %(key)s) "
-            "AND (%(before)s::text IS NULL OR (created_at, id) < "
-            "(SELECT created_at, id FROM runs WHERE id = %(before)s)) "
-            "ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
-            {"key": key_hash, "before": before, "limit": limit},
-        )
-        return [self._record(row) for row in rows]
 
     async def close(self, timeout_s: float = 5.0) -> None:
         await self._writes.close(timeout_s)
         await self._pool.close()
-
-    @staticmethod
-    def _record(row: Row) -> RunRecord:
-        result = row["result"]
-        return RunRecord(
-            id=row["id"],
-            status=cast(Status, row["status"]),
-            question=row["question"],
-            request=json.loads(row["request"]),
-            created_at=_iso(row["created_at"]),
-            updated_at=_iso(row["updated_at"]),
-            result=None if result is None else cast(Result, json.loads(result)),
-            completion_budget=row["completion_budget"],
-            key_hash=row["key_hash"],
-        )

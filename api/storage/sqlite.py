@@ -1,32 +1,21 @@
 """The embedded run store: one SQLite file in DATA_DIR, in WAL mode, used off the event loop;
 LangGraph's SQLite checkpointer keeps its tables (``checkpoints``, ``writes``) in the same file.
 
-Each connection lives on its own thread: one for writes (the writer batches queued writes into
-transactions), one for reads. Nothing here calls SQLite on the event loop.
+Its connections live on threads of their own (``api.storage.sqlite_connections``): the writer
+batches queued writes into transactions. Nothing here calls SQLite on the event loop.
 
-Ownership: every process that opens the store is an instance with a random id, holding a lock
-file in DATA_DIR for as long as it lives (the kernel drops the lock when the process exits,
-however it exits: no PID is trusted). A run belongs to the instance whose lease on it is
-current; a lease that expired, or whose instance's lock can be taken, lets another instance
-claim the run.
+Ownership: every process that opens the store is an instance (``api.storage.instance_lock``).
+A run belongs to the instance whose lease on it is current; a lease that expired, or whose
+instance's lock can be taken, lets another instance claim the run.
 """
 
-import asyncio
-import contextlib
-import fcntl
 import functools
-import json
-import logging
-import os
-import re
 import sqlite3
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
@@ -34,101 +23,29 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from api.runs.leases import LocalLeases, StoreContact
 from api.storage.batch_writer import BatchWriter, Statement
 from api.storage.checkpoints import BestEffortSaver
+from api.storage.instance_lock import InstanceLock
 from api.storage.interface import (
-    IDEMPOTENCY_TTL_S,
-    REPLAY_PAGE,
-    TERMINAL,
     Claim,
-    Event,
     Grant,
     IdempotencyKey,
-    IdempotencyKeyReused,
     RunRecord,
     Spend,
-    Status,
     StorageUnavailable,
     UsageDay,
     to_json,
     to_text,
 )
-from graph import CallRecord, Result
-from graph.events import EventData, EventName
-from graph.journal import IN_FLIGHT, INTERRUPTED, Entry
-
-log = logging.getLogger(__name__)
+from api.storage.sql import OWNED_UNFINISHED, RUN_COLUMNS, UNFINISHED, Dialect, SQLRunStore
+from api.storage.sqlite_connections import PRAGMAS, SQLiteConnections
+from api.storage.sqlite_schema import migrate
+from graph.journal import INTERRUPTED, Entry
 
 T = TypeVar("T")
 
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE IF NOT EXISTS runs (
-        id TEXT PRIMARY KEY,
-        status TEXT NOT NULL,
-        question TEXT NOT NULL,
-        request TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        result TEXT,
-        owner TEXT
-    );
-    CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at DESC, id DESC);
-    CREATE TABLE IF NOT EXISTS events (
-        run_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        event TEXT NOT NULL,
-        data TEXT NOT NULL,
-        PRIMARY KEY (run_id, seq)
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at TEXT NOT NULL);
-    """,
-    """
-    ALTER TABLE runs ADD COLUMN lease_until REAL;
-    ALTER TABLE runs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE runs ADD COLUMN completion_budget INTEGER;
-    CREATE INDEX runs_unfinished ON runs (status) WHERE status IN ('queued', 'running');
-    CREATE INDEX runs_by_updated ON runs (updated_at);
-    CREATE TABLE calls (
-        run_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        row TEXT NOT NULL,
-        output TEXT,
-        in_flight INTEGER NOT NULL,
-        PRIMARY KEY (run_id, seq)
-    ) WITHOUT ROWID;
-    """,
-    """
-    ALTER TABLE runs ADD COLUMN key_hash TEXT;
-    CREATE INDEX runs_by_key ON runs (key_hash, created_at);
-    """,
-    """
-    CREATE TABLE idempotency (
-        scope TEXT PRIMARY KEY,
-        fingerprint TEXT NOT NULL,
-        run_id TEXT NOT NULL,
-        created_at TEXT NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX idempotency_by_created ON idempotency (created_at);
-    """,
-)
-"""The schema, one step per version (``PRAGMA user_version`` is the steps applied). The first
-step is the schema as it was before versions, so a database of that time upgrades in place."""
-
-RUN_COLUMNS = "id, status, question, request, created_at, updated_at, result, completion_budget, key_hash"
-UNFINISHED = "('queued', 'running')"
-
-BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_BUSY_TIMEOUT_S = 1.0
 """Checkpoint writes are best-effort (see api.storage.checkpoints): one that cannot get the database
 soon is given up rather than hold up the run."""
-WAL_CHECKPOINT_PAGES = 16
-WAL_SIZE_LIMIT = 65536
-INSTANCE_NAME = re.compile(r"[0-9a-f]{32}")
 
-OWNED = "EXISTS (SELECT 1 FROM runs WHERE id=? AND owner=?)"
-"""Writes that follow a run apply only while this process owns it: one that lost its lease (it
-was frozen past it, and another process took the run over) cannot write over the new owner."""
-
-INSERT_EVENT = f"INSERT OR IGNORE INTO events (run_id, seq, event, data) SELECT ?,?,?,? WHERE {OWNED}"
 SPEND = """
 SELECT COALESCE(SUM(created_at >= :minute), 0),
     MIN(CASE WHEN created_at >= :minute THEN created_at END),
@@ -142,78 +59,41 @@ FROM runs WHERE key_hash = :key AND created_at >= min(:minute, :day)
 """
 """A key's ``Spend`` (see ``api.runs.quotas``): its runs of the last minute, and of today (UTC)."""
 
-INSERT_CALL = (
-    f"INSERT OR REPLACE INTO calls (run_id, seq, row, output, in_flight) SELECT ?,?,?,?,? WHERE {OWNED}"
+INSERT_RUN = (
+    "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
+    "lease_until, completion_budget, key_hash) VALUES (?,?,?,?,?,?,?,?,?,?)"
 )
+INTERRUPT_CALLS = (
+    "UPDATE calls SET row=json_set(row, '$.error', ?, '$.estimated', json('true')), "
+    "in_flight=0 WHERE run_id=? AND in_flight=1"
+)
+"""Calls still in flight when their process died: interrupted, their tokens estimated."""
+USAGE = (
+    "SELECT substr(created_at, 1, 10) AS day, COUNT(*), "
+    "COALESCE(SUM(json_extract(result, '$.usage.total_tokens')), 0), "
+    "SUM(json_extract(result, '$.usage.cost_usd')) "
+    "FROM runs WHERE key_hash IS ? AND created_at >= ? AND created_at < date(?, '+1 day') "
+    "GROUP BY day ORDER BY day"
+)
+"""Per day (UTC), a key's runs and what the finished ones spent."""
+
 NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 """``time.time()`` in SQL: when the statement runs, not when it was queued."""
-
-
-class InstanceLock:
-    """This process's lock file in ``directory``, held until it exits or closes the store."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.name = uuid.uuid4().hex
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path(self.name), os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._path(self.name))
-            os.close(self._fd)
-            self._fd = None
-
-    def _path(self, name: str) -> Path:
-        return self.directory / f"{name}.lock"
-
-    def gone(self, owner: str | None) -> bool:
-        """Whether the instance ``owner`` has exited: its lock is free (or was never there).
-        An owner that is no instance name (a database of an earlier version) is only known gone
-        once its lease is."""
-        if owner is None or not INSTANCE_NAME.fullmatch(owner):
-            return False
-        try:
-            fd = os.open(self._path(owner), os.O_RDWR)
-        except FileNotFoundError:
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        finally:
-            os.close(fd)  # also drops the lock, if it was taken
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(owner))
-        return True
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="microseconds")
 
 
-def _earlier(db: sqlite3.Connection, key: IdempotencyKey, now: float) -> "RunRecord | None":
-    """The run an Idempotency-Key named within its time to live, if any."""
-    row = db.execute(
-        f"SELECT i.fingerprint, {', '.join(f'r.{c.strip()}' for c in RUN_COLUMNS.split(','))} "
-        "FROM idempotency i JOIN runs r ON r.id = i.run_id WHERE i.scope=? AND i.created_at >= ?",
-        (key.scope, _iso(now - IDEMPOTENCY_TTL_S)),
-    ).fetchone()
-    if row is None:
-        return None
-    if row[0] != key.fingerprint:
-        raise IdempotencyKeyReused(key.scope)
-    return SQLiteRunStore._record(row[1:])
+SQLITE = Dialect(
+    mark="?",
+    among=lambda column, values: (f"{column} IN ({','.join('?' * len(values))})", tuple(values)),
+    clock=lambda offset_s: ("?", (_iso(time.time() + offset_s),)),
+    lease_end=f"{NOW} + ?",
+    text=to_text,
+    time_text=str,
+)
+"""Timestamps are ISO text by this process's clock; leases are epoch seconds."""
 
 
 def _spend(db: sqlite3.Connection, key_hash: str | None, now: float) -> Spend:
@@ -224,43 +104,54 @@ def _spend(db: sqlite3.Connection, key_hash: str | None, now: float) -> Spend:
     return Spend(int(requests), frees_in, int(tokens), float(cost), day.timestamp() + 86400 - now)
 
 
-def _event_row(event: Event, owner: str) -> Statement:
-    return INSERT_EVENT, (event.run_id, event.id, event.event, to_json(event.data), event.run_id, owner)
+def _take_over(
+    db: sqlite3.Connection,
+    *,
+    me: str,
+    gone: Callable[[str | None], bool],
+    lease_s: float,
+    expired: bool,
+    limit: int | None,
+    run_id: str | None,
+) -> list[sqlite3.Row]:
+    """``SQLiteRunStore.claim``'s transaction: unfinished runs of no owner, or of an owner whose
+    lease expired (taken only if ``expired`` may be) or who is ``gone``; each with ``resumes``."""
+    now = time.time()
+    candidates = db.execute(
+        f"SELECT id, owner, lease_until FROM runs WHERE status IN {UNFINISHED} "
+        "AND (? IS NULL OR id=?) ORDER BY created_at",
+        (run_id, run_id),
+    ).fetchall()
+    taken = [
+        candidate
+        for candidate, owner, lease_until in candidates
+        if owner != me
+        and (owner is None or (expired and (lease_until is None or lease_until < now)) or gone(owner))
+    ][:limit]
+    rows = []
+    for taken_id in taken:
+        # A run given up on purpose (no owner: a shutdown, a failed take-up) is no crash.
+        db.execute(
+            "UPDATE runs SET owner=?, lease_until=?, resumes=resumes + (owner IS NOT NULL) WHERE id=?",
+            (me, now + lease_s, taken_id),
+        )
+        rows.append(db.execute(f"SELECT {RUN_COLUMNS}, resumes FROM runs WHERE id=?", (taken_id,)).fetchone())
+    return rows
 
 
-@contextlib.contextmanager
-def _immediate(db: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction, taken at once; rolled back if anything in it fails."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:  # SQLite may have rolled back by itself (disk full)
-            db.execute("ROLLBACK")
-        raise
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    return db
-
-
-class SQLiteRunStore:
+class SQLiteRunStore(SQLRunStore):
     """``store = SQLiteRunStore(path); await store.open()`` … ``await store.close()``."""
 
     shared = False
+    dialect = SQLITE
+    checkpoint_errors = (OSError, sqlite3.Error)
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.instance = InstanceLock(path.parent / "instances")
         self._saver: AsyncSqliteSaver | None = None
         self._checkpointer: BestEffortSaver | None = None
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="store-reader")
-        self._wdb: sqlite3.Connection | None = None
-        self._rdb: sqlite3.Connection | None = None
+        self._db = SQLiteConnections(path)
         self._writes = BatchWriter(self._commit, (sqlite3.Error,))
         self._leases = LocalLeases()
         self._contact = StoreContact()
@@ -268,16 +159,11 @@ class SQLiteRunStore:
     async def open(self) -> None:
         """Create the file and schema if needed; raises StorageUnavailable if it cannot."""
         try:
-            await self._on(self._writer, self._open_writer)
-            self._rdb = await self._on(self._reader, lambda: _connect(self.path))
+            await self._db.open(self._prepare)
             connection = aiosqlite.connect(self.path, timeout=CHECKPOINT_BUSY_TIMEOUT_S)
             self._saver = AsyncSqliteSaver(await connection)
             await self._saver.setup()
-            for pragma in (
-                "synchronous=NORMAL",
-                f"wal_autocheckpoint={WAL_CHECKPOINT_PAGES}",
-                f"journal_size_limit={WAL_SIZE_LIMIT}",
-            ):
+            for pragma in PRAGMAS:
                 await self._saver.conn.execute(f"PRAGMA {pragma}")
             self._checkpointer = BestEffortSaver(
                 self._saver, (OSError, sqlite3.Error), after_failure=self._saver.conn.rollback
@@ -286,47 +172,24 @@ class SQLiteRunStore:
             raise StorageUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._writes.start()
 
-    def _open_writer(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = _connect(self.path)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        # Checkpoint the write-ahead log early and keep it short: with SQLite's defaults (4 MB)
-        # the log alone can fill a small DATA_DIR while the database holds a few KB.
-        db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
-        db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        self._wdb = db
-        self._migrate(db)
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        migrate(db)
         self.instance.acquire()
 
-    @staticmethod
-    def _migrate(db: sqlite3.Connection) -> None:
-        """Apply the schema steps this database lacks, in one transaction (a second process
-        starting at the same time waits, then finds nothing to do)."""
-        with _immediate(db):
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            for step, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version={step}")
+    @property
+    def owner(self) -> str:
+        return self.instance.name
 
     @property
     def checkpointer(self) -> BestEffortSaver:
         assert self._checkpointer is not None, "the store is not open"
         return self._checkpointer
 
-    @staticmethod
-    async def _on(executor: ThreadPoolExecutor, work: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(executor, work)
-
     # Writes ---------------------------------------------------------------------------------
 
     def _atomically(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work`` in one write transaction, on the writer's connection (its thread)."""
-        db = self._wdb
-        assert db is not None, "the store is not open"
-        with _immediate(db):
-            return work(db)
+        return self._db.atomically(work)
 
     def _transaction(self, statements: Iterable[Statement]) -> None:
         def execute(db: sqlite3.Connection) -> None:
@@ -338,7 +201,7 @@ class SQLiteRunStore:
     async def _write(self, work: Callable[[], T]) -> T:
         """``work`` on the writer's thread, noting whether the store could be written."""
         try:
-            done = await self._on(self._writer, work)
+            done = await self._db.on_writer(work)
         except sqlite3.Error:
             self._contact.lost()
             raise
@@ -347,13 +210,6 @@ class SQLiteRunStore:
 
     async def _commit(self, statements: list[Statement]) -> None:
         await self._write(functools.partial(self._transaction, statements))
-
-    def holds(self, run_id: str) -> bool:
-        return self._leases.holds(run_id)
-
-    @property
-    def healthy(self) -> bool:
-        return self._writes.healthy
 
     async def create(
         self,
@@ -373,13 +229,14 @@ class SQLiteRunStore:
 
         def insert(db: sqlite3.Connection) -> RunRecord:
             now = time.time()
-            if idempotency is not None and (earlier := _earlier(db, idempotency, now)) is not None:
-                return earlier
+            if idempotency is not None:
+                earlier = db.execute(*self._earlier(idempotency)).fetchone()
+                if (record := self._earlier_run(earlier, idempotency)) is not None:
+                    return record
             stored = request if grant is None else grant(_spend(db, key_hash, now))
             at = _iso(now)
             db.execute(
-                "INSERT INTO runs (id, status, question, request, created_at, updated_at, owner, "
-                "lease_until, completion_budget, key_hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                INSERT_RUN,
                 (
                     run_id,
                     "queued",
@@ -387,21 +244,14 @@ class SQLiteRunStore:
                     to_json(stored),
                     at,
                     at,
-                    self.instance.name if owned else None,
-                    now + lease_s if owned else 0,
+                    self.owner if owned else None,
+                    now + lease_s if owned else None,
                     completion_budget,
                     key_hash,
                 ),
             )
-            if idempotency is not None:
-                db.execute(
-                    "DELETE FROM idempotency WHERE scope=? OR created_at < ?",
-                    (idempotency.scope, _iso(now - IDEMPOTENCY_TTL_S)),
-                )
-                db.execute(
-                    "INSERT INTO idempotency (scope, fingerprint, run_id, created_at) VALUES (?,?,?,?)",
-                    (idempotency.scope, idempotency.fingerprint, run_id, at),
-                )
+            for sql, params in self._remember(idempotency, run_id):
+                db.execute(sql, params)
             return RunRecord(run_id, "queued", question, stored, at, at, None, completion_budget, key_hash)
 
         sent = time.monotonic()
@@ -410,133 +260,52 @@ class SQLiteRunStore:
         except sqlite3.Error as exc:
             self._writes.failed(exc, 0)
             # Something must write to find out when storage is back: the writer retries this.
-            self._writes.enqueue([("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (_now(),))])
+            self._writes.enqueue(
+                [("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (_iso(time.time()),))]
+            )
             raise StorageUnavailable(f"cannot store the run: {exc}") from exc
         if owned and record.id == run_id:
             self._leases.taken([run_id], sent, lease_s)
         return record
 
-    def append(self, event: Event, committed: Callable[[], None] | None = None) -> None:
-        self._writes.enqueue([_event_row(event, self.instance.name)], committed=committed)
-
-    def set_status(self, run_id: str, status: Status) -> None:
-        self._writes.enqueue(
-            [
-                (
-                    "UPDATE runs SET status=?, updated_at=? WHERE id=? AND owner=?",
-                    (status, _now(), run_id, self.instance.name),
-                )
-            ]
-        )
-
-    def record_call(self, run_id: str, seq: int, row: CallRecord, output: str | None) -> None:
-        self._writes.enqueue(
-            [
-                (
-                    INSERT_CALL,
-                    (
-                        run_id,
-                        seq,
-                        to_json(row),
-                        None if output is None else to_text(output),
-                        int(row["error"] == IN_FLIGHT),
-                        run_id,
-                        self.instance.name,
-                    ),
-                )
-            ]
-        )
-
     async def calls(self, run_id: str) -> list[Entry]:
-        def settle() -> list[tuple[Any, ...]]:
-            self._transaction(
-                [
-                    (
-                        "UPDATE calls SET row=json_set(row, '$.error', ?, '$.estimated', json('true')), "
-                        "in_flight=0 WHERE run_id=? AND in_flight=1",
-                        (INTERRUPTED, run_id),
-                    )
-                ]
-            )
-            db = self._wdb
-            assert db is not None
-            sql = "SELECT seq, row, output FROM calls WHERE run_id=? ORDER BY seq"
-            return db.execute(sql, (run_id,)).fetchall()
+        def settle() -> list[sqlite3.Row]:
+            self._transaction([(INTERRUPT_CALLS, (INTERRUPTED, run_id))])
+            return self._db.written(*self._calls(run_id))
 
         try:
-            rows = await self._on(self._writer, settle)
+            rows = await self._db.on_writer(settle)
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot read the run's calls: {exc}") from exc
-        return [Entry(seq, cast(CallRecord, json.loads(row)), output) for seq, row, output in rows]
+        return [self._entry(row) for row in rows]
 
     async def renew(self, lease_s: float) -> set[str]:
         sent = time.monotonic()
-        await self._writes.write(
-            [
-                (
-                    f"UPDATE runs SET lease_until={NOW} + ? WHERE owner=? AND status IN {UNFINISHED}",
-                    (lease_s, self.instance.name),
-                )
-            ]
-        )
-        rows = await self._read(
-            f"SELECT id FROM runs WHERE owner=? AND status IN {UNFINISHED}", (self.instance.name,)
-        )
-        owned = {row[0] for row in rows}
+        await self._writes.write([self._renewal(lease_s)])
+        owned = {row["id"] for row in await self._query(OWNED_UNFINISHED, (self.owner,))}
         self._leases.renewed(owned, sent, lease_s)
         return owned
 
     async def claim(
         self, lease_s: float, *, limit: int | None = None, run_id: str | None = None
     ) -> list[Claim]:
-        expired = self._contact.may_claim_expired(lease_s)
-
-        def take() -> list[tuple[Any, ...]]:
-            db = self._wdb
-            assert db is not None, "the store is not open"
-            with _immediate(db):
-                now = time.time()
-                candidates = db.execute(
-                    f"SELECT id, owner, lease_until FROM runs WHERE status IN {UNFINISHED} "
-                    "AND (? IS NULL OR id=?) ORDER BY created_at",
-                    (run_id, run_id),
-                ).fetchall()
-                taken = [
-                    candidate
-                    for candidate, owner, lease_until in candidates
-                    if owner != self.instance.name
-                    and (
-                        owner is None
-                        or (expired and (lease_until is None or lease_until < now))
-                        or self.instance.gone(owner)
-                    )
-                ][:limit]
-                rows = []
-                for taken_id in taken:
-                    # A run given up on purpose (no owner: a shutdown, a failed take-up) is no crash.
-                    db.execute(
-                        "UPDATE runs SET owner=?, lease_until=?, "
-                        "resumes=resumes + (owner IS NOT NULL) WHERE id=?",
-                        (self.instance.name, now + lease_s, taken_id),
-                    )
-                    rows.append(
-                        db.execute(
-                            f"SELECT {RUN_COLUMNS}, resumes FROM runs WHERE id=?", (taken_id,)
-                        ).fetchone()
-                    )
-            return rows
+        take = functools.partial(
+            _take_over,
+            me=self.owner,
+            gone=self.instance.gone,
+            lease_s=lease_s,
+            expired=self._contact.may_claim_expired(lease_s),
+            limit=limit,
+            run_id=run_id,
+        )
 
         sent = time.monotonic()
         try:
-            rows = await self._write(take)
+            rows = await self._write(functools.partial(self._db.atomically, take))
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot claim runs: {exc}") from exc
-        self._leases.taken([row[0] for row in rows], sent, lease_s)
-        return [Claim(self._record(row[:-1]), row[-1]) for row in rows]
-
-    async def queued(self) -> int:
-        rows = await self._read("SELECT COUNT(*) FROM runs WHERE status='queued'", ())
-        return int(rows[0][0])
+        self._leases.taken([row["id"] for row in rows], sent, lease_s)
+        return [Claim(self._record(row), row["resumes"]) for row in rows]
 
     async def request_cancel(self, run_id: str) -> bool:
         """Not kept: the store is not shared, and a process cancels only its own runs."""
@@ -548,137 +317,22 @@ class SQLiteRunStore:
     async def ping(self) -> bool:
         return self.healthy
 
-    async def release(self, run_ids: list[str]) -> None:
-        self._leases.dropped(run_ids)
-        if run_ids:
-            marks = ",".join("?" * len(run_ids))
-            self._writes.enqueue(
-                [
-                    (
-                        f"UPDATE runs SET owner=NULL, lease_until=0 WHERE owner=? AND id IN ({marks})",
-                        (self.instance.name, *run_ids),
-                    )
-                ]
-            )
-
-    async def finish(self, run_id: str, status: Status, result: Result, event: Event) -> None:
-        self._leases.dropped([run_id])
-        await self._writes.write(
-            [
-                _event_row(event, self.instance.name),
-                (
-                    f"UPDATE calls SET output=NULL WHERE run_id=? AND {OWNED}",
-                    (run_id, run_id, self.instance.name),
-                ),
-                (
-                    "UPDATE runs SET status=?, updated_at=?, result=?, lease_until=NULL "
-                    "WHERE id=? AND owner=?",
-                    (status, _now(), to_json(result), run_id, self.instance.name),
-                ),
-            ]
-        )
-        await self._forget_checkpoints([run_id])
-
-    async def _forget_checkpoints(self, run_ids: list[str]) -> None:
-        """Checkpoints are for resuming: a finished run's are deleted (its result stays)."""
-        try:
-            for run_id in run_ids:
-                await self.checkpointer.adelete_thread(run_id)
-        except (OSError, sqlite3.Error) as exc:
-            log.warning("could not delete a finished run's checkpoints", extra={"error": str(exc)})
-
-    async def delete_before(self, cutoff: str) -> int:
-        terminal = ",".join(f"'{status}'" for status in sorted(TERMINAL))
-        old = f"SELECT id FROM runs WHERE status IN ({terminal}) AND updated_at < ?"
-        ids = [row[0] for row in await self._read(old, (cutoff,))]
-        for start in range(0, len(ids), REPLAY_PAGE):
-            chunk = ids[start : start + REPLAY_PAGE]
-            marks = ",".join("?" * len(chunk))
-            await self._writes.write(
-                [
-                    (f"DELETE FROM {table} WHERE {column} IN ({marks})", tuple(chunk))
-                    for table, column in (("events", "run_id"), ("calls", "run_id"), ("runs", "id"))
-                ]
-            )
-            await self._forget_checkpoints(chunk)
-        return len(ids)
-
-    async def flush(self, timeout_s: float) -> bool:
-        return await self._writes.flush(timeout_s)
-
     # Reads ----------------------------------------------------------------------------------
 
-    async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        db = self._rdb
-        assert db is not None, "the store is not open"
+    async def _query(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         try:
-            return await self._on(self._reader, lambda: db.execute(sql, params).fetchall())
+            return await self._db.read(sql, params)
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot read the run store: {exc}") from exc
 
-    async def get(self, run_id: str) -> RunRecord | None:
-        rows = await self._read(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
-        return self._record(rows[0]) if rows else None
-
-    async def events(self, run_id: str, after: int = 0, limit: int = REPLAY_PAGE) -> list[Event]:
-        rows = await self._read(
-            "SELECT seq, event, data FROM events WHERE run_id=? AND seq>? ORDER BY seq LIMIT ?",
-            (run_id, after, limit),
-        )
-        return [
-            Event(seq, run_id, cast(EventName, name), cast(EventData, json.loads(data)))
-            for seq, name, data in rows
-        ]
-
-    async def last_event_id(self, run_id: str) -> int:
-        rows = await self._read("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id=?", (run_id,))
-        return int(rows[0][0])
-
     async def usage(self, key_hash: str | None, since: str, until: str) -> list[UsageDay]:
-        rows = await self._read(
-            "SELECT substr(created_at, 1, 10) AS day, COUNT(*), "
-            "COALESCE(SUM(json_extract(result, '$.usage.total_tokens')), 0), "
-            "SUM(json_extract(result, '$.usage.cost_usd')) "
-            "FROM runs WHERE key_hash IS ? AND created_at >= ? AND created_at < date(?, '+1 day') "
-            "GROUP BY day ORDER BY day",
-            (key_hash, since, until),
-        )
+        rows = await self._query(USAGE, (key_hash, since, until))
         return [UsageDay(day, runs, int(tokens), cost) for day, runs, tokens, cost in rows]
-
-    async def recent(
-        self, limit: int, before: str | None = None, *, key_hash: str | None = None
-    ) -> list[RunRecord]:
-        rows = await self._read(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE (? IS NULL OR key_hash = ?) AND (? IS NULL OR "
-            "(created_at, id) < (SELECT created_at, id FROM runs WHERE id=?)) "
-            "ORDER BY created_at DESC, id DESC LIMIT ?",
-            (key_hash, key_hash, before, before, limit),
-        )
-        return [self._record(row) for row in rows]
 
     async def close(self, timeout_s: float = 5.0) -> None:
         await self._writes.close(timeout_s)
         if self._saver is not None:
             await self._saver.conn.close()
             self._saver = None
-        await self._on(self._writer, self.instance.release)
-        for executor, db in ((self._writer, self._wdb), (self._reader, self._rdb)):
-            if db is not None:
-                await self._on(executor, db.close)
-            executor.shutdown(wait=True)
-        self._wdb = self._rdb = None
-
-    @staticmethod
-    def _record(row: tuple[Any, ...]) -> RunRecord:
-        run_id, status, question, request, created_at, updated_at, result, completion_budget, key_hash = row
-        return RunRecord(
-            id=run_id,
-            status=cast(Status, status),
-            question=question,
-            request=json.loads(request),
-            created_at=created_at,
-            updated_at=updated_at,
-            result=None if result is None else cast(Result, json.loads(result)),
-            completion_budget=completion_budget,
-            key_hash=key_hash,
-        )
+        await self._db.on_writer(self.instance.release)
+        await self._db.close()

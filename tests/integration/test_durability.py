@@ -10,7 +10,8 @@ import httpx
 
 from api.settings import Settings
 from api.storage.interface import REPLAY_PAGE, Event
-from api.storage.sqlite import MIGRATIONS, SQLiteRunStore
+from api.storage.sqlite import SQLiteRunStore
+from api.storage.sqlite_schema import MIGRATIONS
 from graph.events import (
     ANSWER_DELTA,
     RUN_CANCELLED,

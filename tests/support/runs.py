@@ -3,12 +3,14 @@ whose last two workers the stub can hold, and waiting, following and counting he
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from tests.stub_backend import StubBackend
 from tests.support.sse import Frame, frames
+
+T = TypeVar("T")
 
 PLAN = [{"id": f"t{i}", "question": f"Part {i} of the question?", "depends_on": []} for i in range(1, 5)]
 HELD = {"Part 3": 120.0, "Part 4": 120.0}
@@ -17,14 +19,16 @@ HELD = {"Part 3": 120.0, "Part 4": 120.0}
 BODY = {"question": "A question in four parts?", "max_subtasks": 4, "max_revisions": 0}
 
 
-def until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+def until(check: Callable[[], T | None], timeout_s: float, what: str, every_s: float = 0.05) -> T:
+    """Poll ``check`` until it returns something truthy, and return that; fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while True:
         value = check()
         if value:
             return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(every_s)
 
 
 def workers_received(stub: StubBackend) -> list[str]:

@@ -13,7 +13,7 @@ import httpx
 from api.backend.embedded import free_port
 from tests.stub_backend import MODEL_ENV, StubBackend
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Served:

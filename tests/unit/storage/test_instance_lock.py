@@ -5,12 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from api.storage.sqlite import InstanceLock
+from api.storage.instance_lock import InstanceLock
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from api.storage.sqlite import InstanceLock
+from api.storage.instance_lock import InstanceLock
 lock = InstanceLock(Path(sys.argv[1]))
 lock.acquire()
 print(lock.name, flush=True)
@@ -19,7 +19,7 @@ time.sleep(60)
 
 
 def test_an_instance_is_gone_once_its_process_is(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(tmp_path)], cwd=root, stdout=subprocess.PIPE, text=True
     )
