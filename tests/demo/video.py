@@ -13,7 +13,7 @@ from unittest.mock import patch
 import playwright
 from playwright.sync_api import BrowserContext, ViewportSize, sync_playwright
 
-from tests.integration.test_browser import CHROMIUM, FLAGS
+from tests.support.browser import CHROMIUM, FLAGS
 
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 

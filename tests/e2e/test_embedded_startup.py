@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from api.backend.embedded import child_environment, free_port
+from tests.support.runs import until
 
 pytestmark = pytest.mark.e2e
 
@@ -33,15 +34,6 @@ def gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return state == "Z"
-
-
-def wait_for(predicate: object, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -84,7 +76,7 @@ def test_serves_on_port_and_host_from_the_environment(data_dir: Path) -> None:
             except httpx.HTTPError:
                 return process.poll() is not None
 
-        assert wait_for(up, 60), "the service did not become ready within 60 s"
+        until(up, 60, "the service to become ready")
         assert process.poll() is None, (data_dir.parent / "serve.log").read_text()[-2000:]
         ready_s = time.monotonic() - started
         response = httpx.post(f"{url}/v1/reason", json={"question": "What is 2 plus 2?"}, timeout=120)
@@ -94,7 +86,8 @@ def test_serves_on_port_and_host_from_the_environment(data_dir: Path) -> None:
         assert model_servers, "the embedded model runs as a child process"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) is not None
-        assert all(wait_for(lambda p=p: gone(p), 10) for p in model_servers)
+        for pid in model_servers:
+            until(lambda pid=pid: gone(pid), 10, f"the model server {pid} to exit")
         assert ready_s < 60
     finally:
         process.kill()
@@ -104,13 +97,14 @@ def test_serves_on_port_and_host_from_the_environment(data_dir: Path) -> None:
 def test_sigterm_during_startup_stops_at_once(data_dir: Path) -> None:
     process = serve(data_dir, free_port())
     try:
-        assert wait_for(lambda: bool(children(process.pid)), 30), "the model server was started"
+        until(lambda: children(process.pid), 30, "the model server to start")
         model_servers = children(process.pid)
         process.send_signal(signal.SIGTERM)
         stopped = time.monotonic()
         process.wait(timeout=10)
         assert time.monotonic() - stopped < 3, "the startup wait is stopped by the signal"
-        assert all(wait_for(lambda p=p: gone(p), 10) for p in model_servers), "no orphaned model server"
+        for pid in model_servers:
+            until(lambda pid=pid: gone(pid), 10, f"the model server {pid} to exit (no orphan)")
     finally:
         process.kill()
         process.wait()

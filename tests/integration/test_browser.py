@@ -1,7 +1,6 @@
 """The web page in a real browser: headless Chromium driven by Playwright."""
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,17 +10,7 @@ from playwright.sync_api import BrowserContext, Locator, Page, Route, expect, sy
 
 from tests.conftest import Service
 from tests.stub_backend import Fault, StubBackend
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.support.browser import CHROMIUM, FLAGS
 
 pytestmark = pytest.mark.browser
 
