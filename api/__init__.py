@@ -1,1 +1,2 @@
-"""Everything that faces a user: settings, the HTTP service and the command line."""
+"""Everything that serves the engine: settings and the command line here; HTTP, the run service,
+storage, the model backend and telemetry in a folder each."""

@@ -1,0 +1,1 @@
+"""Telemetry: Prometheus metrics, JSON logs and OpenTelemetry traces."""

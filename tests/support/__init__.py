@@ -1,0 +1,1 @@
+"""Helpers the tests share: processes to serve and cluster, services, runs, SSE, faults."""
