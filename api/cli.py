@@ -12,9 +12,9 @@ from pydantic import ValidationError
 from api.backend.connect import ConfigurationError, check_settings, open_backend
 from api.backend.embedded import LocalModelError
 from api.backend.prices import load_prices
-from api.http.errors import ApiError
-from api.http.schemas import ReasonRequest
+from api.runs.errors import RunServiceError
 from api.runs.lookup import RunLookup
+from api.runs.request import ReasonRequest
 from api.runs.runner import Runner
 from api.runs.tenants import load_tenants
 from api.settings import Settings
@@ -199,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: invalid {where or 'setting'}: {first['msg']}", file=sys.stderr)
     except (ConfigurationError, LocalModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-    except ApiError as exc:
-        print(f"error: {exc.body.code}: {exc.body.message}", file=sys.stderr)
+    except RunServiceError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

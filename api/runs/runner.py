@@ -34,11 +34,11 @@ from pydantic import ValidationError
 
 from api.backend.connect import Backend
 from api.backend.prices import prices_for
-from api.http.errors import ApiError, run_suspended, run_taken_over
-from api.http.schemas import ReasonRequest
 from api.runs.admission import admit, granted
+from api.runs.errors import Busy, Conflict, RunLeft, RunServiceError, ShuttingDown
 from api.runs.live import LET_GO, LiveRun, StopReason
 from api.runs.quotas import Quota, allowance
+from api.runs.request import ReasonRequest
 from api.runs.tenants import Tenant
 from api.settings import Settings
 from api.storage.broker import Broker
@@ -160,20 +160,14 @@ class Runner:
         for any replica to claim, and MAX_QUEUED_RUNS counts the runs queued there."""
         s = self.settings
         if not self.accepting:
-            raise ApiError(503, "the service is shutting down", type="server_error", code="shutting_down")
+            raise ShuttingDown
         here = not self.store.shared or self._unfinished < s.max_active_runs
         if here:
             full = self._unfinished >= s.max_active_runs + s.max_queued_runs
         else:
             full = await self.store.queued() >= s.max_queued_runs
         if full:
-            raise ApiError(
-                429,
-                "too many runs in progress; retry later",
-                type="rate_limit_error",
-                code="too_many_runs",
-                headers={"Retry-After": "5"},
-            )
+            raise Busy("too many runs in progress; retry later", code="too_many_runs", retry_after_s=5)
         self._unfinished += 1  # held from here, so concurrent submissions see it
         try:
             count = await self.backend.counter.count(request.question)
@@ -204,8 +198,7 @@ class Runner:
             )
         except IdempotencyKeyReused:
             self._unfinished -= 1
-            raise ApiError(
-                409,
+            raise Conflict(
                 "this Idempotency-Key was used with another request; use a new key for a new request",
                 code="idempotency_key_reused",
             ) from None
@@ -370,7 +363,7 @@ class Runner:
             self._unfinished -= 1
             self._forget(live)
             lost = live.stop_reason == "lost"
-            live.let_go(run_taken_over(live.run_id) if lost else run_suspended(live.run_id))
+            live.let_go(RunLeft(live.run_id, "taken_over" if lost else "suspended"))
             if lost:  # after its queued writes: if nobody took it, anyone may take it up now
                 self._in_background(self.store.release([live.run_id]))
             return
@@ -578,8 +571,8 @@ class Runner:
             count = await self.backend.counter.count(request.question)
             admitted = time.monotonic()
             ctx = self._admit(request, count, admitted, record.completion_budget)
-        except (ValidationError, ApiError) as exc:
-            message = exc.body.message if isinstance(exc, ApiError) else "its stored request is invalid"
+        except (ValidationError, RunServiceError) as exc:
+            message = exc.message if isinstance(exc, RunServiceError) else "its stored request is invalid"
             error = RunError(kind="internal_error", message=f"cannot resume the run: {message}", node=None)
             return await self._end_unfinished(run_id, last, entries, "failed", error)
         repeats = {key async for key in self._replay_keys(run_id)}

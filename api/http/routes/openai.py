@@ -9,7 +9,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from api.http.auth import CallerDep
-from api.http.deps import LookupDep, RunnerDep, SettingsDep
+from api.http.deps import REPLAYED_HEADER, IdempotencyHeader, LookupDep, RunnerDep, SettingsDep
 from api.http.errors import RUN_ERRORS, ApiError, documented, raise_for_failure, run_suspended
 from api.http.schemas import (
     AssistantMessage,
@@ -26,7 +26,7 @@ from api.http.schemas import (
 )
 from api.http.sse import SSE_HEADERS, encode_data
 from api.http.streams import follow_frames
-from api.runs.idempotency import REPLAYED_HEADER, IdempotencyHeader, idempotency_key
+from api.runs.idempotency import idempotency_key
 from api.settings import Settings
 from api.storage.interface import Event
 from graph import Usage

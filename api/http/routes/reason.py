@@ -6,12 +6,12 @@ from fastapi import APIRouter, Header
 from fastapi.responses import Response, StreamingResponse
 
 from api.http.auth import CallerDep
-from api.http.deps import LookupDep, RunnerDep, SettingsDep
+from api.http.deps import REPLAYED_HEADER, IdempotencyHeader, LookupDep, RunnerDep, SettingsDep
 from api.http.errors import RUN_ERRORS, documented, raise_for_failure
 from api.http.schemas import ReasonRequest
 from api.http.sse import SSE_RESPONSE_DOC
 from api.http.streams import run_events_response
-from api.runs.idempotency import REPLAYED_HEADER, IdempotencyHeader, idempotency_key
+from api.runs.idempotency import idempotency_key
 from graph import Result
 
 router = APIRouter(prefix="/v1", tags=["reason"])

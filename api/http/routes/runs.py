@@ -6,12 +6,12 @@ from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import Response, StreamingResponse
 
 from api.http.auth import CallerDep
-from api.http.deps import LookupDep, RunnerDep, SettingsDep
+from api.http.deps import REPLAYED_HEADER, IdempotencyHeader, LookupDep, RunnerDep, SettingsDep
 from api.http.errors import ApiError, documented
 from api.http.schemas import ReasonRequest, RunAccepted, RunPage, RunSummary, RunView
 from api.http.sse import SSE_RESPONSE_DOC
 from api.http.streams import last_event_id, run_events_response
-from api.runs.idempotency import REPLAYED_HEADER, IdempotencyHeader, idempotency_key
+from api.runs.idempotency import idempotency_key
 from api.storage.interface import TERMINAL
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
