@@ -1,14 +1,16 @@
 """Admission: a request, the settings and the question's size resolve to a run's parameters,
-or to a clear refusal. Pure: no I/O, no clock of its own."""
+or to a clear refusal. Pure: no I/O, no clock of its own. ``Admission`` is the same with one
+process's settings, prices and models."""
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from api.runs.errors import Refused
 from api.runs.quotas import Quota, cost_spent, tokens_spent
 from api.runs.request import Effort, ReasonRequest
 from api.settings import Settings
-from graph import Prices, RunContext, TokenCount
+from graph import Models, Prices, RunContext, TokenCount
 from graph.budget import Budget, Shape, estimated_cost, fit, smallest_budget
 from graph.calibration import PRIOR_RATES, Rates, measure
 
@@ -166,3 +168,36 @@ def granted(
     if (per_token := dearest_token(prices, models)) > 0:
         update["cost_budget_usd"] = tokens * per_token
     return request.model_copy(update=update)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """``admit`` and ``granted`` with this process's settings, prices and models."""
+
+    settings: Settings
+    prices: Prices
+    models: Models
+
+    def admit(
+        self,
+        request: ReasonRequest,
+        question: TokenCount,
+        *,
+        now: float,
+        completion_budget: int | None,
+        quota: Quota | None = None,
+    ) -> RunContext:
+        return admit(
+            request,
+            self.settings,
+            question,
+            now=now,
+            completion_budget=completion_budget,
+            prices=self.prices,
+            models=self.models.names,
+            quota=quota,
+            rates=self.models.rates(),
+        )
+
+    def granted(self, request: ReasonRequest, ctx: RunContext) -> ReasonRequest:
+        return granted(request, ctx, self.prices, self.models.names)

@@ -9,7 +9,14 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from api.http.auth import CallerDep
-from api.http.deps import REPLAYED_HEADER, IdempotencyHeader, LookupDep, RunnerDep, SettingsDep
+from api.http.deps import (
+    REPLAYED_HEADER,
+    IdempotencyHeader,
+    LookupDep,
+    OnDisconnectDep,
+    RunnerDep,
+    SettingsDep,
+)
 from api.http.errors import RUN_ERRORS, ApiError, documented, raise_for_failure, run_suspended
 from api.http.schemas import (
     AssistantMessage,
@@ -156,6 +163,7 @@ async def chat_completions(
     runner: RunnerDep,
     lookup: LookupDep,
     settings: SettingsDep,
+    on_disconnect: OnDisconnectDep,
     response: Response,
     caller: CallerDep,
     idempotency: IdempotencyHeader = None,
@@ -182,7 +190,7 @@ async def chat_completions(
             first=(chunks.chunk({"role": "assistant", "content": ""}),),
             last=(encode_data("[DONE]"),),
             unfinished=(encode_data({"error": run_suspended(run_id).body.model_dump()}),),
-            cancel_on_disconnect=settings.cancel_on_disconnect,
+            on_disconnect=on_disconnect,
         )
         headers = {**SSE_HEADERS, RUN_ID_HEADER: run_id, **replayed}
         return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
