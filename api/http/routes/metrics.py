@@ -15,11 +15,13 @@ router = APIRouter(tags=["metrics"])
     response_class=Response,
     responses={**documented(401, 503), 200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics"}},
 )
-async def metrics(m: MetricsDep, registry: RegistryDep, store: StoreDep, lookup: LookupDep) -> Response:
+async def metrics(
+    recorded: MetricsDep, registry: RegistryDep, store: StoreDep, lookup: LookupDep
+) -> Response:
     """Runs, model calls, tokens and cost by node and model, latencies, in the Prometheus text
     format."""
     statuses = [live.status for live in registry.live.values()]
-    m.active.set(statuses.count("running"))
-    m.queued.set(await store.queued() if store.shared else statuses.count("queued"))
-    m.streams.set(lookup.followers)
-    return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
+    recorded.active.set(statuses.count("running"))
+    recorded.queued.set(await store.queued() if store.shared else statuses.count("queued"))
+    recorded.streams.set(lookup.followers)
+    return Response(recorded.render(), media_type=CONTENT_TYPE_LATEST)
