@@ -12,10 +12,9 @@ from pydantic import ValidationError
 from api.backend.connect import ConfigurationError, check_settings, open_backend
 from api.backend.embedded import LocalModelError
 from api.backend.prices import load_prices
-from api.http.errors import ApiError
-from api.http.schemas import ReasonRequest
-from api.runs.lookup import RunLookup
-from api.runs.runner import Runner
+from api.runs.errors import RunServiceError
+from api.runs.request import ReasonRequest
+from api.runs.service import run_service
 from api.runs.tenants import load_tenants
 from api.settings import Settings
 from api.storage.factory import open_store
@@ -112,9 +111,9 @@ async def _ask(settings: Settings, request: ReasonRequest, as_json: bool) -> int
     store = await _open_store(settings)
     try:
         async with open_backend(settings) as backend:
-            runner = Runner(settings, backend, store)
+            service = run_service(settings, backend, store)
+            runner, lookup = service.runner, service.lookup
             await runner.start(take_up=False)  # a service on the same DATA_DIR does that
-            lookup = RunLookup(runner, settings.sse_heartbeat_s)
             try:
                 run_id = (await runner.submit(request)).run_id
                 async for event in lookup.follow(run_id):
@@ -199,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: invalid {where or 'setting'}: {first['msg']}", file=sys.stderr)
     except (ConfigurationError, LocalModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-    except ApiError as exc:
-        print(f"error: {exc.body.code}: {exc.body.message}", file=sys.stderr)
+    except RunServiceError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -20,8 +20,7 @@ from api.http.errors import install_error_handlers
 from api.http.routes import health, metrics, openai, page, reason, runs, usage
 from api.http.routes.page import STATIC
 from api.http.sse import StreamEvent
-from api.runs.lookup import RunLookup
-from api.runs.runner import Runner
+from api.runs.service import run_service
 from api.runs.tenants import check_cost_quotas, load_tenants
 from api.settings import Settings, get_settings
 from api.storage.factory import open_broker, open_store
@@ -61,13 +60,12 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             store = await open_store(settings)
             stack.push_async_callback(store.close)
             broker = open_broker(settings)
-            runner = Runner(settings, ready, store, broker)
-            check_cost_quotas(tenants, runner.prices, ready.models.names)
+            service = run_service(settings, ready, store, broker)
+            check_cost_quotas(tenants, service.prices, ready.models.names)
             await broker.start()
             stack.push_async_callback(broker.close)
-            await runner.start()
-            app.state.runner = runner
-            app.state.lookup = RunLookup(runner, settings.sse_heartbeat_s)
+            await service.runner.start()
+            app.state.service = service
             if not tenants.enabled and not is_loopback(settings.host):
                 log.warning(
                     "API_KEYS is not set and the service listens beyond loopback: anyone who can "
@@ -75,7 +73,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                     extra={"host": settings.host},
                 )
             yield
-            await runner.shutdown(settings.shutdown_grace_s)
+            await service.runner.shutdown(settings.shutdown_grace_s)
 
     app = FastAPI(
         title="reasoner",

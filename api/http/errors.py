@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.http.schemas import ErrorBody, ErrorResponse
+from api.runs.errors import Busy, Conflict, Refused, RunLeft, RunServiceError, ShuttingDown
 from api.storage.interface import RunNotFound, StorageUnavailable
 from graph import ErrorKind, Result
 
@@ -63,20 +64,29 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def _gone_elsewhere(run_id: str, why: str, code: str) -> ApiError:
-    return ApiError(503, f"{why}: GET /v1/runs/{run_id}", type="server_error", code=code)
+SERVICE_ERRORS: dict[type[RunServiceError], tuple[int, str]] = {
+    Refused: (400, "invalid_request_error"),
+    Conflict: (409, "invalid_request_error"),
+    Busy: (429, "rate_limit_error"),
+    RunLeft: (503, "server_error"),
+    ShuttingDown: (503, "server_error"),
+}
+"""Status and error type of each of the run service's errors (``api.runs.errors``)."""
+
+
+def api_error(exc: RunServiceError) -> ApiError:
+    """The run service's error as this API answers it. A run that went on elsewhere is named by
+    the route that fetches it."""
+    status, kind = next(answer for cls, answer in SERVICE_ERRORS.items() if isinstance(exc, cls))
+    message = f"{exc.message}: GET /v1/runs/{exc.run_id}" if isinstance(exc, RunLeft) else exc.message
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Busy) else None
+    return ApiError(status, message, type=kind, code=exc.code, param=exc.param, headers=headers)
 
 
 def run_suspended(run_id: str) -> ApiError:
     """What a client waiting on a run gets when the process shuts down and leaves the run to
     resume in the next one: the run goes on there, and can be fetched by its id."""
-    why = f"the service is shutting down; run {run_id} resumes when it is back"
-    return _gone_elsewhere(run_id, why, "run_suspended")
-
-
-def run_taken_over(run_id: str) -> ApiError:
-    """What a client waiting on a run gets when another process has taken the run over."""
-    return _gone_elsewhere(run_id, f"run {run_id} was taken over by another process", "run_taken_over")
+    return api_error(RunLeft(run_id, "suspended"))
 
 
 def raise_for_failure(result: Result) -> None:
@@ -115,6 +125,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.body, exc.headers)
+
+    @app.exception_handler(RunServiceError)
+    async def _service_error(request: Request, exc: RunServiceError) -> JSONResponse:
+        answer = api_error(exc)
+        return error_response(answer.status, answer.body, answer.headers)
 
     @app.exception_handler(RunNotFound)
     async def _no_run(request: Request, exc: RunNotFound) -> JSONResponse:

@@ -11,8 +11,7 @@ from fastapi import FastAPI
 
 from api.http.app import create_app
 from api.http.connections import guarded_protocol, raise_open_files_limit, throttle_accept_failures
-from api.runs.lookup import RunLookup
-from api.runs.runner import Runner
+from api.runs.service import RunService
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,14 +30,14 @@ class DrainingServer(uvicorn.Server):
         self._drain_requested = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        runner: Runner | None = getattr(self.app.state, "runner", None)
-        if runner is None:
+        service: RunService | None = getattr(self.app.state, "service", None)
+        if service is None:
             self.app.state.startup_stop.set()
-        if self._drain_requested or runner is None:
+        if self._drain_requested or service is None:
             super().handle_exit(sig, frame)
             return
         self._drain_requested = True
-        runner.accepting = False
+        service.registry.accepting = False
 
     async def on_tick(self, counter: int) -> bool:
         if self._drain_requested and self._drain is None:
@@ -46,11 +45,12 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
     async def _drain_runs(self) -> None:
-        runner: Runner = self.app.state.runner
-        log.info("draining: no new runs", extra={"in_flight": runner.active, "grace_s": self.grace_s})
-        await runner.shutdown(self.grace_s)
-        lookup: RunLookup = self.app.state.lookup
-        await lookup.streams_closed(timeout_s=5)  # let open streams send their final events
+        service: RunService = self.app.state.service
+        log.info(
+            "draining: no new runs", extra={"in_flight": service.registry.active, "grace_s": self.grace_s}
+        )
+        await service.runner.shutdown(self.grace_s)
+        await service.lookup.streams_closed(timeout_s=5)  # let open streams send their final events
         self.should_exit = True
 
 

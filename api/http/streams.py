@@ -43,12 +43,12 @@ async def follow_frames(
     first: Iterable[str] = (),
     last: Iterable[str] = (),
     unfinished: Iterable[str] = (),
-    cancel_on_disconnect: bool,
+    on_disconnect: Callable[[str], None] | None,
 ) -> AsyncIterator[str]:
     """``first``, the run's events rendered as they come with heartbeats while it is quiet,
     then ``last``; before it ``unfinished`` if the stream ends before the run (the process
-    shuts down and leaves the run to resume). A client that goes away before the end cancels
-    the run only if ``cancel_on_disconnect``."""
+    shuts down and leaves the run to resume). A client that goes away before the end has
+    ``on_disconnect`` called with the run's id (``api.http.deps.get_on_disconnect``)."""
     ended = False
     try:
         for frame in first:
@@ -66,12 +66,12 @@ async def follow_frames(
         for frame in last:
             yield frame
     finally:
-        if not ended and cancel_on_disconnect:
-            lookup.runner.cancel_later(run_id)
+        if not ended and on_disconnect is not None:
+            on_disconnect(run_id)
 
 
 def run_events_response(
-    lookup: RunLookup, run_id: str, *, after: int, cancel_on_disconnect: bool
+    lookup: RunLookup, run_id: str, *, after: int, on_disconnect: Callable[[str], None] | None
 ) -> StreamingResponse:
     """The run's events after ``after`` as named SSE events, then live until it ends."""
     frames = follow_frames(
@@ -80,6 +80,6 @@ def run_events_response(
         lambda event: (encode(event),),
         after=after,
         first=(RETRY_FRAME,),
-        cancel_on_disconnect=cancel_on_disconnect,
+        on_disconnect=on_disconnect,
     )
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)

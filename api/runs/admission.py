@@ -1,14 +1,16 @@
 """Admission: a request, the settings and the question's size resolve to a run's parameters,
-or to a clear refusal. Pure: no I/O, no clock of its own."""
+or to a clear refusal. Pure: no I/O, no clock of its own. ``Admission`` is the same with one
+process's settings, prices and models."""
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from api.http.errors import ApiError
-from api.http.schemas import Effort, ReasonRequest
+from api.runs.errors import Refused
 from api.runs.quotas import Quota, cost_spent, tokens_spent
+from api.runs.request import Effort, ReasonRequest
 from api.settings import Settings
-from graph import Prices, RunContext, TokenCount
+from graph import Models, Prices, RunContext, TokenCount
 from graph.budget import Budget, Shape, estimated_cost, fit, smallest_budget
 from graph.calibration import PRIOR_RATES, Rates, measure
 
@@ -43,11 +45,10 @@ def shape_for(request: ReasonRequest, settings: Settings) -> Shape:
 def affordable_tokens(cost_budget_usd: float, prices: Prices, models: Collection[str]) -> int | None:
     """The most tokens a run may spend and still cost at most ``cost_budget_usd``, whichever of
     ``models`` each goes to and whether it is read or written: a token budget that enforces the
-    cost budget (None: every model is free). ApiError 400 if a model has no price."""
+    cost budget (None: every model is free). Refused if a model has no price."""
     unpriced = sorted(name for name in models if name not in prices)
     if unpriced:
-        raise ApiError(
-            400,
+        raise Refused(
             f"cost_budget_usd needs a price for every model, and {unpriced[0]!r} has none (PRICES_FILE)",
             code="no_price",
             param="cost_budget_usd",
@@ -74,20 +75,19 @@ def admit(
     quota: Quota | None = None,
     rates: Rates = PRIOR_RATES,
 ) -> RunContext:
-    """The run's context, or ApiError 400 for a question too long or a budget too small.
+    """The run's context, or Refused for a question too long or a budget too small.
 
     ``now`` is ``time.monotonic()``, from which the deadline counts. ``completion_budget`` caps
     everything but the question (reasoning + output), as OpenAI's ``max_completion_tokens`` does.
     ``prices`` of the run's ``models`` price its calls and turn ``cost_budget_usd`` into tokens.
     ``quota``, what is left of the caller's daily quotas, caps the budget too: a run whose
-    smallest form needs more gets 429 (QuotaExceeded), and a run reserves from the quota no more
+    smallest form needs more is QuotaExceeded, and a run reserves from the quota no more
     than its estimated cost. ``rates`` are what the models are expected to bill per cl100k token
     (``graph.calibration``), which the run's calls will reserve with: its shape is planned with them.
     """
     prices = prices or {}
     if question.tokens > settings.max_question_tokens:
-        raise ApiError(
-            400,
+        raise Refused(
             f"the question has {question.tokens} tokens; the limit is {settings.max_question_tokens}",
             code="question_too_long",
             param="question",
@@ -110,8 +110,7 @@ def admit(
         what = f"{param} {budget}"
         if param == "cost_budget_usd":
             what = f"cost_budget_usd {request.cost_budget_usd} buys {budget} tokens, which"
-        raise ApiError(
-            400,
+        raise Refused(
             f"{what} is too small to answer this question; it needs at least {floor} tokens",
             code="budget_too_small",
             param=param,
@@ -169,3 +168,36 @@ def granted(
     if (per_token := dearest_token(prices, models)) > 0:
         update["cost_budget_usd"] = tokens * per_token
     return request.model_copy(update=update)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """``admit`` and ``granted`` with this process's settings, prices and models."""
+
+    settings: Settings
+    prices: Prices
+    models: Models
+
+    def admit(
+        self,
+        request: ReasonRequest,
+        question: TokenCount,
+        *,
+        now: float,
+        completion_budget: int | None,
+        quota: Quota | None = None,
+    ) -> RunContext:
+        return admit(
+            request,
+            self.settings,
+            question,
+            now=now,
+            completion_budget=completion_budget,
+            prices=self.prices,
+            models=self.models.names,
+            quota=quota,
+            rates=self.models.rates(),
+        )
+
+    def granted(self, request: ReasonRequest, ctx: RunContext) -> ReasonRequest:
+        return granted(request, ctx, self.prices, self.models.names)

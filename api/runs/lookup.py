@@ -11,9 +11,10 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 from api.runs.live import LiveRun
-from api.runs.runner import Runner
+from api.runs.registry import Registry
 from api.runs.tenants import Caller
-from api.storage.interface import REPLAY_PAGE, TERMINAL, Event, RunNotFound, RunRecord
+from api.storage.broker import Broker
+from api.storage.interface import REPLAY_PAGE, TERMINAL, Event, RunNotFound, RunRecord, RunStore
 from graph import Result
 
 SETTLE_S = 5.0
@@ -21,17 +22,17 @@ SETTLE_S = 5.0
 
 
 class RunLookup:
-    def __init__(self, runner: Runner, heartbeat_s: float) -> None:
-        self.runner = runner
-        self.store = runner.store
-        self.broker = runner.broker
+    def __init__(self, registry: Registry, store: RunStore, broker: Broker, heartbeat_s: float) -> None:
+        self.registry = registry
+        self.store = store
+        self.broker = broker
         self.heartbeat_s = heartbeat_s
         self.followers = 0
         self._unfollowed = asyncio.Event()
         self._unfollowed.set()
 
     def _live(self, run_id: str) -> LiveRun | None:
-        return self.runner.live.get(run_id)
+        return self.registry.get(run_id)
 
     async def get(self, run_id: str, caller: Caller | None = None) -> RunRecord:
         """The stored run, with the live state of a run of this process (its final state may

@@ -1,4 +1,5 @@
-"""Quotas per API key: what is left of a key's limits, or the 429 that says which one is spent.
+"""Quotas per API key: what is left of a key's limits, or the QuotaExceeded that says which one
+is spent.
 
 Pure: the store reads a key's ``Spend`` in the same transaction that stores its new run (so
 two requests racing on any replica cannot both take the last of a quota), and these functions
@@ -7,25 +8,11 @@ the capped budgets are stored with the run: an unfinished run counts against the
 with all it may still spend, a finished one with what it spent.
 """
 
-import math
 from dataclasses import dataclass
 
-from api.http.errors import ApiError
+from api.runs.errors import QuotaExceeded
 from api.runs.tenants import Limits
 from api.storage.interface import Spend
-
-
-class QuotaExceeded(ApiError):
-    """429, with the limit in ``code`` and when it renews in Retry-After."""
-
-    def __init__(self, code: str, message: str, retry_after_s: float) -> None:
-        super().__init__(
-            429,
-            message,
-            type="rate_limit_error",
-            code=code,
-            headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
-        )
 
 
 def tokens_spent(day_ends_in_s: float) -> QuotaExceeded:

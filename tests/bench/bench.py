@@ -31,7 +31,7 @@ from langgraph.types import Durability
 from openai import AsyncOpenAI
 
 from api.backend.embedded import free_port
-from api.runs.runner import StoredCalls
+from api.runs.worker import StoredCalls
 from api.storage.interface import Event
 from api.storage.sqlite import SQLiteRunStore
 from graph import (

@@ -14,7 +14,7 @@ def broken_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     async def crash(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug in the engine")
 
-    monkeypatch.setattr("api.runs.runner.execute", crash)
+    monkeypatch.setattr("api.runs.worker.execute", crash)
 
 
 @pytest.mark.usefixtures("broken_engine")

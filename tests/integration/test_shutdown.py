@@ -101,7 +101,7 @@ def test_sigterm_drains_in_flight_runs(
 
 def test_a_dropped_stream_leaves_no_follower_behind(service: Service, stub: StubBackend) -> None:
     stub.options.latency_s = 0.3
-    lookup = service.server.config.app.state.lookup  # type: ignore[attr-defined]
+    lookup = service.server.config.app.state.service.lookup  # type: ignore[attr-defined]
     with httpx.Client(base_url=service.url, timeout=30) as http:
         run_id = http.post("/v1/runs", json={"question": "Q?", "max_revisions": 0}).json()["run_id"]
         with http.stream("GET", f"/v1/runs/{run_id}/events") as response:
@@ -113,7 +113,7 @@ def test_a_dropped_stream_leaves_no_follower_behind(service: Service, stub: Stub
             names = [f.event for f in frames(response) if not f.comment]
     assert names[-1] == "run.completed"
     assert lookup.followers == 0
-    assert service.server.config.app.state.runner.active == 0  # type: ignore[attr-defined]
+    assert service.server.config.app.state.service.registry.active == 0  # type: ignore[attr-defined]
 
 
 def test_clients_waiting_on_a_run_left_to_resume_are_told_where_it_went(

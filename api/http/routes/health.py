@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from api.http.deps import RunnerDep
+from api.http.deps import BackendDep, BrokerDep, RegistryDep, StoreDep
 from api.http.errors import ApiError, documented
 from api.http.schemas import Health
 
@@ -16,18 +16,18 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", responses=documented(503), response_model_exclude_none=True)
-async def readyz(runner: RunnerDep) -> Health:
+async def readyz(registry: RegistryDep, store: StoreDep, backend: BackendDep, broker: BrokerDep) -> Health:
     """Ready for runs: not shutting down, the run store answers and takes writes, the model
     backend answers. Redis lost (with replicas) is `degraded`, not unready: live events and
     cancels then go through the database, a little later."""
-    if not runner.accepting:
+    if not registry.accepting:
         raise ApiError(503, "the service is shutting down", type="server_error", code="shutting_down")
-    if not await runner.store.ping():
+    if not await store.ping():
         raise ApiError(503, "the run store cannot write", type="server_error", code="storage_unavailable")
-    if not await runner.backend.ping():
+    if not await backend.ping():
         raise ApiError(
             503, "the model backend is not answering", type="server_error", code="upstream_unavailable"
         )
-    if not await runner.broker.ping():
+    if not await broker.ping():
         return Health(status="degraded", detail="Redis is unreachable: replicas poll the database")
     return Health()

@@ -4,7 +4,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from api.http.deps import LookupDep, RunnerDep
+from api.http.deps import LookupDep, MetricsDep, RegistryDep, StoreDep
 from api.http.errors import documented
 
 router = APIRouter(tags=["metrics"])
@@ -15,12 +15,13 @@ router = APIRouter(tags=["metrics"])
     response_class=Response,
     responses={**documented(401, 503), 200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics"}},
 )
-async def metrics(runner: RunnerDep, lookup: LookupDep) -> Response:
+async def metrics(
+    recorded: MetricsDep, registry: RegistryDep, store: StoreDep, lookup: LookupDep
+) -> Response:
     """Runs, model calls, tokens and cost by node and model, latencies, in the Prometheus text
     format."""
-    m = runner.metrics
-    statuses = [live.status for live in runner.live.values()]
-    m.active.set(statuses.count("running"))
-    m.queued.set(await runner.store.queued() if runner.store.shared else statuses.count("queued"))
-    m.streams.set(lookup.followers)
-    return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
+    statuses = [live.status for live in registry.live.values()]
+    recorded.active.set(statuses.count("running"))
+    recorded.queued.set(await store.queued() if store.shared else statuses.count("queued"))
+    recorded.streams.set(lookup.followers)
+    return Response(recorded.render(), media_type=CONTENT_TYPE_LATEST)

@@ -6,12 +6,12 @@ from fastapi import APIRouter, Header
 from fastapi.responses import Response, StreamingResponse
 
 from api.http.auth import CallerDep
-from api.http.deps import LookupDep, RunnerDep, SettingsDep
+from api.http.deps import REPLAYED_HEADER, IdempotencyHeader, LookupDep, OnDisconnectDep, RunnerDep
 from api.http.errors import RUN_ERRORS, documented, raise_for_failure
 from api.http.schemas import ReasonRequest
 from api.http.sse import SSE_RESPONSE_DOC
 from api.http.streams import run_events_response
-from api.runs.idempotency import REPLAYED_HEADER, IdempotencyHeader, idempotency_key
+from api.runs.idempotency import idempotency_key
 from graph import Result
 
 router = APIRouter(prefix="/v1", tags=["reason"])
@@ -36,7 +36,7 @@ async def reason(
     body: ReasonRequest,
     runner: RunnerDep,
     lookup: LookupDep,
-    settings: SettingsDep,
+    on_disconnect: OnDisconnectDep,
     caller: CallerDep,
     response: Response,
     accept: Annotated[str | None, Header()] = None,
@@ -51,9 +51,7 @@ async def reason(
     submitted = await runner.submit(body, tenant=caller.tenant, idempotency=key)
     run_id = submitted.run_id
     if wants_events(accept):
-        stream = run_events_response(
-            lookup, run_id, after=0, cancel_on_disconnect=settings.cancel_on_disconnect
-        )
+        stream = run_events_response(lookup, run_id, after=0, on_disconnect=on_disconnect)
         if submitted.replayed:
             stream.headers[REPLAYED_HEADER] = "true"
         return stream

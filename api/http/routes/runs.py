@@ -6,12 +6,12 @@ from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import Response, StreamingResponse
 
 from api.http.auth import CallerDep
-from api.http.deps import LookupDep, RunnerDep, SettingsDep
-from api.http.errors import ApiError, documented
+from api.http.deps import REPLAYED_HEADER, IdempotencyHeader, LookupDep, OnDisconnectDep, RunnerDep, StoreDep
+from api.http.errors import documented
 from api.http.schemas import ReasonRequest, RunAccepted, RunPage, RunSummary, RunView
 from api.http.sse import SSE_RESPONSE_DOC
 from api.http.streams import last_event_id, run_events_response
-from api.runs.idempotency import REPLAYED_HEADER, IdempotencyHeader, idempotency_key
+from api.runs.idempotency import idempotency_key
 from api.storage.interface import TERMINAL
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -41,7 +41,7 @@ async def start_run(
 
 @router.get("", responses=documented(401, 422, 503))
 async def list_runs(
-    lookup: LookupDep,
+    store: StoreDep,
     caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     before: Annotated[
@@ -49,9 +49,7 @@ async def list_runs(
     ] = None,
 ) -> RunPage:
     """Recent runs of the caller's key (of every key, for an admin key), newest first."""
-    records = await lookup.store.recent(
-        limit + 1, before, key_hash=None if caller.sees_all else caller.key_hash
-    )
+    records = await store.recent(limit + 1, before, key_hash=None if caller.sees_all else caller.key_hash)
     page = records[:limit]
     return RunPage(
         data=[
@@ -96,7 +94,7 @@ async def get_run(run_id: str, lookup: LookupDep, caller: CallerDep) -> RunView:
 async def run_events(
     run_id: str,
     lookup: LookupDep,
-    settings: SettingsDep,
+    on_disconnect: OnDisconnectDep,
     caller: CallerDep,
     last_event: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
@@ -113,7 +111,7 @@ async def run_events(
         lookup,
         run_id,
         after=after,
-        cancel_on_disconnect=settings.cancel_on_disconnect,
+        on_disconnect=on_disconnect,
     )
 
 
@@ -122,16 +120,4 @@ async def cancel_run(run_id: str, runner: RunnerDep, lookup: LookupDep, caller: 
     """Stop the run: no further model calls; it ends as `cancelled`. With replicas, the one
     that runs it stops it (within a second); the answer waits up to 5 s to show it ended."""
     await lookup.get(run_id, caller)
-    if run_id not in runner.live and await runner.cancel_elsewhere(run_id):
-        return RunAccepted(run_id=run_id, status=(await lookup.settled(run_id)).status)
-    if not await runner.cancel(run_id):
-        current = (await lookup.get(run_id)).status
-        if current in TERMINAL:
-            raise ApiError(409, f"run {run_id} has already finished ({current})", code="run_finished")
-        raise ApiError(
-            409,
-            f"run {run_id} is {current} in another process on this store; cancel it there, or "
-            "retry once this process has taken it up",
-            code="run_elsewhere",
-        )
-    return RunAccepted(run_id=run_id, status=(await lookup.get(run_id)).status)
+    return RunAccepted(run_id=run_id, status=await runner.cancel_anywhere(run_id))

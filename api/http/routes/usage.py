@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.http.auth import CallerDep, TenantsDep
-from api.http.deps import LookupDep
+from api.http.deps import StoreDep
 from api.http.errors import ApiError, documented
 from api.http.schemas import KeyUsage, KeyUsageDay
 
@@ -18,7 +18,7 @@ MAX_DAYS = 366
 
 @router.get("/usage", responses=documented(400, 401, 404, 422, 503))
 async def usage(
-    lookup: LookupDep,
+    store: StoreDep,
     caller: CallerDep,
     tenants: TenantsDep,
     key: Annotated[
@@ -41,7 +41,7 @@ async def usage(
         raise ApiError(400, "since is after until", param="since", code="invalid_range")
     if (last - first).days >= MAX_DAYS:
         raise ApiError(400, f"at most {MAX_DAYS} days at a time", param="since", code="invalid_range")
-    days = await lookup.store.usage(whose.key_hash if whose else None, first.isoformat(), last.isoformat())
+    days = await store.usage(whose.key_hash if whose else None, first.isoformat(), last.isoformat())
     costs = [d.cost_usd for d in days if d.cost_usd is not None]
     return KeyUsage(
         key=whose.name if whose else None,

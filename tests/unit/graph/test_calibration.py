@@ -9,9 +9,9 @@ import random
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from api.http.errors import ApiError
-from api.http.schemas import ReasonRequest
 from api.runs.admission import admit
+from api.runs.errors import Refused
+from api.runs.request import ReasonRequest
 from api.settings import Settings
 from graph import RunContext, TokenCount
 from graph.budget import Budget, BudgetExhausted, Shape, estimated_cost, fit, smallest_budget
@@ -178,9 +178,9 @@ def test_admission_refuses_a_budget_that_only_a_kinder_tokenizer_could_answer(se
     count = TokenCount(estimate(request.question), exact=False)
     admitted = admit(request, settings, count, now=0.0, rates=Rates.of(1.0))
     assert admitted.budget.tokens == 2000
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Refused) as refused:
         admit(request, settings, count, now=0.0, rates=Rates.of(2.5))
-    assert refused.value.body.code == "budget_too_small"
+    assert refused.value.code == "budget_too_small"
 
 
 async def test_a_call_reserves_at_what_its_model_has_shown_it_bills(stub: StubBackend) -> None:

@@ -3,10 +3,10 @@ budget is capped by what is left of the day."""
 
 import pytest
 
-from api.http.errors import ApiError
-from api.http.schemas import ReasonRequest
 from api.runs.admission import admit, granted
-from api.runs.quotas import Quota, QuotaExceeded, allowance
+from api.runs.errors import QuotaExceeded, Refused
+from api.runs.quotas import Quota, allowance
+from api.runs.request import ReasonRequest
 from api.runs.tenants import Limits
 from api.settings import Settings
 from api.storage.interface import Spend
@@ -35,12 +35,14 @@ def test_what_is_left_of_each_limit() -> None:
         (spend(cost=2.5), "cost_usd_per_day_exceeded", "3601"),
     ],
 )
-def test_a_spent_limit_is_a_429_that_names_it(used: Spend, code: str, retry_after: str) -> None:
+def test_a_spent_limit_is_refused_by_name_with_when_it_renews(
+    used: Spend, code: str, retry_after: str
+) -> None:
     limits = Limits(requests_per_minute=5, tokens_per_day=10_000, cost_usd_per_day=2.0)
     with pytest.raises(QuotaExceeded) as raised:
         allowance(limits, used)
-    assert raised.value.status == 429 and raised.value.body.code == code
-    assert raised.value.headers == {"Retry-After": retry_after}
+    assert raised.value.code == code
+    assert str(raised.value.retry_after_s) == retry_after
 
 
 def run(quota: Quota | None, request: ReasonRequest | None = None, **kwargs: object) -> int | None:
@@ -61,16 +63,14 @@ def test_a_cost_quota_caps_the_tokens_at_the_dearest_price() -> None:
     assert run(Quota(None, 0.01, 10), prices=prices, models=["a", "b"]) == 2_500
 
 
-def test_a_quota_too_small_for_the_smallest_run_is_a_429_not_a_400() -> None:
+def test_a_quota_too_small_for_the_smallest_run_is_a_spent_quota_not_a_refusal() -> None:
     floor = smallest_budget(QUESTION.tokens)
     with pytest.raises(QuotaExceeded) as raised:
         run(Quota(floor - 1, None, 99.5))
-    assert raised.value.body.code == "tokens_per_day_exceeded" and raised.value.headers == {
-        "Retry-After": "100"
-    }
-    with pytest.raises(ApiError) as own:
+    assert raised.value.code == "tokens_per_day_exceeded" and raised.value.retry_after_s == 100
+    with pytest.raises(Refused) as own:
         run(Quota(10_000, None, 10), ReasonRequest(question="Q?", token_budget=floor - 1))
-    assert own.value.status == 400 and own.value.body.code == "budget_too_small"
+    assert not isinstance(own.value, QuotaExceeded) and own.value.code == "budget_too_small"
 
 
 def test_the_stored_request_carries_the_granted_budgets() -> None:
