@@ -4,7 +4,7 @@ A run's events go to its ``LiveRun`` (for followers) and to the store's writer, 
 store's durable ledger. However a run ends (completed, failed, cancelled, interrupted, or by a
 bug), it ends with one terminal event and a resolved result, and its final state is committed
 even if storage is failing for a while. A run makes no model call once this process cannot be
-sure it still holds the run's lease (see ``api.runs.leases``): it stops here, as when another
+sure it still holds the run's lease (see ``api.storage.leases``): it stops here, as when another
 process has taken it over."""
 
 import asyncio

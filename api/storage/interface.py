@@ -212,12 +212,12 @@ class RunStore(Protocol):
         or its process known to have exited), oldest first: at most ``limit``, or only
         ``run_id``. A claim from an owner that is gone counts in ``Claim.resumes``. After this
         process lost the store, expired leases wait until it has been back a while
-        (``api.runs.leases.StoreContact``): their owners may be alive, and renewing."""
+        (``api.storage.leases.StoreContact``): their owners may be alive, and renewing."""
         ...
 
     def holds(self, run_id: str) -> bool:
         """Whether this process surely still holds the run's lease, by its own clock (see
-        ``api.runs.leases``): false once the lease may have lapsed, or was lost, or given up."""
+        ``api.storage.leases``): false once the lease may have lapsed, or was lost, or given up."""
         ...
 
     async def queued(self) -> int:

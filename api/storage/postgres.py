@@ -22,7 +22,6 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from api.runs.leases import RECONNECT_S, LocalLeases, StoreContact
 from api.storage.batch_writer import BatchWriter, Statement
 from api.storage.checkpoints import BestEffortSaver
 from api.storage.interface import (
@@ -36,6 +35,7 @@ from api.storage.interface import (
     to_json,
     to_text,
 )
+from api.storage.leases import RECONNECT_S, LocalLeases, StoreContact
 from api.storage.postgres_schema import Row, migrate
 from api.storage.sql import UNFINISHED, Dialect, SQLRunStore
 from graph.journal import INTERRUPTED, Entry
@@ -68,7 +68,7 @@ RETURNING runs.id, status, question, request, created_at, updated_at, result, co
     key_hash, resumes, cancel_requested
 """
 """A run given up on purpose (no owner: queued, a shutdown, a failed take-up) is no crash. An
-expired lease is taken only when ``expired`` (see ``api.runs.leases.StoreContact``)."""
+expired lease is taken only when ``expired`` (see ``api.storage.leases.StoreContact``)."""
 
 
 TODAY = "(date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, cast
 
-from api.runs.leases import LocalLeases
 from api.storage.batch_writer import BatchWriter, Statement
 from api.storage.checkpoints import BestEffortSaver
 from api.storage.interface import (
@@ -27,6 +26,7 @@ from api.storage.interface import (
     Status,
     to_json,
 )
+from api.storage.leases import LocalLeases
 from graph import CallRecord, Result
 from graph.events import EventData, EventName
 from graph.journal import IN_FLIGHT, Entry

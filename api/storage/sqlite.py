@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from api.runs.leases import LocalLeases, StoreContact
 from api.storage.batch_writer import BatchWriter, Statement
 from api.storage.checkpoints import BestEffortSaver
 from api.storage.instance_lock import InstanceLock
@@ -35,6 +34,7 @@ from api.storage.interface import (
     to_json,
     to_text,
 )
+from api.storage.leases import LocalLeases, StoreContact
 from api.storage.sql import OWNED_UNFINISHED, RUN_COLUMNS, UNFINISHED, Dialect, SQLRunStore
 from api.storage.sqlite_connections import PRAGMAS, SQLiteConnections
 from api.storage.sqlite_schema import migrate

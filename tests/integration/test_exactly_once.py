@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from api.runs.leases import RECONNECT_S
 from api.storage.interface import TERMINAL
+from api.storage.leases import RECONNECT_S
 from api.storage.sqlite import SQLiteRunStore
 from tests.conftest import REPORT
 from tests.stub_backend import Recorded, StubBackend, subquestion_of

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import api.runs.leases
+import api.storage.leases
 from api.storage.interface import Event, IdempotencyKey, IdempotencyKeyReused, RunStore, Spend
 from api.storage.postgres import PostgresRunStore
 from api.storage.sqlite import SQLiteRunStore
@@ -128,7 +128,7 @@ def test_the_runs_of_one_process(open_store: Any) -> None:
 def test_a_run_taken_over_takes_no_more_writes_from_its_first_owner(
     open_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api.runs.leases, "RECONNECT_S", 0.0)  # a store just opened may claim at once
+    monkeypatch.setattr(api.storage.leases, "RECONNECT_S", 0.0)  # a store just opened may claim at once
 
     async def scenario() -> None:
         first, second = open_store(), open_store()

@@ -1,11 +1,11 @@
 """Fencing by lease deadlines: a process's local view of its leases and of its contact with the
-store (``api.runs.leases``), and a run's fence in the engine: once it says no, no model call and no
+store (``api.storage.leases``), and a run's fence in the engine: once it says no, no model call and no
 task starts, and the calls already out return and are accounted for."""
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from api.runs.leases import LEASE_MARGIN, RECONNECT_S, LocalLeases, StoreContact
+from api.storage.leases import LEASE_MARGIN, RECONNECT_S, LocalLeases, StoreContact
 from graph import RunContext
 from graph.calls import call_text
 from graph.errors import Fenced

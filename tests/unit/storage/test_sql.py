@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from api.runs.leases import LocalLeases
 from api.storage.batch_writer import Statement
 from api.storage.interface import Event, IdempotencyKey
+from api.storage.leases import LocalLeases
 from api.storage.postgres import POSTGRES
 from api.storage.sql import Dialect, SQLRunStore
 from api.storage.sqlite import SQLITE
