@@ -9,14 +9,14 @@ from typing import cast
 
 from pydantic import ValidationError
 
-from api.backend.connect import ConfigurationError, check_settings, open_backend
+from api.backend.connect import check_settings, open_backend
 from api.backend.embedded import LocalModelError
 from api.backend.prices import load_prices
 from api.runs.errors import RunServiceError
 from api.runs.request import ReasonRequest
 from api.runs.service import run_service
 from api.runs.tenants import load_tenants
-from api.settings import Settings
+from api.settings import ConfigurationError, Settings
 from api.storage.factory import open_store
 from api.storage.interface import Event, RunStore, StorageUnavailable
 from api.telemetry.logs import configure_logging

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from api.backend.connect import ConfigurationError
+from api.settings import ConfigurationError
 
 M = TypeVar("M", bound=BaseModel)
 

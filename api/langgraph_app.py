@@ -16,8 +16,8 @@ from pydantic import GetCoreSchemaHandler
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import CoreSchema, core_schema
 
-from api.backend.connect import ConfigurationError, build_models, check_settings, is_llama_cpp_python
-from api.settings import Settings, get_settings
+from api.backend.connect import build_models, check_settings, is_llama_cpp_python
+from api.settings import ConfigurationError, Settings, get_settings
 from graph import CallRecord, Graph, Models, RunContext, build_graph
 from graph.budget import Budget
 from graph.context import always

@@ -10,6 +10,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from graph.ledger import NodeName
 
 
+class ConfigurationError(RuntimeError):
+    """Settings that cannot work; the message says which and why."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 

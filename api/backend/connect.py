@@ -12,7 +12,7 @@ import httpx
 import openai
 
 from api.backend.embedded import MODEL_ALIAS, LocalModelServer, bundled_model_path
-from api.settings import Settings
+from api.settings import ConfigurationError, Settings
 from api.telemetry.logs import bare_url
 from graph import (
     LlamaCppCounter,
@@ -29,10 +29,6 @@ from graph.models import StructuredMode, StructuredOutput, TokenCapParam
 log = logging.getLogger(__name__)
 
 LOCAL_API_KEY = "sk-local"
-
-
-class ConfigurationError(RuntimeError):
-    """Settings that cannot work; the message says which and why."""
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.backend.connect import ConfigurationError
 from api.config_files import dotted, read_config
+from api.settings import ConfigurationError
 
 
 def hash_key(key: str) -> str:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from api.backend.connect import ConfigurationError
 from api.runs.tenants import Caller, Limits, Tenant, check_cost_quotas, hash_key, load_tenants
+from api.settings import ConfigurationError
 
 ALICE = "sk-alice-0123456789"
 OPS = "sk-ops-9876543210"
