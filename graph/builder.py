@@ -10,18 +10,25 @@ from graph.models import Models
 from graph.nodes import Nodes
 from graph.routing import after_critic
 from graph.state import InputState, OutputState, State
+from graph.tokens import TokenCounter
 
 Graph = CompiledStateGraph[State, RunContext, InputState, OutputState]
 
 
-def build_graph(models: Models, *, checkpointer: BaseCheckpointSaver[str] | None = None) -> Graph:
+def build_graph(
+    models: Models,
+    *,
+    checkpointer: BaseCheckpointSaver[str] | None = None,
+    counter: TokenCounter | None = None,
+) -> Graph:
     """Compile the reasoning graph around the given models; with a ``checkpointer``, each run's
     state is saved after every step under ``thread_id`` = its run id, so that it can resume.
+    ``counter`` counts the question for the output state's ``usage`` (see ``Nodes``).
 
     No node retries: model calls run their own retry loop (see ``graph.calls``) so that
     every attempt lands in the ledger and client errors are never retried.
     """
-    nodes = Nodes(models)
+    nodes = Nodes(models, counter)
     builder = StateGraph(State, context_schema=RunContext, input_schema=InputState, output_schema=OutputState)
     builder.add_node("planner", nodes.planner)
     builder.add_node("critic", nodes.critic)

@@ -120,3 +120,19 @@ def by_node(calls: list[CallRecord], prices: Prices | None = None) -> dict[NodeN
             cost_usd=cost(mine, prices or {}),
         )
     return rows
+
+
+class Accounts(TypedDict):
+    """What the ledger says of a run, as its result says it: the graph's output state carries it."""
+
+    usage: Usage
+    by_node: dict[NodeName, NodeUsage]
+
+
+def accounts(
+    calls: list[CallRecord], question_tokens: int, question_exact: bool, prices: Prices | None = None
+) -> Accounts:
+    """The usage summary and the per-node table of these calls."""
+    return Accounts(
+        usage=summarize(calls, question_tokens, question_exact, prices), by_node=by_node(calls, prices)
+    )

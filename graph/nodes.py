@@ -2,7 +2,8 @@
 records every attempt in the run's ledger), applies a pure decision (``graph.plan``,
 ``graph.scheduling``, ``graph.review``) and returns only what it changed. Progress goes out
 through the stream writer. Workers (``graph.subanswers``) are run by a ``Dispatcher`` inside the
-planner and reviser nodes, each the moment its dependencies have answers."""
+planner and reviser nodes, each the moment its dependencies have answers. The synthesizer, the
+last, leaves the ledger's accounts in the state."""
 
 from typing import Any
 
@@ -29,6 +30,7 @@ from graph.events import (
     Stage,
     StageStarted,
 )
+from graph.ledger import Accounts, accounts
 from graph.models import Models
 from graph.plan import PlanReader
 from graph.prompts import (
@@ -43,6 +45,7 @@ from graph.schemas import Critique, Plan, critique_schema, plan_schema
 from graph.state import Fallback, InputState, State, SubAnswer, SubTask
 from graph.structured import call_structured
 from graph.subanswers import answer_task, blocked_answer
+from graph.tokens import TiktokenCounter, TokenCounter
 
 LIMITS: dict[ErrorKind, str] = {
     "budget_exhausted": "the run's token budget ran out",
@@ -61,10 +64,17 @@ def _in_plan_order(state: State) -> list[SubAnswer]:
 
 
 class Nodes:
-    """The graph's nodes, bound to the models they call."""
+    """The graph's nodes, bound to the models they call and to what counts the question's tokens
+    in the run's accounts (by default cl100k_base, as the service counts without a llama.cpp
+    tokenizer)."""
 
-    def __init__(self, models: Models) -> None:
+    def __init__(self, models: Models, counter: TokenCounter | None = None) -> None:
         self.models = models
+        self.counter = counter or TiktokenCounter(models.synthesizer.name)
+
+    async def _accounts(self, question: str, ctx: RunContext) -> Accounts:
+        count = await self.counter.count(question)
+        return accounts(ctx.ledger, count.tokens, count.exact, ctx.prices)
 
     def _synthesis_cost(self, ctx: RunContext, subtasks: int, question: TextSize) -> int:
         """The synthesizer's worst case, at what its model is expected to bill now."""
@@ -236,7 +246,8 @@ class Nodes:
                 text = "\n\n" + text
             fallback = Fallback(node="synthesizer", kind="unsynthesized", detail=f"{exc.kind}: {exc.message}")
             on_delta(text)
-            return {"answer": "".join(streamed).strip(), "fallbacks": [fallback]}
+            answer = "".join(streamed).strip()
+            return {"answer": answer, "fallbacks": [fallback], **await self._accounts(state["question"], ctx)}
         if not streamed:
             on_delta(text)
-        return {"answer": text.strip()}
+        return {"answer": text.strip(), **await self._accounts(state["question"], ctx)}

@@ -5,6 +5,8 @@ from typing import Annotated, Literal
 
 from typing_extensions import TypedDict
 
+from graph.ledger import NodeName, NodeUsage, Usage
+
 
 class SubTask(TypedDict):
     """One step of the plan. It may use the answers of the earlier steps it depends on."""
@@ -48,12 +50,18 @@ class InputState(TypedDict):
 
 
 class OutputState(TypedDict):
+    """What a run ends with. ``usage`` and ``by_node`` are the ledger's accounts as the
+    synthesizer leaves them (``graph.ledger.accounts``), for LangGraph's own tools: the service
+    builds its result from the ledger itself."""
+
     question: str
     answer: str
     plan: list[SubTask]
     subanswers: Annotated[dict[str, SubAnswer], merge_answers]
     critique: Annotated[list[VerdictRecord], operator.add]
     fallbacks: Annotated[list[Fallback], operator.add]
+    usage: Usage
+    by_node: dict[NodeName, NodeUsage]
 
 
 class Revision(TypedDict):
