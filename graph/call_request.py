@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.runnables import RunnableConfig
 
 from graph.errors import MalformedResponse, reading_response
 from graph.models import ModelSpec
@@ -29,17 +30,19 @@ async def send(
     messages: list[BaseMessage],
     kwargs: dict[str, Any],
     on_delta: Callable[[str], None] | None,
+    config: RunnableConfig | None = None,
 ) -> AIMessage | AIMessageChunk:
-    """One request. What goes wrong while the client reads the backend's response is a
-    MalformedResponse; an error in our own code (``on_delta``) stays what it is."""
+    """One request (``config``: the chat model's run config, merged into the node's). What goes
+    wrong while the client reads the backend's response is a MalformedResponse; an error in our
+    own code (``on_delta``) stays what it is."""
     if on_delta is None or not spec.stream:
         with reading_response():
-            result = await spec.chat.ainvoke(messages, **kwargs)
+            result = await spec.chat.ainvoke(messages, config, **kwargs)
         if not isinstance(result, AIMessage):
             raise MalformedResponse(f"expected an AI message, got {type(result).__name__}")
         return result
     full: AIMessageChunk | None = None
-    chunks = aiter(spec.chat.astream(messages, **kwargs))
+    chunks = aiter(spec.chat.astream(messages, config, **kwargs))
     while True:
         try:
             with reading_response():

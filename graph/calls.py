@@ -11,6 +11,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.runnables import RunnableConfig
 from opentelemetry.trace import Span
 
 from graph import tracing
@@ -176,7 +177,15 @@ class _Call:
     async def _send(self, step: _Try) -> AIMessage | AIMessageChunk:
         kwargs = request_options(self.spec, step.cap, self.response_format)
         async with asyncio.timeout(step.timeout):
-            return await send(self.spec, self.messages, kwargs, step.on_delta)
+            return await send(self.spec, self.messages, kwargs, step.on_delta, self._config())
+
+    def _config(self) -> RunnableConfig:
+        """The call's metadata in LangGraph's stream: its ledger node, not the graph node it runs
+        in (a worker runs in the planner or the reviser), and a worker's task."""
+        metadata: dict[str, Any] = {"langgraph_node": self.node}
+        if self.task_id is not None:
+            metadata |= {"task_id": self.task_id, "attempt": self.attempt}
+        return {"metadata": metadata}
 
     def _answered(self, step: _Try, span: Span, message: AIMessage | AIMessageChunk) -> str:
         """Settle the budget at what the backend reported (or, if it reported nothing, at what

@@ -1,5 +1,5 @@
 """What LangGraph's own tools (``langgraph dev``, Studio) see of a run: its output state carries
-the ledger's accounts."""
+the ledger's accounts, and each model call's messages are labelled with its own role."""
 
 import time
 from typing import Any
@@ -8,7 +8,7 @@ from graph import Price, RunContext, build_graph
 from graph.ledger import by_node, summarize
 from graph.tokens import estimate
 from tests.conftest import stub_models
-from tests.stub_backend import Fault, StubBackend, model_name
+from tests.stub_backend import MODEL_NAMES, Fault, StubBackend, model_name
 
 QUESTION = "How do tides work?"
 
@@ -40,3 +40,26 @@ async def test_an_unsynthesized_answer_carries_them_too(stub: StubBackend) -> No
     assert output["by_node"] == by_node(ctx.ledger)
     assert output["by_node"]["synthesizer"]["calls"] == 1
     assert output["usage"]["output_tokens"] == 0
+
+
+async def test_each_calls_messages_name_its_own_role(stub: StubBackend) -> None:
+    """Workers run inside the planner and reviser nodes; their messages say ``worker``, with the
+    task and attempt they answer."""
+    stub.options.subtasks = 2
+    stub.options.revise_first_round = True
+    graph = build_graph(stub_models(stub))
+    labels: set[tuple[str, str, str | None, int | None]] = set()
+    async for _, metadata in graph.astream(
+        {"question": QUESTION}, context=context(max_revisions=1), stream_mode="messages"
+    ):
+        role = MODEL_NAMES[metadata["ls_model_name"]]
+        labels.add((role, metadata["langgraph_node"], metadata.get("task_id"), metadata.get("attempt")))
+    assert labels == {
+        ("planner", "planner", None, None),
+        ("worker", "worker", "t1", 1),
+        ("worker", "worker", "t2", 1),
+        ("worker", "worker", "t1", 2),
+        ("worker", "worker", "t2", 2),
+        ("critic", "critic", None, None),
+        ("synthesizer", "synthesizer", None, None),
+    }
