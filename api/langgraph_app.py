@@ -17,8 +17,19 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import CoreSchema, core_schema
 
 from api.backend.connect import build_models, check_settings, is_llama_cpp_python
+from api.backend.prices import load_prices
 from api.settings import ConfigurationError, Settings, get_settings
-from graph import CallRecord, Graph, Models, RunContext, build_graph
+from graph import (
+    CallRecord,
+    Graph,
+    LlamaCppCounter,
+    Models,
+    Prices,
+    RunContext,
+    TiktokenCounter,
+    TokenCounter,
+    build_graph,
+)
 from graph.budget import Budget
 from graph.context import always
 from graph.journal import Journal
@@ -30,8 +41,9 @@ async def _is_llama_cpp_python(base_url: str) -> bool:
         return await is_llama_cpp_python(client, base_url)
 
 
-def models_from_settings(settings: Settings) -> Models:
-    """The models of each role, as ``reasoner serve`` builds them from the same settings."""
+def backend_from_settings(settings: Settings) -> tuple[Models, TokenCounter]:
+    """The models of each role, and what counts a question's tokens, as ``reasoner serve`` builds
+    them from the same settings."""
     if settings.embedded:
         raise ConfigurationError(
             "langgraph dev needs LLM_BASE_URL (and LLM_MODEL, or a model per role): its venv has no "
@@ -42,7 +54,10 @@ def models_from_settings(settings: Settings) -> Models:
     llama = asyncio.run(_is_llama_cpp_python(base_url))
     # Open for the life of the process, as the service's are for its own.
     http_client = openai.DefaultAsyncHttpxClient()
-    return build_models(settings, base_url, False, http_client, llama_cpp_python=llama)
+    models = build_models(settings, base_url, False, http_client, llama_cpp_python=llama)
+    fallback = TiktokenCounter(models.synthesizer.name)
+    counter: TokenCounter = LlamaCppCounter(base_url, httpx.AsyncClient(), fallback) if llama else fallback
+    return models, counter
 
 
 class _Opaque:
@@ -57,9 +72,10 @@ _OPAQUE = _Opaque()
 
 def context_schema(settings: Settings) -> type[RunContext]:
     """RunContext with the settings' defaults, as admission fills it for a request that sets
-    nothing. The run's own accounts (budget, ledger, journal) start empty and are left out of its
-    JSON schema, which LangGraph serves to Studio and filters each run's context by; so is its
-    fence (LangGraph's server holds no leases: it always may call)."""
+    nothing, and the prices of ``PRICES_FILE``. The run's own accounts (budget, ledger, journal)
+    start empty and are left out of its JSON schema, which LangGraph serves to Studio and filters
+    each run's context by; so is its fence (LangGraph's server holds no leases: it always may call)."""
+    prices = load_prices(settings.prices_file)
 
     @dataclass(frozen=True)
     class Context(RunContext):
@@ -70,6 +86,7 @@ def context_schema(settings: Settings) -> type[RunContext]:
         timeout_s: float = settings.llm_timeout_s
         max_attempts: int = settings.llm_max_attempts
         retry_initial_s: float = settings.llm_retry_initial_s
+        prices: Prices = field(default_factory=lambda: dict(prices))
         budget: Annotated[Budget, _OPAQUE, SkipJsonSchema()] = field(default_factory=Budget)
         ledger: Annotated[list[CallRecord], _OPAQUE, SkipJsonSchema()] = field(default_factory=list)
         journal: Annotated[Journal, _OPAQUE, SkipJsonSchema()] = field(default_factory=Journal)
@@ -79,13 +96,12 @@ def context_schema(settings: Settings) -> type[RunContext]:
 
 
 def make_graph(settings: Settings) -> Graph:
-    """The compiled graph, its models and context defaults from ``settings``."""
+    """The compiled graph, its models, question counter and context defaults from ``settings``."""
     # The nodes estimate prompts with tiktoken, which reads its vocabulary file on first use: read
     # it now, off the event loop (`langgraph dev` fails a run that blocks the loop).
     estimate("")
-    return build_graph(models_from_settings(settings)).copy(
-        update={"context_schema": context_schema(settings)}
-    )
+    models, counter = backend_from_settings(settings)
+    return build_graph(models, counter=counter).copy(update={"context_schema": context_schema(settings)})
 
 
 graph = make_graph(get_settings())

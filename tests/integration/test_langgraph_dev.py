@@ -1,6 +1,7 @@
 """`langgraph dev` (langgraph.json, LangGraph's in-memory server, its own venv) serves the graph
-against the scripted backend: Studio's views of it load, and a question costs what it costs
-through the service."""
+against the scripted backend, asked with LangGraph's own client (langgraph-sdk): Studio's views of
+it load, a question costs what it costs through the service, and the run's output carries the
+ledger's accounts."""
 
 import os
 import subprocess
@@ -13,11 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+from langgraph_sdk import get_sync_client
 
 from api.backend.embedded import free_port, stop_process
 from tests.stub_backend import MODEL_ENV, MODEL_NAMES, StubBackend
 from tests.support.served import Served
-from tests.support.sse import frames
 
 ROOT = Path(__file__).resolve().parents[2]
 LANGGRAPH = ROOT / ".venv-langgraph" / "bin" / "langgraph"
@@ -29,6 +30,9 @@ OFFLINE = {
     "LANGCHAIN_TRACING_V2": "false",
 }
 """No usage analytics, PyPI version check or LangSmith tracing: the server talks to the stub only."""
+_THIS_TREE = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+"""The graph from this tree's code, ahead of the venv's editable install (another checkout's,
+in a git worktree)."""
 
 QUESTION = "What is 15 times 4, and is the result even?"
 PARAMS = {"max_subtasks": 2, "max_revisions": 0}
@@ -62,7 +66,7 @@ def langgraph_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LangGrap
         process = subprocess.Popen(
             [*command, "--config", ROOT / "langgraph.json"],
             cwd=work,
-            env={**inherited, "LLM_BASE_URL": stub.base_url, **MODEL_ENV, **OFFLINE},
+            env={**inherited, "LLM_BASE_URL": stub.base_url, **MODEL_ENV, **OFFLINE, **_THIS_TREE},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -106,6 +110,7 @@ def test_studio_draws_the_graph_and_its_forms(langgraph_dev: LangGraphDev) -> No
     context = schemas.json()["context_schema"]["properties"]
     assert {"max_subtasks", "max_revisions", "max_output_tokens"} <= set(context)
     assert not {"budget", "ledger", "journal"} & set(context)  # the run's own accounts
+    assert {"answer", "usage", "by_node"} <= set(schemas.json()["output_schema"]["properties"])
     assert "BlockingError" not in langgraph_dev.log.read_text()
 
 
@@ -134,29 +139,28 @@ def test_a_question_costs_what_it_costs_through_the_service(
     service_billed = _billed(stub.calls)
 
     stub.reset()
-    body = {
-        "assistant_id": "reasoner",
-        "input": {"question": QUESTION},
-        "context": PARAMS,
-        "stream_mode": ["values", "messages-tuple"],
-    }
     values: dict[str, Any] = {}
     reported: dict[str, Counter[str]] = {}
-    with (
-        httpx.Client(base_url=langgraph_dev.url, timeout=30) as http,
-        http.stream("POST", "/runs/stream", json=body) as stream,
+    labels: list[tuple[str, str]] = []
+    client = get_sync_client(url=langgraph_dev.url, timeout=30)
+    for part in client.runs.stream(
+        None,
+        "reasoner",
+        input={"question": QUESTION},
+        context=PARAMS,
+        stream_mode=["values", "messages-tuple"],
     ):
-        assert stream.status_code == 200, stream.read()
-        for frame in frames(stream):
-            assert frame.event != "error", frame.data
-            if frame.event == "values":
-                values = frame.data
-            elif frame.event == "messages":
-                message, metadata = frame.data
-                if message.get("usage_metadata"):
-                    row = reported.setdefault(MODEL_NAMES[metadata["ls_model_name"]], Counter())
-                    usage = message["usage_metadata"]
-                    row.update(calls=1, prompt=usage["input_tokens"], completion=usage["output_tokens"])
+        assert part.event != "error", part.data
+        if part.event == "values":
+            values = part.data
+        elif part.event == "messages":
+            message, metadata = part.data
+            role = MODEL_NAMES[metadata["ls_model_name"]]
+            labels.append((role, metadata["langgraph_node"]))
+            if message.get("usage_metadata"):
+                row = reported.setdefault(role, Counter())
+                usage = message["usage_metadata"]
+                row.update(calls=1, prompt=usage["input_tokens"], completion=usage["output_tokens"])
     langgraph_billed = _billed(stub.calls)
 
     # The same run: the context reached the graph (two sub-questions, no critic), same answer.
@@ -164,8 +168,10 @@ def test_a_question_costs_what_it_costs_through_the_service(
     assert values["answer"] == result["answer"]
     assert values["plan"] == result["plan"] and len(result["plan"]) == 2
     assert "critic" not in langgraph_billed
-    # The same tokens: as the service's ledger counts them, as LangGraph's stream reports them
-    # to its client, and as the backend billed each run.
+    # The same tokens: as the service's ledger counts them, as the graph's output state and
+    # LangGraph's stream report them to its client, and as the backend billed each run.
+    assert values["by_node"] == result["by_node"]
+    assert values["usage"] == result["usage"]
     by_node = {
         node: (row["calls"], row["prompt_tokens"], row["completion_tokens"])
         for node, row in result["by_node"].items()
@@ -174,3 +180,36 @@ def test_a_question_costs_what_it_costs_through_the_service(
     assert {role: (r["calls"], r["prompt"], r["completion"]) for role, r in reported.items()} == by_node
     assert langgraph_billed == service_billed == by_node
     assert sum(r["prompt"] + r["completion"] for r in reported.values()) == result["usage"]["total_tokens"]
+    # Each call's messages name its own role, a worker's too (it runs inside the planner node).
+    assert {role for role, _ in labels} == {"planner", "worker", "synthesizer"}
+    assert all(role == node for role, node in labels), set(labels)
+
+
+def test_runs_wait_ends_with_the_ledger(langgraph_dev: LangGraphDev) -> None:
+    """What `runs.wait` returns (and Studio shows as the run's output): the answer, and the tokens
+    per node that the backend billed."""
+    stub = langgraph_dev.stub
+    stub.reset()
+    client = get_sync_client(url=langgraph_dev.url, timeout=30)
+    output = client.runs.wait(None, "reasoner", input={"question": QUESTION}, context=PARAMS)
+    assert isinstance(output, dict), output
+    assert set(output) == {
+        "question",
+        "answer",
+        "plan",
+        "subanswers",
+        "critique",
+        "fallbacks",
+        "usage",
+        "by_node",
+    }
+    by_node = {
+        node: (row["calls"], row["prompt_tokens"], row["completion_tokens"])
+        for node, row in output["by_node"].items()
+        if row["calls"]
+    }
+    assert by_node == _billed(stub.calls)
+    usage = output["usage"]
+    assert usage["total_tokens"] == sum(row["total_tokens"] for row in output["by_node"].values())
+    assert usage["output_tokens"] == output["by_node"]["synthesizer"]["completion_tokens"]
+    assert usage["cost_usd"] is None  # no PRICES_FILE
