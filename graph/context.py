@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from graph.budget import Budget
 from graph.journal import CallLog, Entry, Journal
 from graph.ledger import CallRecord, Prices
+from graph.result import RunClock, busy_ms
 
 
 def always() -> bool:
@@ -43,6 +44,8 @@ class RunContext:
     journal: Journal = field(default_factory=Journal)
     """Where calls are written down as they happen, and the answers an earlier attempt of the
     run already got (a resumed run's ``ledger`` starts with that attempt's rows)."""
+    clock: RunClock = field(default_factory=RunClock)
+    """When the run was created, and its time before this execution, for its timings."""
     fence: Callable[[], bool] = always
     """Whether this process may still act for the run; asked before every model call and before
     a task starts. False: nothing more is called (``Fenced``), and the calls already out may
@@ -50,11 +53,15 @@ class RunContext:
 
     def resuming(self, log: CallLog | None, earlier: Iterable[Entry]) -> "RunContext":
         """This context for a run taken up again: its ledger and budget start with the calls of
-        the earlier attempts, and the journal replays the ones that returned."""
+        the earlier attempts, the journal replays the ones that returned, and its active time
+        starts with the time those calls were out."""
         entries = sorted(earlier, key=lambda e: e.seq)
         rows = [e.row for e in entries]
         spent = sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
         budget = dataclasses.replace(
             self.budget, spent=self.budget.spent + spent, calls=self.budget.calls + len(rows)
         )
-        return dataclasses.replace(self, ledger=rows, budget=budget, journal=Journal.resuming(log, entries))
+        clock = dataclasses.replace(self.clock, earlier_active_ms=busy_ms(rows))
+        return dataclasses.replace(
+            self, ledger=rows, budget=budget, journal=Journal.resuming(log, entries), clock=clock
+        )

@@ -63,7 +63,7 @@ def empty_result(run_id: str) -> Result:
         calls=[],
         question_tokens=0,
         question_exact=False,
-        total_ms=0.0,
+        execution_ms=0.0,
         error=None,
         status="cancelled",
     )

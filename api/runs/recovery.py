@@ -7,7 +7,7 @@ once it has been resumed ``MAX_RESUMES`` times. A run that never started just st
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from datetime import datetime
 
 from pydantic import ValidationError
 
@@ -20,9 +20,9 @@ from api.settings import Settings
 from api.storage.broker import Broker
 from api.storage.interface import REPLAY_PAGE, Claim, Event, RunStore, Status
 from graph import RunError, TokenCounter
-from graph.events import RunEnded, replay_key
+from graph.events import RUN_RESUMED, RunEnded, replay_key
 from graph.journal import Entry
-from graph.result import assemble
+from graph.result import RunClock, assemble, busy_ms
 
 log = logging.getLogger(__name__)
 
@@ -103,22 +103,29 @@ class Recovery:
             message = exc.message if isinstance(exc, RunServiceError) else "its stored request is invalid"
             error = RunError(kind="internal_error", message=f"cannot resume the run: {message}", node=None)
             return await self._end(run_id, last, entries, "failed", error)
-        repeats = {key async for key in self._replay_keys(run_id)}
+        repeats, seams = await self._logged(run_id)
         live = self.worker.live_run(run_id, base=last, repeats=repeats)
         self.registry.hold()
         ctx = ctx.resuming(StoredCalls(self.store, run_id), entries)
-        self.worker.start(Job(live, request, ctx, count, admitted, None if fresh else claim.resumes))
+        resumes = None if fresh else claim.resumes
+        self.worker.start(Job(live, request, ctx, count, admitted, record.created_at, resumes, seams))
 
-    async def _replay_keys(self, run_id: str) -> AsyncIterator[tuple[object, ...]]:
+    async def _logged(self, run_id: str) -> tuple[set[tuple[object, ...]], int]:
+        """The replay keys of the events in the run's log, and how many seams (``run.resumed``)
+        it has."""
+        keys: set[tuple[object, ...]] = set()
+        seams = 0
         after = 0
         while page := await self.store.events(run_id, after):
             for event in page:
                 key = replay_key(event.event, event.data)
                 if key is not None:
-                    yield key
+                    keys.add(key)
+                seams += event.event == RUN_RESUMED
             if len(page) < REPLAY_PAGE:
-                return
+                break
             after = page[-1].id
+        return keys, seams
 
     async def cancel_unowned(self, run_id: str) -> bool:
         """End a run nobody runs (queued, or its replica is gone) as cancelled, if this process
@@ -137,15 +144,22 @@ class Recovery:
         accounts for the calls it made."""
         record = await self.store.get(run_id)
         question = record.question if record is not None else ""
+        rows = [e.row for e in entries]
+        clock = RunClock(
+            created_at=datetime.fromisoformat(record.created_at) if record is not None else None,
+            earlier_active_ms=busy_ms(rows),
+            resumes=(await self._logged(run_id))[1],
+        )
         result = assemble(
             run_id=run_id,
             question=question,
             state=None,
-            calls=[e.row for e in entries],
+            calls=rows,
             question_tokens=0,
             question_exact=False,
-            total_ms=0.0,
+            execution_ms=0.0,
             error=error,
+            clock=clock,
             status=None if error is not None else "cancelled",
             prices=self.worker.prices,
         )

@@ -139,7 +139,7 @@ class Runner:
                 self.broker.wake()
             return Submitted(record.id, replayed=record.id != run_id)
         ctx = dataclasses.replace(ctx, journal=Journal(StoredCalls(self.store, run_id)))
-        self.worker.start(Job(self.worker.live_run(run_id), request, ctx, count, admitted))
+        self.worker.start(Job(self.worker.live_run(run_id), request, ctx, count, admitted, record.created_at))
         return Submitted(run_id)
 
     async def cancel_anywhere(self, run_id: str) -> Status:

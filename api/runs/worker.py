@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from api.runs.errors import RunLeft
 from api.runs.live import LET_GO, LiveRun
@@ -39,7 +40,7 @@ from graph.events import (
     TerminalEventName,
     replay_key,
 )
-from graph.result import assemble
+from graph.result import RunClock, assemble
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +70,17 @@ class StoredCalls:
 @dataclass(frozen=True)
 class Job:
     """A run to execute, as admitted. ``resumes``: None for a new run; for one taken up, how
-    often its process died."""
+    often its process died. ``created_at``: the stored run's creation time; ``seams``: the
+    ``run.resumed`` events already in its log."""
 
     live: LiveRun
     request: ReasonRequest
     ctx: RunContext
     count: TokenCount
     admitted: float
+    created_at: str
     resumes: int | None = None
+    seams: int = 0
 
 
 class Worker:
@@ -106,7 +110,12 @@ class Worker:
     def start(self, job: Job) -> None:
         """Execute the run in a background task; it is live here from now on."""
         self.registry.add(job.live)
-        job = dataclasses.replace(job, ctx=dataclasses.replace(job.ctx, fence=self._fence(job.live)))
+        clock = dataclasses.replace(
+            job.ctx.clock, created_at=datetime.fromisoformat(job.created_at), resumes=job.seams
+        )
+        job = dataclasses.replace(
+            job, ctx=dataclasses.replace(job.ctx, fence=self._fence(job.live), clock=clock)
+        )
         job.live.task = asyncio.create_task(self._run(job), name=job.live.run_id)
 
     def _fence(self, live: LiveRun) -> Callable[[], bool]:
@@ -137,11 +146,16 @@ class Worker:
     async def _run(self, job: Job) -> None:
         live, ctx = job.live, job.ctx
         result: Result | None = None
+        began: float | None = None
         try:
             async with self._slots:
+                began = time.perf_counter()
                 if ctx.deadline is not None:  # it counts from the start, not from admission
                     ctx = dataclasses.replace(ctx, deadline=ctx.deadline + time.monotonic() - job.admitted)
-                self._begin(job)
+                if self._begin(job):
+                    ctx = dataclasses.replace(
+                        ctx, clock=dataclasses.replace(ctx.clock, resumes=job.seams + 1)
+                    )
 
                 async def emit(name: EventName, data: EventData) -> None:
                     self._emit(live, name, data)
@@ -166,12 +180,12 @@ class Worker:
             error = RunError(
                 kind="internal_error", message="the run failed with an internal error", node=None
             )
-            result = self._result(job, error=error)
+            result = self._result(job, ctx.clock, began, error=error)
         finally:
-            self._finish(live, result or self._result(job, error=None))
+            self._finish(live, result or self._result(job, ctx.clock, began, error=None))
 
-    def _begin(self, job: Job) -> None:
-        """The run is running: its first event says whether it starts or resumes."""
+    def _begin(self, job: Job) -> bool:
+        """The run is running: its first event says whether it starts or resumes (True)."""
         live, ctx = job.live, job.ctx
         live.status = "running"
         self.store.set_status(live.run_id, "running")
@@ -179,7 +193,7 @@ class Worker:
             self._emit(
                 live, RUN_RESUMED, RunResumed(run_id=live.run_id, resumes=job.resumes, after=live.base)
             )
-            return
+            return True
         settings = RunSettings(
             max_subtasks=ctx.max_subtasks,
             max_revisions=ctx.max_revisions,
@@ -192,9 +206,12 @@ class Worker:
             settings=settings,
         )
         self._emit(live, RUN_STARTED, started)
+        return False
 
     @staticmethod
-    def _result(job: Job, *, error: RunError | None) -> Result:
+    def _result(job: Job, clock: RunClock, began: float | None, *, error: RunError | None) -> Result:
+        """The result of a run that ended without one from the graph (stopped while queued, or
+        a bug); ``began``: when it started executing, if it did."""
         return assemble(
             run_id=job.live.run_id,
             question=job.request.question,
@@ -202,8 +219,9 @@ class Worker:
             calls=job.ctx.ledger,
             question_tokens=job.count.tokens,
             question_exact=job.count.exact,
-            total_ms=0.0,
+            execution_ms=0.0 if began is None else (time.perf_counter() - began) * 1000,
             error=error,
+            clock=clock,
             budget_exhausted=job.ctx.budget.exhausted,
             status=None if error is not None else "cancelled",
             prices=job.ctx.prices,

@@ -4,6 +4,7 @@ called again, the usage covers every attempt, the event log is one gap-free stre
 ``run.resumed`` at the seam, and SQLite's integrity check passes after every crash."""
 
 import signal
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,13 @@ def stored_as(http: httpx.Client, run_id: str, status: str, timeout_s: float, wh
     return until(
         lambda: (v := http.get(f"/v1/runs/{run_id}").json())["status"] == status and v, timeout_s, what
     )
+
+
+def span_ms(calls: list[dict[str, Any]]) -> float:
+    """From the first call's start to the last call's end."""
+    start = min(datetime.fromisoformat(c["started_at"]) for c in calls)
+    end = max(datetime.fromisoformat(c["finished_at"]) for c in calls)
+    return (end - start).total_seconds() * 1000
 
 
 def start_and_crash(stub: StubBackend, served: Served) -> tuple[str, list[Frame]]:
@@ -85,6 +93,11 @@ def test_a_run_killed_mid_way_resumes_after_a_restart(four_parts: StubBackend, d
     completed = [f.data["task_id"] for f in before + after if f.event == "task.completed"]
     assert sorted(completed) == ["t1", "t2", "t3", "t4"], "events before the seam are not repeated"
 
+    timings = result["timings"]
+    assert timings["total_ms"] >= span_ms(result["calls"]), "the time suspended is in the total"
+    assert timings["resumes"] == 1
+    assert 0 < timings["active_ms"] <= timings["total_ms"]
+
 
 def test_a_survivor_on_the_same_data_dir_takes_over(four_parts: StubBackend, data_dir: Path) -> None:
     """A rolling deploy: the process that runs the run dies, another one stays up; no restart."""
@@ -134,6 +147,7 @@ def test_a_run_that_keeps_killing_its_process_fails(four_parts: StubBackend, dat
     assert view["result"]["error"]["kind"] == "crash_loop"
     assert "MAX_RESUMES=2" in view["result"]["error"]["message"]
     assert events.count("run.resumed") == 2
+    assert view["result"]["timings"]["resumes"] == 2
     assert events[-1] == "run.failed"
     assert len(workers_received(stub)) == 4 * 3, "the failed run was not run a fourth time"
 
