@@ -6,6 +6,8 @@
 const ESTIMATED_INPUT = "input and reasoning: estimated. The question's tokens are counted here with a"
   + " local tokenizer, not the model's own; reasoning is the rest of the total, so it is off by as much.";
 
+const NODE_COLUMNS = ["node", "calls", "prompt", "completion", "total", "cost"];
+
 function priced(usage, byNode) {
   // A cost where every model called has a price (else it is null), and a call was made.
   return usage.cost_usd != null && Object.values(byNode).some((u) => u.calls > 0);
@@ -71,6 +73,8 @@ function showUsage(usage, byNode, calls = null) {
       row.append(figure(el("td"), value, estimated));
     }
     if (withCost) row.append(figure(el("td", { className: "cost" }), dollars(u.cost_usd), estimated));
+    // Each cell carries its column's name, for the narrow layout that stacks the rows (app.css).
+    for (const [i, cell] of [...row.children].entries()) cell.dataset.label = NODE_COLUMNS[i];
     body.append(row);
   }
 }
