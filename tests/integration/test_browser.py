@@ -1,16 +1,22 @@
 """The web page in a real browser: headless Chromium driven by Playwright."""
 
+import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, Route, expect, sync_playwright
 
-from tests.conftest import Service
-from tests.stub_backend import Fault, StubBackend
+from api.settings import Settings
+from tests.conftest import Service, stub_backend
+from tests.stub_backend import ROLES, Fault, StubBackend, model_name
 from tests.support.browser import CHROMIUM, FLAGS
+from tests.support.cluster import start, submit, view
+from tests.support.runs import BODY, until, workers_received
 
 pytestmark = pytest.mark.browser
 
@@ -365,3 +371,180 @@ def test_a_reload_draws_the_finished_graph_again(
     boxes = {t: card(page, t).bounding_box() for t in ["t1", "t2", "t3", "t4"]}
     x = {t: box["x"] for t, box in boxes.items() if box is not None}
     assert x["t1"] == x["t2"] < x["t3"] < x["t4"], "one column per depth"
+
+
+PRICES = {"planner": (3.0, 15.0), "worker": (0.5, 2.0), "critic": (1.0, 4.0), "synthesizer": (3.0, 15.0)}
+"""USD per million input and output tokens, per role's stub model."""
+
+
+def prices_file(tmp_path: Path) -> Path:
+    path = tmp_path / "prices.yaml"
+    path.write_text(
+        "".join(f"{model_name(role)}: {{input: {i}, output: {o}}}\n" for role, (i, o) in PRICES.items())
+    )
+    return path
+
+
+def stored(service_url: str, page: Page) -> dict[str, Any]:
+    """The result of the run the page shows (its id is in the URL), as the API returns it."""
+    run_id = page.url.split("#run=")[1]
+    result: dict[str, Any] = view(service_url, run_id)["result"]
+    return result
+
+
+def dollars(cost: float) -> str:
+    return f"${cost:.6f}"
+
+
+def test_cost_is_shown_with_prices(
+    browser: BrowserContext, stub: StubBackend, settings: Settings, tmp_path: Path
+) -> None:
+    priced = settings.model_copy(update={"prices_file": prices_file(tmp_path)})
+    with Service(priced, stub_backend(stub)) as service:
+        page = browser.new_page()
+        ask(page, service.url, "Why is the sky blue?")
+        expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+        result = stored(service.url, page)
+    assert result["usage"]["cost_usd"] > 0
+    expect(page.locator("#usage-summary th.cost")).to_be_visible()
+    expect(page.locator("#u-cost")).to_have_text(dollars(result["usage"]["cost_usd"]))
+    expect(page.locator("#usage-nodes th.cost")).to_be_visible()
+    for role in ROLES:
+        cost = page.locator(f'#usage-nodes tr[data-node="{role}"] td.cost')
+        expect(cost).to_have_text(dollars(result["by_node"][role]["cost_usd"]))
+    expect(page.locator("#repairs-section")).to_be_hidden()
+
+
+def test_no_cost_is_shown_without_prices(
+    browser: BrowserContext, service: Service, stub: StubBackend
+) -> None:
+    page = browser.new_page()
+    ask(page, service.url, "Why is the sky blue?")
+    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    assert stored(service.url, page)["usage"]["cost_usd"] is None
+    expect(page.locator("#usage-nodes tbody tr")).to_have_count(4)
+    expect(page.locator("#usage-section .cost")).to_have_count(3)  # the headers and the total, hidden
+    for cost in page.locator("#usage-section .cost").all():
+        expect(cost).to_be_hidden()
+    expect(page.locator("#usage-section")).not_to_contain_text("$")
+
+
+def unreported(text: str) -> Fault:
+    """A worker's answer with no usage report, streamed or not."""
+    base = {"id": "chatcmpl-nousage", "created": 0, "model": model_name("worker")}
+    reply = {
+        **base,
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+    }
+    chunks = [
+        {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": end}],
+        }
+        for delta, end in [({"content": text}, None), ({}, "stop")]
+    ]
+    stream = "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in chunks) + "data: [DONE]\n\n"
+    return Fault(status=200, raw=json.dumps(reply), stream_raw=stream)
+
+
+def test_counts_that_are_not_exact_say_estimated_and_why(
+    browser: BrowserContext, service: Service, stub: StubBackend
+) -> None:
+    stub.inject("worker", unreported("An answer the backend never reported the usage of."))
+    page = browser.new_page()
+    ask(page, service.url, "Why is the sky blue?")
+    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    usage = stored(service.url, page)["usage"]
+    assert usage["estimated"] is True
+    assert usage["input_tokens_exact"] is False  # the stub's models are not counted by cl100k
+    notes = page.locator("#u-notes li")
+    expect(notes).to_have_text(
+        [
+            re.compile(
+                r"^input and reasoning: estimated\. The question's tokens are counted here with a local"
+            ),
+            re.compile(
+                r"^total: estimated\. Some calls reported no usage: 1 answered without a usage report"
+            ),
+        ]
+    )
+    expect(page.locator("#u-notes")).not_to_contain_text("Exact counts")
+    for cell in ["#u-input", "#u-reasoning", "#u-total"]:
+        expect(page.locator(cell)).to_have_text(re.compile(r"^\d+estimated$"))
+    expect(page.locator("#u-output")).to_have_text(str(usage["output_tokens"]))
+    worker = page.locator('#usage-nodes tr[data-node="worker"] td')
+    planner = page.locator('#usage-nodes tr[data-node="planner"] td')
+    expect(worker.nth(4)).to_have_text(re.compile(r"^\d+estimated$"))
+    expect(planner.nth(4)).to_have_text(re.compile(r"^\d+$"))
+
+
+def test_a_repaired_plan_is_listed_under_repairs(
+    browser: BrowserContext, service: Service, stub: StubBackend
+) -> None:
+    stub.options.planner_reply = "Sorry, I cannot make a plan for that."
+    page = browser.new_page()
+    ask(page, service.url, "Why is the sky blue?")
+    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    fallbacks = stored(service.url, page)["fallbacks"]
+    assert any(f["kind"] == "single_subquestion" for f in fallbacks)
+    expect(page.locator("#repairs-section")).to_be_visible()
+    expect(page.locator("#repairs li")).to_have_text(
+        [f"{f['node']} · {f['kind']}{f['detail']}" for f in fallbacks]
+    )
+    expect(page.locator("#repairs")).to_contain_text("no usable plan")
+
+
+def test_a_run_resumed_on_another_replica_shows_its_resume_and_wall_time(
+    browser: BrowserContext, four_parts: StubBackend, tmp_path: Path, database: str, prefix: str
+) -> None:
+    """Replica A runs it; the page follows it on B from before A is killed (kill -9) to the end,
+    after B or a third took it up. It shows the seam, the wall time from submission to end and
+    the cost. Screenshots of the page at 1280 px and 390 px go to the test's tmp_path."""
+    stub = four_parts
+    cluster = start(stub, tmp_path, database, prefix, 2, lease_s=3.0, prices_file=prices_file(tmp_path))
+    try:
+        a, b = cluster.replicas
+        before_submit = time.perf_counter()
+        run_id = submit(a.url, BODY)
+        submitted = time.perf_counter()
+        page = browser.new_page()
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(f"{b.url}/#run={run_id}")
+        expect(page.locator(".card.done")).to_have_count(2, timeout=20_000)
+        record_status(page)
+        until(lambda: len(workers_received(stub)) == 4, 10, "all four workers to be called")
+        a.kill()
+        stub.options.slow = {}
+        expect(page.locator("#status")).to_have_text(re.compile(r"^Done in"), timeout=40_000)
+        seen_done = time.perf_counter()
+        result = view(b.url, run_id)["result"]
+    finally:
+        cluster.kill()
+
+    assert "Resumed after a restart (1)…" in page.evaluate("window.statuses")
+    expect(page.locator("#run-note")).to_contain_text("Resumed after a restart (1)")
+    steps = page.locator("#timeline li").all_inner_texts()
+    assert [i for i, text in enumerate(steps) if "resumed" in text] == [steps.index("resumed (1)")]
+    assert 0 < steps.index("resumed (1)") < len(steps) - 1, steps  # between the stages
+    expect(page.locator("#timeline li.resumed")).to_have_count(1)
+
+    timings = result["timings"]
+    wall_s = timings["total_ms"] / 1000
+    expect(page.locator("#status")).to_have_text(f"Done in {wall_s:.1f} s.")
+    expect(page.locator("#run-note")).to_contain_text(f"{wall_s:.1f} s from submission to end")
+    answered = max(call.finished for call in stub.calls_of("synthesizer"))  # the run's last call
+    assert answered - submitted <= wall_s <= seen_done - before_submit, "wall time: submission to end"
+    if "resumes" in timings:
+        assert timings["resumes"] == 1
+
+    expect(page.locator("#u-cost")).to_have_text(
+        re.compile(rf"^{re.escape(dollars(result['usage']['cost_usd']))}")
+    )
+    expect(page.locator("#u-notes")).to_contain_text("2 cut short by a restart")
+    page.screenshot(path=str(tmp_path / "page-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(200)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(tmp_path / "page-390.png"), full_page=True)

@@ -8,6 +8,7 @@ const $ = (id) => document.getElementById(id);
 const TERMINAL = new Set(["run.completed", "run.failed", "run.cancelled", "run.interrupted"]);
 let current = null; // {runId, abort: AbortController}
 let stagesReported = false; // once the run sends `stage` events, they alone drive the status line
+let seams = 0; // the run.resumed events seen: each is a restart the run was taken up after
 const taskTokens = new Map(); // task id -> Map(attempt -> total tokens, or null for a failed attempt)
 const tasks = new Map(); // task id -> {id, question, depends_on}, in plan order
 
@@ -30,6 +31,7 @@ const STAGES = {
   revising: "Workers are revising answers",
   writing: "Writing the answer",
 };
+const STEPS = { planning: "plan", answering: "answer", reviewing: "review", revising: "revise", writing: "write" };
 
 function headers(extra = {}) {
   const key = $("apikey").value.trim() || sessionStorage.getItem("reasoner-key") || "";
@@ -50,17 +52,27 @@ function progress(text) {
 function reset() {
   showError("");
   stagesReported = false;
+  seams = 0;
   taskTokens.clear();
   tasks.clear();
   resized.disconnect();
   resized.observe($("graph"));
-  for (const id of ["plan", "arrows", "critique"]) $(id).replaceChildren();
+  for (const id of ["plan", "arrows", "critique", "timeline", "repairs"]) $(id).replaceChildren();
   $("graph").classList.remove("flat", "stacked");
   $("answer").textContent = "";
   $("usage-nodes").querySelector("tbody").replaceChildren();
-  for (const id of ["plan-section", "critique-section", "answer-section", "usage-section"]) {
+  for (const id of ["plan-section", "critique-section", "answer-section", "repairs-section", "usage-section",
+    "timeline", "run-note"]) {
     $(id).hidden = true;
   }
+}
+
+function step(text, className = "") {
+  // The timeline: each stage as it began, the seams where the run was resumed, and its end.
+  const last = $("timeline").lastElementChild;
+  if (last && last.textContent === text) return;
+  $("timeline").append(el("li", { className }, text));
+  $("timeline").hidden = false;
 }
 
 function el(tag, props = {}, text = "") {
@@ -209,8 +221,12 @@ function drawArrows() {
 
 function settle(result) {
   // The result has the last word on each task: it also names the tasks that never ran because a
-  // dependency failed for good (they have no events of their own).
+  // dependency failed for good (they have no events of their own). Its account (tokens, cost,
+  // repairs, wall time) is shown as it states it.
   if (!result) return;
+  showUsage(result.usage, result.by_node, result.calls);
+  showRepairs(result.fallbacks);
+  showResumes(result.timings, seams);
   if (result.plan?.length) setPlan(result.plan);
   for (const sub of result.subanswers ?? []) {
     const node = card(sub.task_id);
@@ -246,26 +262,6 @@ function recordAttempt(taskId, attempt, tokens) {
   card(taskId).querySelector(".t").textContent = text;
 }
 
-function showUsage(usage, byNode) {
-  $("usage-section").hidden = false;
-  $("u-input").textContent = usage.input_tokens;
-  $("u-output").textContent = usage.output_tokens;
-  $("u-reasoning").textContent = usage.reasoning_tokens;
-  $("u-total").textContent = usage.total_tokens;
-  $("u-note").textContent = usage.estimated
-    ? "Some calls reported no usage (cut by a restart, or the backend reports none); their tokens are estimated."
-    : "Exact counts, as reported by the model backend.";
-  const body = $("usage-nodes").querySelector("tbody");
-  body.replaceChildren();
-  for (const [node, u] of Object.entries(byNode)) {
-    const row = el("tr");
-    for (const value of [node, u.calls, u.prompt_tokens, u.completion_tokens, u.total_tokens]) {
-      row.append(el("td", {}, String(value)));
-    }
-    body.append(row);
-  }
-}
-
 const handlers = {
   "run.started": (d) => {
     $("question").value = d.question;
@@ -274,13 +270,17 @@ const handlers = {
   },
   "run.resumed": () => {
     // The run's process stopped and another took it up: work already done is not redone, but
-    // the answer is written again from the start.
+    // the answer is written again from the start. Said whatever stage the run was in.
+    seams += 1;
     $("answer").textContent = "";
-    progress("Resumed after the service restarted…");
+    setStatus(`Resumed after a restart (${seams})…`);
+    step(`resumed (${seams})`, "resumed");
+    showResumes(null, seams);
   },
   stage: (d) => {
     stagesReported = true;
     setStatus(`${STAGES[d.stage] ?? d.stage}${d.round ? ` (round ${d.round})` : ""}…`);
+    step(`${STEPS[d.stage] ?? d.stage}${d.round ? ` ${d.round}` : ""}`);
   },
   "plan.task": (d) => addTask(d.task),
   plan: (d) => {
@@ -333,21 +333,24 @@ const handlers = {
     stopAll();
     $("answer-section").hidden = false;
     $("answer").textContent = d.result.answer;
-    showUsage(d.result.usage, d.result.by_node);
+    const wall = seconds(d.result.timings.total_ms); // from submission to end, resumes and all
     setStatus(d.result.status === "partial"
-      ? "Done, but some parts could not be answered." : `Done in ${(d.result.timings.total_ms / 1000).toFixed(1)} s.`);
+      ? `Done in ${wall}, but some parts could not be answered.` : `Done in ${wall}.`);
+    step(`done in ${wall}`, "end");
   },
   "run.failed": (d) => {
     settle(d.result);
     stopAll();
     showError(`The run failed: ${d.error ? d.error.message : "unknown error"}`);
     setStatus("Failed.");
+    step("failed", "end");
   },
-  "run.cancelled": (d) => { settle(d.result); stopAll(); setStatus("Cancelled."); },
+  "run.cancelled": (d) => { settle(d.result); stopAll(); setStatus("Cancelled."); step("cancelled", "end"); },
   "run.interrupted": (d) => {
     settle(d.result);
     stopAll();
     showError("The service stopped while this run was in flight; it was interrupted.");
+    step("interrupted", "end");
   },
 };
 
