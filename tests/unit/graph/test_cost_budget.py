@@ -11,7 +11,8 @@ from api.runs.request import ReasonRequest
 from api.settings import Settings
 from graph import Price, RunContext, TokenCount
 from graph.budget import Budget, BudgetExhausted, RolePrices, Shape, estimated_cost, estimated_usd, worst_case
-from graph.ledger import NodeName
+from graph.journal import Entry
+from graph.ledger import CallRecord, NodeName
 
 SETTINGS = Settings(_env_file=None, llm_base_url="http://x.invalid/v1")
 CHEAP, DEAR = Price(0.5, 2.0), Price(3.0, 15.0)
@@ -106,3 +107,23 @@ def test_a_budget_the_dearest_rate_refused_is_admitted_and_too_small_ones_name_t
     least = float(refused.value.message.rsplit("$", 1)[1])
     assert 0.0005 < least < 0.01
     assert admitted(least).budget.usd == least
+
+
+def test_a_resumed_run_starts_with_what_its_earlier_calls_cost() -> None:
+    row = CallRecord(
+        node="worker",
+        task_id="t1",
+        attempt=1,
+        retry=0,
+        model="cheap",
+        prompt_tokens=1000,
+        completion_tokens=100,
+        estimated=False,
+        started_at="2026-12-04T12:00:00+00:00",
+        finished_at="2026-12-04T12:00:02+00:00",
+        latency_ms=2000.0,
+        error=None,
+    )
+    ctx = RunContext(budget=Budget(usd=0.01, prices=PRICES)).resuming(None, [Entry(1, row, "an answer")])
+    assert ctx.budget.spent_usd == pytest.approx(CHEAP.cost(1000, 100))
+    assert ctx.clock.earlier_active_ms == 2000
