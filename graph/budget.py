@@ -1,16 +1,19 @@
-"""Token and call budgets: a run never spends more than it was given.
+"""Token, cost and call budgets: a run never spends more than it was given.
 
 Every model call reserves its worst case (what its prompt is expected to bill, see
-``graph.calibration``, plus the output cap it will send, in the backend's own tokens) before it
-goes out and settles the real usage when it returns; the output cap shrinks to what is left, and
-a call that cannot fit is not sent. Part of the budget is kept back for the synthesizer, so the
-run can always write an answer from what it has.
+``graph.calibration``, plus the output cap it will send, in the backend's own tokens; in money,
+the prompt at its model's input price and the cap at its output price) before it goes out and
+settles the real usage when it returns; the output cap shrinks to what is left, and a call that
+cannot fit is not sent. Part of the budget is kept back for the synthesizer, so the run can
+always write an answer from what it has.
 """
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from graph.calibration import PROMPT_OVERHEAD
+from graph.ledger import NodeName, Price, Prices
 
 MIN_CALL_OUTPUT = 16
 """A call whose output cap would fall below this is not worth sending."""
@@ -34,15 +37,24 @@ class Budget:
 
     tokens: int | None = None
     max_calls: int | None = None
+    usd: float | None = None
+    """The cost budget, in US dollars; each call is priced at its own model's ``prices``."""
+    prices: Prices = field(default_factory=dict)
+    synthesis_price: Price | None = None
+    """The synthesizer's model's price: what the synthesis reserve is kept back at."""
+    synthesis_output: int = 0
+    """Of the synthesis reserve, the tokens it writes (priced as output)."""
     spent: int = 0
     reserved: int = 0
+    spent_usd: float = 0.0
+    reserved_usd: float = 0.0
     calls: int = 0
     synthesis_reserve: int = 0
     exhausted: bool = False
 
-    def reserve(self, prompt: int, output_cap: int, *, for_synthesis: bool) -> int:
-        """Reserve room for one call whose prompt may bill ``prompt`` tokens; returns the output
-        cap to send.
+    def reserve(self, prompt: int, output_cap: int, *, for_synthesis: bool, model: str = "") -> int:
+        """Reserve room for one call to ``model`` whose prompt may bill ``prompt`` tokens;
+        returns the output cap to send.
 
         Raises BudgetExhausted when the call does not fit.
         """
@@ -57,17 +69,46 @@ class Budget:
             if cap < MIN_CALL_OUTPUT:
                 self.exhausted = True
                 raise BudgetExhausted(f"the run's token budget of {self.tokens} is spent")
-            if for_synthesis:
-                self.synthesis_reserve = 0
+        if self.usd is not None:
+            cap = min(cap, self._affordable_output(prompt, model, for_synthesis))
+            if cap < MIN_CALL_OUTPUT:
+                self.exhausted = True
+                raise BudgetExhausted(f"the run's cost budget of ${self.usd} is spent")
+            self.reserved_usd += self.prices[model].cost(prompt, cap)
+        if for_synthesis:
+            self.synthesis_reserve = 0
+        if self.tokens is not None:
             self.reserved += prompt + cap
         self.calls += 1
         return cap
 
-    def settle(self, prompt: int, output_cap: int, used: int) -> None:
-        """Release a call's reservation (as it was made) and count what it really used."""
+    def _affordable_output(self, prompt: int, model: str, for_synthesis: bool) -> int:
+        """The most output tokens a call to ``model`` may write within the cost budget, after
+        its prompt and what is kept back for the synthesizer (a model with no price: none)."""
+        assert self.usd is not None
+        price = self.prices.get(model)
+        if price is None:
+            return 0
+        keep = 0.0
+        if not for_synthesis and self.synthesis_price is not None and self.synthesis_reserve:
+            written = min(self.synthesis_output, self.synthesis_reserve)
+            keep = self.synthesis_price.cost(self.synthesis_reserve - written, written)
+        left = self.usd - self.spent_usd - self.reserved_usd - keep - price.cost(prompt, 0)
+        if price.output <= 0:
+            return MIN_CALL_OUTPUT - 1 if left < 0 else 2**31
+        return math.floor(left * 1_000_000 / price.output * (1 - 1e-9))
+
+    def settle(
+        self, prompt: int, output_cap: int, used: int, *, model: str = "", completion: int = 0
+    ) -> None:
+        """Release a call's reservation (as it was made) and count what it really used: ``used``
+        tokens, ``completion`` of them written."""
         if self.tokens is not None:
             self.reserved -= prompt + output_cap
         self.spent += used
+        if self.usd is not None and (price := self.prices.get(model)) is not None:
+            self.reserved_usd -= price.cost(prompt, output_cap)
+            self.spent_usd += price.cost(used - completion, completion)
 
 
 @dataclass(frozen=True)
@@ -79,6 +120,30 @@ class Shape:
     output_tokens: int
 
 
+RolePrices = Mapping[NodeName, Price]
+"""The price of each role's model."""
+
+
+def worst_case(shape: Shape, question: int, rate: float = 1.0) -> dict[NodeName, tuple[int, int]]:
+    """Each role's tokens when every call uses its whole output cap: (read, written), summed
+    over the role's calls (``question`` and ``rate`` as for ``estimated_cost``)."""
+    n, m, q, r = shape.subtasks, shape.output_tokens, question, shape.revisions
+
+    def fixed(tokens: int) -> int:
+        return math.ceil(tokens * rate) + PROMPT_OVERHEAD
+
+    worker_prompt = fixed(WORKER_FIXED) + q + SUBQUESTION_TOKENS
+    revision_prompt = worker_prompt + m + math.ceil(40 * rate)
+    critic_prompt = fixed(CRITIC_FIXED + n * SUBANSWER_FIXED) + q + n * (SUBQUESTION_TOKENS + m)
+    synthesis_prompt = synthesis_cost(n, m, q, rate) - m
+    return {
+        "planner": (fixed(PLANNER_FIXED) + q, min(m, n * SUBQUESTION_TOKENS + 20)),
+        "worker": (n * worker_prompt + r * n * revision_prompt, (n + r * n) * m),
+        "critic": (r * critic_prompt, r * min(m, 40 * n)),
+        "synthesizer": (synthesis_prompt, m),
+    }
+
+
 def estimated_cost(shape: Shape, question: int, rate: float = 1.0) -> int:
     """An upper estimate of a run's tokens when every call uses its whole output cap.
 
@@ -86,18 +151,13 @@ def estimated_cost(shape: Shape, question: int, rate: float = 1.0) -> int:
     per cl100k token of the prompts' own (Latin) text (``graph.calibration.Rates``). Sub-questions
     and sub-answers are the backend's own output: they bill about what they cost to write.
     """
-    n, m, q = shape.subtasks, shape.output_tokens, question
+    return sum(read + written for read, written in worst_case(shape, question, rate).values())
 
-    def fixed(tokens: int) -> int:
-        return math.ceil(tokens * rate) + PROMPT_OVERHEAD
 
-    planner = fixed(PLANNER_FIXED) + q + min(m, n * SUBQUESTION_TOKENS + 20)
-    worker = fixed(WORKER_FIXED) + q + SUBQUESTION_TOKENS + m
-    revision_worker = worker + m + math.ceil(40 * rate)
-    critic = fixed(CRITIC_FIXED + n * SUBANSWER_FIXED) + q + n * (SUBQUESTION_TOKENS + m) + min(m, 40 * n)
-    synthesizer = synthesis_cost(n, m, q, rate)
-    rounds = shape.revisions * (critic + n * revision_worker)
-    return planner + n * worker + rounds + synthesizer
+def estimated_usd(shape: Shape, question: int, prices: RolePrices, rate: float = 1.0) -> float:
+    """The same worst case in US dollars, each role's tokens at its model's prices."""
+    parts = worst_case(shape, question, rate)
+    return sum(prices[role].cost(read, written) for role, (read, written) in parts.items())
 
 
 def synthesis_cost(subtasks: int, output_tokens: int, question: int, rate: float = 1.0) -> int:
@@ -107,28 +167,48 @@ def synthesis_cost(subtasks: int, output_tokens: int, question: int, rate: float
     return own_text + question + subtasks * (SUBQUESTION_TOKENS + output_tokens) + output_tokens
 
 
+SMALLEST = Shape(1, 0, MIN_CALL_OUTPUT * 2)
+"""The smallest run worth making: one sub-question, no revision, the shortest answers."""
+
+
 def smallest_budget(question: int, rate: float = 1.0) -> int:
-    """The least ``token_budget`` that can answer a question of this size: one sub-question,
-    no revision, the shortest answers worth sending."""
-    return estimated_cost(Shape(1, 0, MIN_CALL_OUTPUT * 2), question, rate)
+    """The least ``token_budget`` that can answer a question of this size (``SMALLEST``)."""
+    return estimated_cost(SMALLEST, question, rate)
 
 
-def fit(shape: Shape, question: int, budget: int | None, rate: float = 1.0) -> Shape:
-    """Shrink a run until its estimated cost fits the budget: first no revisions, then shorter
-    answers, then fewer sub-questions. The budget's own bookkeeping still enforces the limit."""
-    if budget is None:
+def smallest_usd(question: int, prices: RolePrices, rate: float = 1.0) -> float:
+    """The least ``cost_budget_usd`` that can answer a question of this size (``SMALLEST``)."""
+    return estimated_usd(SMALLEST, question, prices, rate)
+
+
+def fit(
+    shape: Shape,
+    question: int,
+    budget: int | None,
+    rate: float = 1.0,
+    *,
+    usd: float | None = None,
+    prices: RolePrices | None = None,
+) -> Shape:
+    """Shrink a run until its estimated cost fits the budget (tokens, and with ``prices`` the
+    ``usd`` one): first no revisions, then shorter answers, then fewer sub-questions. The
+    budget's own bookkeeping still enforces the limit."""
+    if budget is None and (usd is None or prices is None):
         return shape
     n, r, m = shape.subtasks, shape.revisions, shape.output_tokens
 
-    def cost() -> int:
-        return estimated_cost(Shape(n, r, m), question, rate)
+    def over() -> bool:
+        fitted = Shape(n, r, m)
+        if budget is not None and estimated_cost(fitted, question, rate) > budget:
+            return True
+        return usd is not None and prices is not None and estimated_usd(fitted, question, prices, rate) > usd
 
-    while r > 0 and cost() > budget:
+    while r > 0 and over():
         r -= 1
-    while m > 64 and cost() > budget:
+    while m > 64 and over():
         m = max(64, m * 3 // 4)
-    while n > 1 and cost() > budget:
+    while n > 1 and over():
         n -= 1
-    while m > MIN_CALL_OUTPUT * 2 and cost() > budget:
+    while m > MIN_CALL_OUTPUT * 2 and over():
         m = max(MIN_CALL_OUTPUT * 2, m * 3 // 4)
     return Shape(n, r, m)

@@ -169,7 +169,7 @@ class _Call:
         """The output cap the budget grants this try."""
         try:
             return self.ctx.budget.reserve(
-                prompt_cap, self.ctx.max_output_tokens, for_synthesis=self.for_synthesis
+                prompt_cap, self.ctx.max_output_tokens, for_synthesis=self.for_synthesis, model=self.spec.name
             )
         except BudgetExhausted as exc:
             raise ModelCallError("budget_exhausted", str(exc), self.node) from exc
@@ -198,7 +198,9 @@ class _Call:
         else:  # what the budget reserved: the backend cannot have billed more
             prompt, estimated = step.prompt_cap, True
             completion = min(step.cap, step.rates.tokens(measure(text)))
-        self.ctx.budget.settle(step.prompt_cap, step.cap, prompt + completion)
+        self.ctx.budget.settle(
+            step.prompt_cap, step.cap, prompt + completion, model=self.spec.name, completion=completion
+        )
         self._record(step, span, step.row(prompt, completion, estimated, None), text)
         tracing.answered(span, message.response_metadata)
         return text
@@ -223,7 +225,7 @@ class _Call:
 
     def _end_unanswered(self, step: _Try, span: Span, error: str) -> None:
         """Give the try's reservation back and record it as spending nothing."""
-        self.ctx.budget.settle(step.prompt_cap, step.cap, 0)
+        self.ctx.budget.settle(step.prompt_cap, step.cap, 0, model=self.spec.name)
         self._record(step, span, step.row(0, 0, False, error))
 
     def _record(self, step: _Try, span: Span, row: CallRecord, output: str | None = None) -> None:

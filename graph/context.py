@@ -58,8 +58,17 @@ class RunContext:
         entries = sorted(earlier, key=lambda e: e.seq)
         rows = [e.row for e in entries]
         spent = sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
+        prices = self.budget.prices
+        spent_usd = sum(
+            prices[r["model"]].cost(r["prompt_tokens"], r["completion_tokens"])
+            for r in rows
+            if r["model"] in prices
+        )
         budget = dataclasses.replace(
-            self.budget, spent=self.budget.spent + spent, calls=self.budget.calls + len(rows)
+            self.budget,
+            spent=self.budget.spent + spent,
+            spent_usd=self.budget.spent_usd + spent_usd,
+            calls=self.budget.calls + len(rows),
         )
         clock = dataclasses.replace(self.clock, earlier_active_ms=busy_ms(rows))
         return dataclasses.replace(

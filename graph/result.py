@@ -24,7 +24,8 @@ class Timings(TypedDict):
     """Wall time from the run's creation to its end, time suspended (between a crash and the
     resume) included."""
     active_ms: float
-    """Time executing, summed over the run's executions."""
+    """Time executing, summed over the run's executions; one that a crash ended counts the time
+    its calls were out as their stored rows tell (a call cut short, to its last progress)."""
     resumes: int
     """How many times the run was taken up again after its process stopped."""
     planner_ms: float

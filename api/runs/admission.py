@@ -2,7 +2,8 @@
 or to a clear refusal. Pure: no I/O, no clock of its own. ``Admission`` is the same with one
 process's settings, prices and models."""
 
-from collections.abc import Collection
+import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -11,8 +12,9 @@ from api.runs.quotas import Quota, cost_spent, tokens_spent
 from api.runs.request import Effort, ReasonRequest
 from api.settings import Settings
 from graph import Models, Prices, RunContext, TokenCount
-from graph.budget import Budget, Shape, estimated_cost, fit, smallest_budget
+from graph.budget import Budget, RolePrices, Shape, estimated_cost, fit, smallest_budget, smallest_usd
 from graph.calibration import PRIOR_RATES, Rates, measure
+from graph.ledger import NODES, NodeName, Price
 
 EFFORT: dict[Effort, tuple[int, int]] = {"low": (2, 0), "medium": (4, 1), "high": (6, 2)}
 """reasoning_effort → (sub-questions, revision rounds)."""
@@ -46,6 +48,13 @@ def affordable_tokens(cost_budget_usd: float, prices: Prices, models: Collection
     """The most tokens a run may spend and still cost at most ``cost_budget_usd``, whichever of
     ``models`` each goes to and whether it is read or written: a token budget that enforces the
     cost budget (None: every model is free). Refused if a model has no price."""
+    require_prices(prices, models)
+    per_token = dearest_token(prices, models)
+    return int(cost_budget_usd / per_token) if per_token > 0 else None
+
+
+def require_prices(prices: Prices, models: Collection[str]) -> None:
+    """Refused unless every one of ``models`` has a price."""
     unpriced = sorted(name for name in models if name not in prices)
     if unpriced:
         raise Refused(
@@ -53,14 +62,31 @@ def affordable_tokens(cost_budget_usd: float, prices: Prices, models: Collection
             code="no_price",
             param="cost_budget_usd",
         )
-    per_token = dearest_token(prices, models)
-    return int(cost_budget_usd / per_token) if per_token > 0 else None
 
 
 def dearest_token(prices: Prices, models: Collection[str]) -> float:
     """US dollars of the dearest token any of ``models`` reads or writes."""
     priced = [max(prices[name].input, prices[name].output) for name in models if name in prices]
     return max(priced, default=0.0) / 1_000_000
+
+
+def role_prices(
+    prices: Prices, models: Collection[str], roles: Mapping[NodeName, str] | None
+) -> RolePrices | None:
+    """The price of each role's model (None: every model is free). Without ``roles``, every role
+    is priced at the dearest input and output prices of ``models``. Refused if a model has no
+    price."""
+    require_prices(prices, models)
+    if roles is None:
+        dearest = Price(
+            max((prices[name].input for name in models), default=0.0),
+            max((prices[name].output for name in models), default=0.0),
+        )
+        by_role: RolePrices = dict.fromkeys(NODES, dearest)
+    else:
+        require_prices(prices, roles.values())
+        by_role = {role: prices[name] for role, name in roles.items()}
+    return by_role if any(p.input > 0 or p.output > 0 for p in by_role.values()) else None
 
 
 def admit(
@@ -72,6 +98,7 @@ def admit(
     completion_budget: int | None = None,
     prices: Prices | None = None,
     models: Collection[str] = (),
+    roles: Mapping[NodeName, str] | None = None,
     quota: Quota | None = None,
     rates: Rates = PRIOR_RATES,
 ) -> RunContext:
@@ -79,7 +106,8 @@ def admit(
 
     ``now`` is ``time.monotonic()``, from which the deadline counts. ``completion_budget`` caps
     everything but the question (reasoning + output), as OpenAI's ``max_completion_tokens`` does.
-    ``prices`` of the run's ``models`` price its calls and turn ``cost_budget_usd`` into tokens.
+    ``prices`` of the run's ``models`` (``roles``: each role's) price its calls, each call within
+    ``cost_budget_usd`` at its own model's prices.
     ``quota``, what is left of the caller's daily quotas, caps the budget too: a run whose
     smallest form needs more is QuotaExceeded, and a run reserves from the quota no more
     than its estimated cost. ``rates`` are what the models are expected to bill per cl100k token
@@ -95,10 +123,10 @@ def admit(
     budget, param = request.token_budget, "token_budget"
     if completion_budget is not None:
         budget, param = completion_budget + question.tokens, "max_completion_tokens"
+    usd, priced = None, None
     if request.cost_budget_usd is not None:
-        affordable = affordable_tokens(request.cost_budget_usd, prices, models)
-        if affordable is not None and (budget is None or affordable < budget):
-            budget, param = affordable, "cost_budget_usd"
+        priced = role_prices(prices, models, roles)
+        usd = request.cost_budget_usd if priced is not None else None
     asked = Asked(rates.tokens(measure(request.question)), rates.latin)
     if quota is not None and quota.binding:
         budget, param = _within_quota(budget, param, quota, request, settings, asked, prices, models)
@@ -107,15 +135,20 @@ def admit(
             raise tokens_spent(quota.renews_in_s if quota else 0)
         if param == "cost_usd_per_day":
             raise cost_spent(quota.renews_in_s if quota else 0)
-        what = f"{param} {budget}"
-        if param == "cost_budget_usd":
-            what = f"cost_budget_usd {request.cost_budget_usd} buys {budget} tokens, which"
         raise Refused(
-            f"{what} is too small to answer this question; it needs at least {floor} tokens",
+            f"{param} {budget} is too small to answer this question; it needs at least {floor} tokens",
             code="budget_too_small",
             param=param,
         )
-    shape = fit(shape_for(request, settings), asked.tokens, budget, asked.rate)
+    if usd is not None and priced is not None:
+        least = math.ceil(smallest_usd(asked.tokens, priced, asked.rate) * 1_000_000) / 1_000_000
+        if usd < least:
+            raise Refused(
+                f"cost_budget_usd {usd} is too small to answer this question; it needs at least ${least:.6f}",
+                code="budget_too_small",
+                param="cost_budget_usd",
+            )
+    shape = fit(shape_for(request, settings), asked.tokens, budget, asked.rate, usd=usd, prices=priced)
     deadline_s = min(request.deadline_s or settings.run_deadline_s, settings.run_deadline_s)
     return RunContext(
         max_subtasks=shape.subtasks,
@@ -127,7 +160,14 @@ def admit(
         retry_initial_s=settings.llm_retry_initial_s,
         deadline=now + deadline_s,
         synthesis_time_s=min(settings.llm_timeout_s, deadline_s / 4),
-        budget=Budget(tokens=budget, max_calls=settings.max_calls_per_run),
+        budget=Budget(
+            tokens=budget,
+            max_calls=settings.max_calls_per_run,
+            usd=usd,
+            prices=prices,
+            synthesis_price=priced["synthesizer"] if priced is not None else None,
+            synthesis_output=shape.output_tokens,
+        ),
         prices=prices,
     )
 
@@ -166,7 +206,7 @@ def granted(
         return request
     update: dict[str, float] = {"token_budget": tokens}
     if (per_token := dearest_token(prices, models)) > 0:
-        update["cost_budget_usd"] = tokens * per_token
+        update["cost_budget_usd"] = min(tokens * per_token, request.cost_budget_usd or math.inf)
     return request.model_copy(update=update)
 
 
@@ -195,6 +235,7 @@ class Admission:
             completion_budget=completion_budget,
             prices=self.prices,
             models=self.models.names,
+            roles={role: getattr(self.models, role).name for role in NODES},
             quota=quota,
             rates=self.models.rates(),
         )

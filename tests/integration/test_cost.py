@@ -71,6 +71,45 @@ def test_a_cost_budget_is_never_exceeded(priced: httpx.Client, stub: StubBackend
     assert result["answer"], "the run still answers"
 
 
+def test_a_budget_of_twice_a_runs_cost_lets_the_same_run_complete_whole(
+    priced: httpx.Client, stub: StubBackend
+) -> None:
+    """Each call reserves at its own model's prices: a run is not shrunk to what its dearest
+    model's highest price would buy. (Answers of 300 tokens, where the caps are 512: admission
+    shapes a run to its worst case, which a budget of twice its cost then covers.)"""
+    stub.options.answer_tokens = 300
+    stub.options.subtasks = 4
+    body = {"question": "Explain the causes of the French revolution."}
+    unlimited = priced.post("/v1/reason", json=body).json()
+    cost = unlimited["usage"]["cost_usd"]
+    assert unlimited["status"] == "completed" and len(unlimited["subanswers"]) == 4
+    budgeted = priced.post("/v1/reason", json={**body, "cost_budget_usd": 2 * cost})
+    assert budgeted.status_code == 200, budgeted.text
+    result = budgeted.json()
+    assert result["status"] == "completed" and not result["budget_exhausted"]
+    assert [a["task_id"] for a in result["subanswers"]] == [a["task_id"] for a in unlimited["subanswers"]]
+    assert all(a["status"] == "ok" for a in result["subanswers"])
+    assert result["usage"]["cost_usd"] <= 2 * cost
+
+
+def test_a_too_small_cost_budget_names_the_minimum_which_is_enough(
+    priced: httpx.Client, stub: StubBackend
+) -> None:
+    stub.options.fill_max_tokens = True  # every call spends its whole output cap
+    body = {"question": "Explain the causes of the French revolution."}
+    tiny = priced.post("/v1/reason", json={**body, "cost_budget_usd": 0.0001})
+    assert tiny.status_code == 400
+    error = tiny.json()["error"]
+    assert (error["code"], error["param"]) == ("budget_too_small", "cost_budget_usd")
+    least = float(error["message"].rsplit("$", 1)[1])
+    assert least > 0.0001
+    response = priced.post("/v1/reason", json={**body, "cost_budget_usd": least})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert 0 < result["usage"]["cost_usd"] <= least
+    assert result["answer"], "the run still answers"
+
+
 def test_cost_budgets_that_cannot_work_are_refused(priced: httpx.Client, client: httpx.Client) -> None:
     tiny = priced.post("/v1/reason", json={"question": "Why?", "cost_budget_usd": 0.000001})
     assert tiny.status_code == 400
