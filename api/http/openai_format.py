@@ -100,7 +100,8 @@ def to_reason_request(body: ChatCompletionRequest) -> ReasonRequest:
 
 
 def reasoning_text(event: Event) -> str | None:
-    """The run's progress as the "thinking" text of a streamed reply (``delta.reasoning_content``)."""
+    """The run's progress as the "thinking" text of a reply: ``delta.reasoning_content`` in a
+    stream, all of it in ``message.reasoning_content`` otherwise."""
     if event.event == PLAN_TASK:
         task = cast(PlanTask, event.data)["task"]
         after = f" (after {', '.join(task['depends_on'])})" if task["depends_on"] else ""

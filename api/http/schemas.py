@@ -123,6 +123,10 @@ class CompletionUsage(BaseModel):
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
+    reasoning_content: str = Field(
+        description="the run's progress (plan, sub-answers, reviews): what a stream sends as "
+        "`delta.reasoning_content`"
+    )
     refusal: str | None = None
 
 
