@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from api.http.errors import ApiError
 from api.http.schemas import (
+    UNSUPPORTED,
     ChatCompletionRequest,
     CompletionTokensDetails,
     CompletionUsage,
@@ -46,10 +47,6 @@ def completion_usage(usage: Usage) -> CompletionUsage:
         completion_tokens_details=CompletionTokensDetails(reasoning_tokens=usage["reasoning_tokens"]),
         cost=usage.get("cost_usd"),
     )
-
-
-UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call")
-"""Request fields this model cannot honour: it calls no tools."""
 
 
 def unsupported_parameter(body: ChatCompletionRequest) -> str | None:

@@ -18,6 +18,7 @@ from api.http.deps import (
 )
 from api.http.errors import RUN_ERRORS, ApiError, documented, raise_for_failure, run_suspended
 from api.http.openai_format import ChunkWriter, completion_usage, reasoning_text, to_reason_request
+from api.http.openapi import CHAT_COMPLETION_FRAME, sse_content
 from api.http.schemas import AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, Model, ModelList
 from api.http.sse import SSE_HEADERS, encode_data
 from api.http.streams import follow_frames
@@ -72,7 +73,7 @@ async def get_model(model_id: Annotated[str, Path()], settings: SettingsDep) -> 
             "or with `stream: true` chat.completion.chunk events (the progress in "
             "`delta.reasoning_content`, then the answer in `delta.content`) ending with "
             "`data: [DONE]`. The `X-Run-Id` header names the run.",
-            "content": {"text/event-stream": {}},
+            "content": sse_content(CHAT_COMPLETION_FRAME),
         },
     },
 )
