@@ -26,7 +26,11 @@ UPSTREAM_STATUS: dict[ErrorKind, int] = {
 
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
-    400: "The request cannot be run (e.g. question too long, budget too small)",
+    400: "The request cannot be run, for a reason no schema can state; `code` names it: "
+    "question_too_long (in tokens), budget_too_small (the message states the least budget this "
+    "question needs), no_price (cost_budget_usd without prices), invalid_messages (the last "
+    "message is not a non-empty one of the user's), unsupported_parameter, invalid_last_event_id, "
+    "invalid_range (since after until, or more than 366 days)",
     401: "Missing or invalid API key",
     404: "Not found",
     409: "Conflict with the resource's state, or an Idempotency-Key used with another request",

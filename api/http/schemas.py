@@ -213,7 +213,7 @@ class ModelList(BaseModel):
 
 
 class KeyUsageDay(BaseModel):
-    day: str = Field(description="YYYY-MM-DD, UTC")
+    day: str = Field(description="UTC", json_schema_extra={"format": "date"})
     runs: int
     total_tokens: int = Field(description="of the runs that have finished")
     cost_usd: float | None = Field(description="of the finished runs that have a cost; null if none has")
@@ -223,8 +223,8 @@ class KeyUsage(BaseModel):
     key: str | None = Field(
         description="the key's name (API_KEYS_FILE; key-1, key-2… for API_KEYS); null without keys"
     )
-    since: str
-    until: str
+    since: str = Field(json_schema_extra={"format": "date"})
+    until: str = Field(json_schema_extra={"format": "date"})
     days: list[KeyUsageDay]
     runs: int
     total_tokens: int

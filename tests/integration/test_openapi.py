@@ -28,7 +28,7 @@ BEYOND_A_SCHEMA = frozenset(
 """The 400s that depend on what no JSON Schema can state: the question's size in tokens, the
 budget that question needs, the prices the service was given, the conversation as a whole (its
 last message is the user's), two parameters together (`since` after `until`). Each is named in
-its operation's description; any other 400 for a request the schema calls valid is a failure."""
+the document's 400 response; any other 400 for a request the schema calls valid is a failure."""
 
 
 def refused_beyond_a_schema(failure: Failure, response: schemathesis.Response) -> bool:
