@@ -9,17 +9,15 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
-from pydantic import TypeAdapter
 
 from api.backend.connect import Backend, open_backend
 from api.http.auth import Authenticated
 from api.http.body_limit import BodySizeLimit
 from api.http.errors import install_error_handlers
+from api.http.openapi import openapi_document
 from api.http.routes import health, metrics, openai, page, reason, runs, usage
 from api.http.routes.page import STATIC
-from api.http.sse import StreamEvent
 from api.runs.service import run_service
 from api.runs.tenants import check_cost_quotas, load_tenants
 from api.settings import Settings, get_settings
@@ -106,12 +104,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-            events = TypeAdapter(StreamEvent).json_schema(ref_template="#/components/schemas/{model}")
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(events.pop("$defs", {}))
-            components["StreamEvent"] = events
-            app.openapi_schema = schema
+            app.openapi_schema = openapi_document(app)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

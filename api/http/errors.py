@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from api.http.schemas import ErrorBody, ErrorResponse
 from api.runs.errors import Busy, Conflict, Refused, RunLeft, RunServiceError, ShuttingDown
@@ -25,7 +26,11 @@ UPSTREAM_STATUS: dict[ErrorKind, int] = {
 
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
-    400: "The request cannot be run (e.g. question too long, budget too small)",
+    400: "The request cannot be run, for a reason no schema can state; `code` names it: "
+    "question_too_long (in tokens), budget_too_small (the message states the least budget this "
+    "question needs), no_price (cost_budget_usd without prices), invalid_messages (the last "
+    "message is not a non-empty one of the user's), unsupported_parameter, invalid_last_event_id, "
+    "invalid_range (since after until, or more than 366 days)",
     401: "Missing or invalid API key",
     404: "Not found",
     409: "Conflict with the resource's state, or an Idempotency-Key used with another request",
@@ -121,6 +126,17 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"{param}: {message}" if param else message), param
 
 
+def allowed_methods(app: FastAPI, path: str) -> str:
+    """Every method of every route at ``path`` (Starlette's 405 names only the first route's)."""
+    methods = {
+        method
+        for route in app.routes
+        if isinstance(route, Route) and route.path_regex.fullmatch(path)
+        for method in route.methods or ()
+    }
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -163,7 +179,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
             code, exc.detail = "invalid_body", "the body is not valid JSON in UTF-8"
         body = ErrorBody(message=str(exc.detail), type="invalid_request_error", code=code)
-        return error_response(exc.status_code, body, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(app, request.scope["path"])}
+        return error_response(exc.status_code, body, headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

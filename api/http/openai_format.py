@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from api.http.errors import ApiError
 from api.http.schemas import (
+    UNSUPPORTED,
     ChatCompletionRequest,
     CompletionTokensDetails,
     CompletionUsage,
@@ -46,10 +47,6 @@ def completion_usage(usage: Usage) -> CompletionUsage:
         completion_tokens_details=CompletionTokensDetails(reasoning_tokens=usage["reasoning_tokens"]),
         cost=usage.get("cost_usd"),
     )
-
-
-UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call")
-"""Request fields this model cannot honour: it calls no tools."""
 
 
 def unsupported_parameter(body: ChatCompletionRequest) -> str | None:
@@ -100,7 +97,8 @@ def to_reason_request(body: ChatCompletionRequest) -> ReasonRequest:
 
 
 def reasoning_text(event: Event) -> str | None:
-    """The run's progress as the "thinking" text of a streamed reply (``delta.reasoning_content``)."""
+    """The run's progress as the "thinking" text of a reply: ``delta.reasoning_content`` in a
+    stream, all of it in ``message.reasoning_content`` otherwise."""
     if event.event == PLAN_TASK:
         task = cast(PlanTask, event.data)["task"]
         after = f" (after {', '.join(task['depends_on'])})" if task["depends_on"] else ""

@@ -1,7 +1,7 @@
 """Request and response models of the HTTP API (a run's own request, ``ReasonRequest``, is the
 run service's: ``api.runs.request``)."""
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -90,16 +90,42 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call")
+"""Request fields this model cannot honour: it calls no tools."""
+
+HARMLESS_ONLY: dict[str, Any] = {
+    **{name: {"enum": [None, [], "none"]} for name in UNSUPPORTED},
+    "response_format": {"enum": [None, {"type": "text"}]},
+    "logprobs": {"enum": [None, False, 0, "", [], {}]},
+}
+"""What the OpenAPI document allows of the fields that are refused unless harmless (anything
+else: 400 ``unsupported_parameter``); the request model lets them through to that check."""
+
+
+def _declare_harmless_only(schema: dict[str, Any]) -> None:
+    for name, allowed in HARMLESS_ONLY.items():
+        schema["properties"][name] = {
+            **allowed,
+            "description": "refused unless harmless (400 unsupported_parameter)",
+        }
+
+
 class ChatCompletionRequest(BaseModel):
     """OpenAI's chat completion request. Sampling fields are accepted and ignored; fields that
     would change what the reply is (tools, several choices, a response format) are refused."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_declare_harmless_only)
 
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
     stream: bool = False
-    n: int | None = Field(None, ge=1, le=128, description="only 1 is supported")
+    n: int | None = Field(
+        None,
+        ge=1,
+        le=128,
+        json_schema_extra={"maximum": 1},
+        description="only 1 is supported (more: 400 unsupported_parameter)",
+    )
     stream_options: StreamOptions | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     max_completion_tokens: int | None = Field(
@@ -123,6 +149,10 @@ class CompletionUsage(BaseModel):
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
+    reasoning_content: str = Field(
+        description="the run's progress (plan, sub-answers, reviews): what a stream sends as "
+        "`delta.reasoning_content`"
+    )
     refusal: str | None = None
 
 
@@ -142,6 +172,31 @@ class ChatCompletion(BaseModel):
     usage: CompletionUsage
 
 
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: ChunkDelta
+    logprobs: None = None
+    finish_reason: Literal["stop"] | None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One frame of a streamed chat completion: the run's progress, the answer, then (with
+    ``stream_options.include_usage``) a last frame with no choices and the usage."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: CompletionUsage | None = None
+
+
 class Model(BaseModel):
     id: str
     object: Literal["model"] = "model"
@@ -158,7 +213,7 @@ class ModelList(BaseModel):
 
 
 class KeyUsageDay(BaseModel):
-    day: str = Field(description="YYYY-MM-DD, UTC")
+    day: str = Field(description="UTC", json_schema_extra={"format": "date"})
     runs: int
     total_tokens: int = Field(description="of the runs that have finished")
     cost_usd: float | None = Field(description="of the finished runs that have a cost; null if none has")
@@ -168,8 +223,8 @@ class KeyUsage(BaseModel):
     key: str | None = Field(
         description="the key's name (API_KEYS_FILE; key-1, key-2… for API_KEYS); null without keys"
     )
-    since: str
-    until: str
+    since: str = Field(json_schema_extra={"format": "date"})
+    until: str = Field(json_schema_extra={"format": "date"})
     days: list[KeyUsageDay]
     runs: int
     total_tokens: int

@@ -1,5 +1,5 @@
-"""The event vocabulary (graph/events.py) on the wire: the SSE model that documents the stream in
-OpenAPI, and the server-sent-event encoding."""
+"""The event vocabulary (graph/events.py) on the wire: the server-sent-event encoding, and an
+event as a client reads it back (its frames are documented in ``api.http.openapi``)."""
 
 import json
 from typing import Any
@@ -31,14 +31,6 @@ SSE_HEADERS = {
     "Connection": "keep-alive",
 }
 """Headers that keep proxies from buffering or caching the stream."""
-
-SSE_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "The run's events as server-sent events (`id`, `event`, `data` lines), "
-        "with a comment heartbeat at least every 15 s.",
-        "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/StreamEvent"}}},
-    }
-}
 
 
 def encode(event: Event) -> str:

@@ -13,25 +13,26 @@ from api.runs.lookup import RunLookup
 from api.storage.interface import Event
 from graph.events import TERMINAL_EVENTS
 
-MAX_EVENT_ID = 2**53
-EVENT_ID = re.compile(r"[0-9]{1,16}")
+LAST_EVENT_ID_PATTERN = r"^[ \t]*[0-9]{0,15}[ \t]*$"
+"""A ``Last-Event-ID`` this service takes: an event id (below 2**53, a safe integer in
+JavaScript), or blank for none."""
+LAST_EVENT_ID = re.compile(LAST_EVENT_ID_PATTERN)
 
 Render = Callable[[Event], Iterable[str]]
 """The frames one event becomes on this face (none, one or several)."""
 
 
 def last_event_id(header: str | None) -> int:
-    if header is None or not header.strip():
+    if header is None:
         return 0
-    text = header.strip()
-    if not EVENT_ID.fullmatch(text) or int(text) > MAX_EVENT_ID:
+    if not LAST_EVENT_ID.fullmatch(header):
         raise ApiError(
             400,
             "Last-Event-ID must be an event id (a non-negative integer)",
             param="Last-Event-ID",
             code="invalid_last_event_id",
         )
-    return int(text)
+    return int(header.strip(" \t") or 0)
 
 
 async def follow_frames(

@@ -6,13 +6,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Effort = Literal["low", "medium", "high"]
 
+NOT_BLANK = "[^\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+"""A character that is not whitespace to ``str.strip``: the OpenAPI document's pattern for a
+question that is not blank (the check itself is ``_not_blank``)."""
+
 
 class ReasonRequest(BaseModel):
     """A question and how hard to work on it. Explicit fields win over ``reasoning_effort``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=100_000, examples=["Why is the sky blue?"])
+    question: str = Field(
+        min_length=1,
+        max_length=100_000,
+        examples=["Why is the sky blue?"],
+        json_schema_extra={"pattern": NOT_BLANK},
+    )
     max_subtasks: int | None = Field(None, ge=1, le=64)
     max_revisions: int | None = Field(None, ge=0, le=10)
     reasoning_effort: Effort | None = None

@@ -98,11 +98,14 @@ def test_langchain_chat_openai_as_a_client(service: Service, stub: StubBackend) 
     assert message.text == "The final answer is 42."
     assert message.usage_metadata is not None
     assert message.usage_metadata["output_token_details"].get("reasoning", 0) > 0
+    # ChatOpenAI keeps OpenAI's own fields only: the reasoning's size, not its text (docs/api.md).
+    assert "reasoning_content" not in message.additional_kwargs
     first_run = sum(c.prompt_tokens + c.completion_tokens for c in stub.calls)
     assert message.usage_metadata["total_tokens"] == first_run
     streamed = chat.model_copy(update={"stream_usage": True})
     pieces = list(streamed.stream("Why is the sky blue?"))
     assert "".join(p.text for p in pieces) == "The final answer is 42."
+    assert not any("reasoning_content" in p.additional_kwargs for p in pieces)
     total = sum((p for p in pieces[1:]), pieces[0])
     assert total.usage_metadata is not None
     both_runs = sum(c.prompt_tokens + c.completion_tokens for c in stub.calls)
@@ -214,6 +217,18 @@ def test_the_stream_thinks_aloud_before_it_answers(sdk: openai.OpenAI, stub: Stu
     assert text.startswith("Plan:\n- t1: Part 1 of the question?\n")
     assert "Review, round 1:\n- t1: revise (more detail)" in text
     assert "t1 (attempt 2): A worker answer with some words." in text
+
+
+def test_a_plain_reply_carries_the_streamed_reasoning(sdk: openai.OpenAI, stub: StubBackend) -> None:
+    # Two runs of one script: workers finish in task order, after the whole plan, in both.
+    stub.options.slow = {"Part 1": 0.1, "Part 2": 0.2, "Part 3": 0.3}
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Why is the sky blue?"}]
+    chunks = list(sdk.chat.completions.create(model="reasoner", messages=messages, stream=True))
+    streamed = "".join(t or "" for t in reasoning_of(chunks))
+    message = sdk.chat.completions.create(model="reasoner", messages=messages).choices[0].message
+    assert (message.model_extra or {}).get("reasoning_content") == streamed
+    assert streamed.startswith("Plan:\n- t1: Part 1 of the question?\n")
+    assert "t3 (attempt 1): A worker answer with some words." in streamed
 
 
 def test_streamed_and_plain_replies_agree(sdk: openai.OpenAI, stub: StubBackend) -> None:

@@ -17,11 +17,13 @@ from api.http.deps import (
     SettingsDep,
 )
 from api.http.errors import RUN_ERRORS, ApiError, documented, raise_for_failure, run_suspended
-from api.http.openai_format import ChunkWriter, completion_usage, to_reason_request
+from api.http.openai_format import ChunkWriter, completion_usage, reasoning_text, to_reason_request
+from api.http.openapi import CHAT_COMPLETION_FRAME, sse_content
 from api.http.schemas import AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, Model, ModelList
 from api.http.sse import SSE_HEADERS, encode_data
 from api.http.streams import follow_frames
 from api.runs.idempotency import idempotency_key
+from api.runs.lookup import RunLookup
 from api.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -38,6 +40,15 @@ def _check_model(body: ChatCompletionRequest, settings: Settings) -> None:
             param="model",
             code="model_not_found",
         )
+
+
+async def run_reasoning(lookup: RunLookup, run_id: str) -> str:
+    """The "thinking" of an ended run: its events' ``reasoning_text``, as its stream sends them."""
+    parts = []
+    async for event in lookup.follow(run_id):
+        if event is not None and (text := reasoning_text(event)) is not None:
+            parts.append(text)
+    return "".join(parts)
 
 
 @router.get("/models", responses=documented(401))
@@ -58,10 +69,11 @@ async def get_model(model_id: Annotated[str, Path()], settings: SettingsDep) -> 
     responses={
         **documented(404, *RUN_ERRORS),
         200: {
-            "description": "A chat completion, or with `stream: true` chat.completion.chunk events "
-            "(the run's progress in `delta.reasoning_content`, then the answer in `delta.content`) "
-            "ending with `data: [DONE]`. The `X-Run-Id` header names the run.",
-            "content": {"text/event-stream": {}},
+            "description": "A chat completion (the run's progress in `message.reasoning_content`), "
+            "or with `stream: true` chat.completion.chunk events (the progress in "
+            "`delta.reasoning_content`, then the answer in `delta.content`) ending with "
+            "`data: [DONE]`. The `X-Run-Id` header names the run.",
+            "content": sse_content(CHAT_COMPLETION_FRAME),
         },
     },
 )
@@ -104,10 +116,13 @@ async def chat_completions(
     response.headers.update({RUN_ID_HEADER: run_id, **replayed})
     result = await lookup.wait(run_id)
     raise_for_failure(result)
+    message = AssistantMessage(
+        content=result["answer"], reasoning_content=await run_reasoning(lookup, run_id)
+    )
     return ChatCompletion(
         id=f"chatcmpl-{run_id}",
         created=created,
         model=body.model,
-        choices=[Choice(message=AssistantMessage(content=result["answer"]))],
+        choices=[Choice(message=message)],
         usage=completion_usage(result["usage"]),
     )

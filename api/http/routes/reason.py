@@ -8,8 +8,8 @@ from fastapi.responses import Response, StreamingResponse
 from api.http.auth import CallerDep
 from api.http.deps import REPLAYED_HEADER, IdempotencyHeader, LookupDep, OnDisconnectDep, RunnerDep
 from api.http.errors import RUN_ERRORS, documented, raise_for_failure
+from api.http.openapi import SSE_RESPONSE_DOC
 from api.http.schemas import ReasonRequest
-from api.http.sse import SSE_RESPONSE_DOC
 from api.http.streams import run_events_response
 from api.runs.idempotency import idempotency_key
 from graph import Result

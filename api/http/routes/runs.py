@@ -8,9 +8,9 @@ from fastapi.responses import Response, StreamingResponse
 from api.http.auth import CallerDep
 from api.http.deps import REPLAYED_HEADER, IdempotencyHeader, LookupDep, OnDisconnectDep, RunnerDep, StoreDep
 from api.http.errors import documented
+from api.http.openapi import SSE_RESPONSE_DOC
 from api.http.schemas import ReasonRequest, RunAccepted, RunPage, RunSummary, RunView
-from api.http.sse import SSE_RESPONSE_DOC
-from api.http.streams import last_event_id, run_events_response
+from api.http.streams import LAST_EVENT_ID_PATTERN, last_event_id, run_events_response
 from api.runs.idempotency import idempotency_key
 from api.storage.interface import TERMINAL
 
@@ -96,7 +96,15 @@ async def run_events(
     lookup: LookupDep,
     on_disconnect: OnDisconnectDep,
     caller: CallerDep,
-    last_event: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="the id of the last event the client has (a browser's EventSource sends it "
+            "when it reconnects); anything else is 400 invalid_last_event_id",
+            json_schema_extra={"pattern": LAST_EVENT_ID_PATTERN},
+        ),
+    ] = None,
 ) -> Response:
     """Replay the run's events from the start (or after `Last-Event-ID`), then follow it live.
 
