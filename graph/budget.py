@@ -3,11 +3,22 @@
 Every model call reserves its worst case (what its prompt is expected to bill, see
 ``graph.calibration``, plus the output cap it will send, in the backend's own tokens; in money,
 the prompt at its model's input price and the cap at its output price) before it goes out and
-settles the real usage when it returns; the output cap shrinks to what is left, and a call that
-cannot fit is not sent. Part of the budget is kept back for the synthesizer, so the run can
-always write an answer from what it has.
+settles the real usage when it returns; the output cap shrinks to what is left. A call that does
+not fit waits while other calls' reservations are out, and is not sent if it still does not fit
+once they have settled.
+
+The synthesizer's call is kept back, so the run can always write an answer from what it has:
+
+- under a token budget, its worst case (every sub-answer at its cap): token budgets shape the run
+  up front (``fit``) so that this worst case fits;
+- under a cost budget, its prompt as far as it is known (its own text, the sub-questions and every
+  sub-answer written so far) and room to write as much as the longest sub-answer; a worker holds,
+  besides its own call, the synthesizer reading its answer. So the money kept grows with the
+  answers actually written, not with the worst case of answers still to come, which at the
+  prices of a cheap worker and a dear synthesizer is many times what runs really cost.
 """
 
+import asyncio
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +42,18 @@ class BudgetExhausted(Exception):
     """A call could not be sent within the run's token or call budget."""
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """What the budget holds for one call until it settles."""
+
+    cap: int
+    """The output cap to send."""
+    tokens: int
+    usd: float
+    model: str
+    answer: bool
+
+
 @dataclass
 class Budget:
     """The run's spending so far; shared by its concurrent nodes (one event loop, no locks)."""
@@ -41,74 +64,133 @@ class Budget:
     """The cost budget, in US dollars; each call is priced at its own model's ``prices``."""
     prices: Prices = field(default_factory=dict)
     synthesis_price: Price | None = None
-    """The synthesizer's model's price: what the synthesis reserve is kept back at."""
+    """The synthesizer's model's price: what its reserve is kept back at."""
     synthesis_output: int = 0
-    """Of the synthesis reserve, the tokens it writes (priced as output)."""
+    """The most the synthesizer may write (the run's output cap)."""
+    synthesis_reserve: int = 0
+    """The synthesizer's worst case in tokens, kept back under a token budget (0: nothing kept)."""
+    synthesis_prompt: int | None = None
+    """The synthesizer's prompt without the sub-answers, set once the plan is known; None: nothing
+    is kept back (no synthesis ahead yet, or it has begun)."""
+    answers: int = 0
+    """The sub-answer tokens written so far, which the synthesizer will read."""
+    longest_answer: int = 0
     spent: int = 0
     reserved: int = 0
     spent_usd: float = 0.0
     reserved_usd: float = 0.0
     calls: int = 0
-    synthesis_reserve: int = 0
+    out: int = 0
+    """Reservations not settled yet: calls in flight."""
     exhausted: bool = False
+    _settled: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False, compare=False)
 
-    def reserve(self, prompt: int, output_cap: int, *, for_synthesis: bool, model: str = "") -> int:
-        """Reserve room for one call to ``model`` whose prompt may bill ``prompt`` tokens;
-        returns the output cap to send.
+    async def room(
+        self, prompt: int, output_cap: int, *, for_synthesis: bool, model: str = "", answer: bool = False
+    ) -> None:
+        """Wait while the call does not fit but calls in flight may still give room back."""
+        answer = answer and self.synthesis_prompt is not None
+        while self.out and self._grant(prompt, output_cap, for_synthesis, model, answer)[0] < MIN_CALL_OUTPUT:
+            await self._settled.wait()
+
+    def reserve(
+        self, prompt: int, output_cap: int, *, for_synthesis: bool, model: str = "", answer: bool = False
+    ) -> Reservation:
+        """Hold room for one call to ``model`` whose prompt may bill ``prompt`` tokens, and, for
+        a sub-answer (``answer``), for the synthesizer reading it and writing as much.
 
         Raises BudgetExhausted when the call does not fit.
         """
+        answer = answer and self.synthesis_prompt is not None
         if self.max_calls is not None and self.calls >= self.max_calls:
             self.exhausted = True
             raise BudgetExhausted(f"the run's limit of {self.max_calls} model calls is reached")
-        cap = output_cap
+        cap, limit = self._grant(prompt, output_cap, for_synthesis, model, answer)
+        if cap < MIN_CALL_OUTPUT:
+            self.exhausted = True
+            raise BudgetExhausted(limit)
+        if for_synthesis:
+            self.synthesis_prompt, self.synthesis_reserve = None, 0
+        held = Reservation(cap, *self._holds(prompt, cap, model, answer), model, answer)
+        self.reserved += held.tokens
+        self.reserved_usd += held.usd
+        self.calls += 1
+        self.out += 1
+        return held
+
+    def settle(self, held: Reservation, used: int, completion: int = 0) -> None:
+        """Give a call's reservation back and count what it really used: ``used`` tokens,
+        ``completion`` of them written (for a sub-answer: what the synthesizer will read)."""
+        self.reserved -= held.tokens
+        self.reserved_usd -= held.usd
+        self.spent += used
+        if (price := self.prices.get(held.model)) is not None:
+            self.spent_usd += price.cost(used - completion, completion)
+        if held.answer:
+            self.answers += completion
+            self.longest_answer = max(self.longest_answer, completion)
+        self.out -= 1
+        self._settled.set()
+        self._settled = asyncio.Event()
+
+    def _grant(
+        self, prompt: int, output_cap: int, for_synthesis: bool, model: str, answer: bool
+    ) -> tuple[int, str]:
+        """The output cap the call would get now, and the limit that binds when it is too small."""
+        cap, limit = output_cap, ""
         if self.tokens is not None:
             keep = 0 if for_synthesis else self.synthesis_reserve
-            available = self.tokens - self.spent - self.reserved - keep
-            cap = min(output_cap, available - prompt)
-            if cap < MIN_CALL_OUTPUT:
-                self.exhausted = True
-                raise BudgetExhausted(f"the run's token budget of {self.tokens} is spent")
-        if self.usd is not None:
-            cap = min(cap, self._affordable_output(prompt, model, for_synthesis))
-            if cap < MIN_CALL_OUTPUT:
-                self.exhausted = True
-                raise BudgetExhausted(f"the run's cost budget of ${self.usd} is spent")
-            self.reserved_usd += self.prices[model].cost(prompt, cap)
-        if for_synthesis:
-            self.synthesis_reserve = 0
-        if self.tokens is not None:
-            self.reserved += prompt + cap
-        self.calls += 1
-        return cap
+            cap = min(cap, self.tokens - self.spent - self.reserved - keep - prompt)
+            limit = f"the run's token budget of {self.tokens} is spent"
+        if self.usd is not None and cap >= MIN_CALL_OUTPUT:
+            price = self.prices.get(model)
+            if price is None:
+                cap = 0
+            else:
+                keep_usd = 0.0 if for_synthesis else self._kept_usd()
+                left = self.usd - self.spent_usd - self.reserved_usd - keep_usd - price.cost(prompt, 0)
+                reading, writing = self._synthesis_rates(answer)
+                micro = left * 1_000_000 * (1 - 1e-9)  # a hair under: rounding never tips it over
+                written = self._written() if answer else 0
+                cap = min(cap, _most(micro, price.output + reading, written, writing))
+            limit = f"the run's cost budget of ${self.usd} is spent"
+        return cap, limit
 
-    def _affordable_output(self, prompt: int, model: str, for_synthesis: bool) -> int:
-        """The most output tokens a call to ``model`` may write within the cost budget, after
-        its prompt and what is kept back for the synthesizer (a model with no price: none)."""
-        assert self.usd is not None
-        price = self.prices.get(model)
-        if price is None:
-            return 0
-        keep = 0.0
-        if not for_synthesis and self.synthesis_price is not None and self.synthesis_reserve:
-            written = min(self.synthesis_output, self.synthesis_reserve)
-            keep = self.synthesis_price.cost(self.synthesis_reserve - written, written)
-        left = self.usd - self.spent_usd - self.reserved_usd - keep - price.cost(prompt, 0)
-        if price.output <= 0:
-            return MIN_CALL_OUTPUT - 1 if left < 0 else 2**31
-        return math.floor(left * 1_000_000 / price.output * (1 - 1e-9))
+    def _holds(self, prompt: int, cap: int, model: str, answer: bool) -> tuple[int, float]:
+        """What a call with this cap holds: itself, and in money for a sub-answer the synthesizer
+        reading it and writing more than it is kept room for now."""
+        if self.usd is None or (price := self.prices.get(model)) is None:
+            return prompt + cap, 0.0
+        reading, writing = self._synthesis_rates(answer)
+        grows = max(0, cap - self._written()) if answer else 0
+        return prompt + cap, price.cost(prompt, cap) + (cap * reading + grows * writing) / 1_000_000
 
-    def settle(
-        self, prompt: int, output_cap: int, used: int, *, model: str = "", completion: int = 0
-    ) -> None:
-        """Release a call's reservation (as it was made) and count what it really used: ``used``
-        tokens, ``completion`` of them written."""
-        if self.tokens is not None:
-            self.reserved -= prompt + output_cap
-        self.spent += used
-        if self.usd is not None and (price := self.prices.get(model)) is not None:
-            self.reserved_usd -= price.cost(prompt, output_cap)
-            self.spent_usd += price.cost(used - completion, completion)
+    def _synthesis_rates(self, answer: bool) -> tuple[float, float]:
+        """Per million tokens of a sub-answer: the synthesizer reading it, and writing as much."""
+        if not answer or self.synthesis_price is None:
+            return 0.0, 0.0
+        return self.synthesis_price.input, self.synthesis_price.output
+
+    def _written(self) -> int:
+        """What the synthesizer is kept room to write: as much as the longest sub-answer."""
+        return min(self.synthesis_output, max(2 * MIN_CALL_OUTPUT, self.longest_answer))
+
+    def _kept_usd(self) -> float:
+        """The money kept back for the synthesizer."""
+        if self.synthesis_prompt is None or self.synthesis_price is None:
+            return 0.0
+        return self.synthesis_price.cost(self.synthesis_prompt + self.answers, self._written())
+
+
+def _most(left: float, per: float, written: int, extra: float) -> int:
+    """The largest output cap ``c`` with ``c * per + max(0, c - written) * extra <= left``: each
+    token costs ``per``, and those beyond ``written`` cost ``extra`` more."""
+    if per <= 0:
+        return 2**31 if left >= 0 else 0
+    within = left / per
+    if within <= written or extra <= 0:
+        return math.floor(within)
+    return math.floor((left + written * extra) / (per + extra))
 
 
 @dataclass(frozen=True)
@@ -181,27 +263,17 @@ def smallest_usd(question: int, prices: RolePrices, rate: float = 1.0) -> float:
     return estimated_usd(SMALLEST, question, prices, rate)
 
 
-def fit(
-    shape: Shape,
-    question: int,
-    budget: int | None,
-    rate: float = 1.0,
-    *,
-    usd: float | None = None,
-    prices: RolePrices | None = None,
-) -> Shape:
-    """Shrink a run until its estimated cost fits the budget (tokens, and with ``prices`` the
-    ``usd`` one): first no revisions, then shorter answers, then fewer sub-questions. The
-    budget's own bookkeeping still enforces the limit."""
-    if budget is None and (usd is None or prices is None):
+def fit(shape: Shape, question: int, budget: int | None, rate: float = 1.0) -> Shape:
+    """Shrink a run until its estimated token cost fits the token budget: first no revisions,
+    then shorter answers, then fewer sub-questions. The budget's own bookkeeping still enforces
+    the limit. (A cost budget shapes nothing: it is held call by call, since at the prices of a
+    cheap worker and a dear synthesizer the worst case is many times what runs really cost.)"""
+    if budget is None:
         return shape
     n, r, m = shape.subtasks, shape.revisions, shape.output_tokens
 
     def over() -> bool:
-        fitted = Shape(n, r, m)
-        if budget is not None and estimated_cost(fitted, question, rate) > budget:
-            return True
-        return usd is not None and prices is not None and estimated_usd(fitted, question, prices, rate) > usd
+        return estimated_cost(Shape(n, r, m), question, rate) > budget
 
     while r > 0 and over():
         r -= 1

@@ -15,7 +15,7 @@ from langchain_core.runnables import RunnableConfig
 from opentelemetry.trace import Span
 
 from graph import tracing
-from graph.budget import BudgetExhausted
+from graph.budget import BudgetExhausted, Reservation
 from graph.calibration import Rates, TextSize, measure, measure_messages
 from graph.call_request import request_options, send
 from graph.context import RunContext
@@ -80,7 +80,7 @@ class _Try:
     retry: int
     rates: Rates
     prompt_cap: int
-    cap: int
+    held: Reservation
     timeout: float
     row: Callable[..., CallRecord]
     seq: int
@@ -109,6 +109,7 @@ class _Call:
         self.attempt = attempt
         self.response_format = response_format
         self.for_synthesis = node == "synthesizer"
+        self.answer = node == "worker"
         self.size = measure_messages(messages)
         self.rows: list[CallRecord] = []
         self.deltas = _Deltas(on_delta) if on_delta is not None else None
@@ -116,8 +117,17 @@ class _Call:
     async def run(self) -> tuple[str, list[CallRecord]]:
         """Try until the model answers, the call fails for good or the tries run out."""
         for retry in range(self.ctx.max_attempts):
+            await self.ctx.budget.room(
+                self.spec.rates().prompt(self.size),
+                self.ctx.max_output_tokens,
+                for_synthesis=self.for_synthesis,
+                model=self.spec.name,
+                answer=self.answer,
+            )
             step = self._begin(retry)
-            with tracing.chat(self.spec.name, self.node, self.task_id, self.attempt, retry, step.cap) as span:
+            with tracing.chat(
+                self.spec.name, self.node, self.task_id, self.attempt, retry, step.held.cap
+            ) as span:
                 try:
                     message = await self._send(step)
                 except asyncio.CancelledError:
@@ -138,7 +148,7 @@ class _Call:
         time_left = self._time_left_to_call()
         rates = self.spec.rates()
         prompt_cap = rates.prompt(self.size)
-        cap = self._reserve(prompt_cap)
+        held = self._reserve(prompt_cap)
         timeout = self.ctx.timeout_s if time_left is None else min(self.ctx.timeout_s, time_left)
         row = functools.partial(
             _row, self.spec, self.node, self.task_id, self.attempt, retry, _now(), time.perf_counter()
@@ -149,7 +159,7 @@ class _Call:
         if self.deltas is not None:
             self.deltas.new_attempt()
             streamed = _Streamed(self.deltas, seq, in_flight, self.ctx.journal)
-        return _Try(retry, rates, prompt_cap, cap, timeout, row, seq, streamed)
+        return _Try(retry, rates, prompt_cap, held, timeout, row, seq, streamed)
 
     def _time_left_to_call(self) -> float | None:
         """Seconds until this call's deadline (None: no deadline); the synthesizer may use the
@@ -165,17 +175,21 @@ class _Call:
             raise ModelCallError("deadline_exceeded", "the run's deadline has passed", self.node)
         return time_left
 
-    def _reserve(self, prompt_cap: int) -> int:
-        """The output cap the budget grants this try."""
+    def _reserve(self, prompt_cap: int) -> Reservation:
+        """What the budget holds for this try, with the output cap it grants."""
         try:
             return self.ctx.budget.reserve(
-                prompt_cap, self.ctx.max_output_tokens, for_synthesis=self.for_synthesis, model=self.spec.name
+                prompt_cap,
+                self.ctx.max_output_tokens,
+                for_synthesis=self.for_synthesis,
+                model=self.spec.name,
+                answer=self.answer,
             )
         except BudgetExhausted as exc:
             raise ModelCallError("budget_exhausted", str(exc), self.node) from exc
 
     async def _send(self, step: _Try) -> AIMessage | AIMessageChunk:
-        kwargs = request_options(self.spec, step.cap, self.response_format)
+        kwargs = request_options(self.spec, step.held.cap, self.response_format)
         async with asyncio.timeout(step.timeout):
             return await send(self.spec, self.messages, kwargs, step.on_delta, self._config())
 
@@ -197,10 +211,8 @@ class _Call:
             _calibrate(self.spec, self.size, text, usage)
         else:  # what the budget reserved: the backend cannot have billed more
             prompt, estimated = step.prompt_cap, True
-            completion = min(step.cap, step.rates.tokens(measure(text)))
-        self.ctx.budget.settle(
-            step.prompt_cap, step.cap, prompt + completion, model=self.spec.name, completion=completion
-        )
+            completion = min(step.held.cap, step.rates.tokens(measure(text)))
+        self.ctx.budget.settle(step.held, prompt + completion, completion)
         self._record(step, span, step.row(prompt, completion, estimated, None), text)
         tracing.answered(span, message.response_metadata)
         return text
@@ -225,7 +237,7 @@ class _Call:
 
     def _end_unanswered(self, step: _Try, span: Span, error: str) -> None:
         """Give the try's reservation back and record it as spending nothing."""
-        self.ctx.budget.settle(step.prompt_cap, step.cap, 0, model=self.spec.name)
+        self.ctx.budget.settle(step.held, 0)
         self._record(step, span, step.row(0, 0, False, error))
 
     def _record(self, step: _Try, span: Span, row: CallRecord, output: str | None = None) -> None:

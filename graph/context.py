@@ -64,11 +64,14 @@ class RunContext:
             for r in rows
             if r["model"] in prices
         )
+        answers = [r["completion_tokens"] for r in rows if r["node"] == "worker" and r["error"] is None]
         budget = dataclasses.replace(
             self.budget,
             spent=self.budget.spent + spent,
             spent_usd=self.budget.spent_usd + spent_usd,
             calls=self.budget.calls + len(rows),
+            answers=self.budget.answers + sum(answers),
+            longest_answer=max([self.budget.longest_answer, *answers]),
         )
         clock = dataclasses.replace(self.clock, earlier_active_ms=busy_ms(rows))
         return dataclasses.replace(

@@ -76,10 +76,15 @@ class Nodes:
         count = await self.counter.count(question)
         return accounts(ctx.ledger, count.tokens, count.exact, ctx.prices)
 
-    def _synthesis_cost(self, ctx: RunContext, subtasks: int, question: TextSize) -> int:
-        """The synthesizer's worst case, at what its model is expected to bill now."""
+    def _keep_for_synthesis(self, ctx: RunContext, subtasks: int, question: TextSize) -> None:
+        """Keep the synthesizer's call back in the budget, at what its model is expected to bill
+        now: its worst case in tokens, its prompt without the sub-answers in money (the budget
+        adds the answers as they come)."""
         rates = self.models.synthesizer.rates()
-        return synthesis_cost(subtasks, ctx.max_output_tokens, rates.tokens(question), rates.latin)
+        q, m = rates.tokens(question), ctx.max_output_tokens
+        ctx.budget.synthesis_reserve = synthesis_cost(subtasks, m, q, rates.latin)
+        ctx.budget.synthesis_prompt = synthesis_cost(subtasks, 0, q, rates.latin)
+        ctx.budget.synthesis_output = m
 
     @tracing.node("planner")
     async def planner(self, state: InputState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -91,8 +96,7 @@ class Nodes:
         emit(_stage("planning"))
         messages = planner_messages(question, ctx.max_subtasks)
         question_size = measure(question)
-        budget = ctx.budget
-        budget.synthesis_reserve = self._synthesis_cost(ctx, ctx.max_subtasks, question_size)
+        self._keep_for_synthesis(ctx, ctx.max_subtasks, question_size)
 
         async def run(task: SubTask, inputs: list[SubAnswer]) -> SubAnswer:
             return await answer_task(self.models.worker, ctx, emit, question, task, inputs)
@@ -124,7 +128,7 @@ class Nodes:
                 plan, error = None, f"{exc.kind}: {exc.message}"
             fallbacks += reader.finish(plan.raw_tasks() if plan else None, error, question)
             subtasks = reader.tasks
-            budget.synthesis_reserve = self._synthesis_cost(ctx, len(subtasks), question_size)
+            self._keep_for_synthesis(ctx, len(subtasks), question_size)
             emit(ProgressEvent(event=PLAN, data=PlanMade(subtasks=subtasks)))
             emit(_stage("answering"))
             dispatcher.close()

@@ -148,7 +148,7 @@ def admit(
                 code="budget_too_small",
                 param="cost_budget_usd",
             )
-    shape = fit(shape_for(request, settings), asked.tokens, budget, asked.rate, usd=usd, prices=priced)
+    shape = fit(shape_for(request, settings), asked.tokens, budget, asked.rate)
     deadline_s = min(request.deadline_s or settings.run_deadline_s, settings.run_deadline_s)
     return RunContext(
         max_subtasks=shape.subtasks,
@@ -166,7 +166,6 @@ def admit(
             usd=usd,
             prices=prices,
             synthesis_price=priced["synthesizer"] if priced is not None else None,
-            synthesis_output=shape.output_tokens,
         ),
         prices=prices,
     )

@@ -71,13 +71,14 @@ def test_a_cost_budget_is_never_exceeded(priced: httpx.Client, stub: StubBackend
     assert result["answer"], "the run still answers"
 
 
+@pytest.mark.parametrize("answer_tokens", [5, 60, 300])
 def test_a_budget_of_twice_a_runs_cost_lets_the_same_run_complete_whole(
-    priced: httpx.Client, stub: StubBackend
+    priced: httpx.Client, stub: StubBackend, answer_tokens: int
 ) -> None:
-    """Each call reserves at its own model's prices: a run is not shrunk to what its dearest
-    model's highest price would buy. (Answers of 300 tokens, where the caps are 512: admission
-    shapes a run to its worst case, which a budget of twice its cost then covers.)"""
-    stub.options.answer_tokens = 300
+    """Each call reserves at its own model's prices, and the synthesizer is kept back what the
+    answers written so far need, not their worst case: however short the answers are (the caps
+    are 512), twice a run's cost buys the same run."""
+    stub.options.answer_tokens = answer_tokens
     stub.options.subtasks = 4
     body = {"question": "Explain the causes of the French revolution."}
     unlimited = priced.post("/v1/reason", json=body).json()

@@ -14,7 +14,7 @@ from api.runs.errors import Refused
 from api.runs.request import ReasonRequest
 from api.settings import Settings
 from graph import RunContext, TokenCount
-from graph.budget import Budget, BudgetExhausted, Shape, estimated_cost, fit, smallest_budget
+from graph.budget import Budget, BudgetExhausted, Reservation, Shape, estimated_cost, fit, smallest_budget
 from graph.calibration import (
     DECAY,
     MARGIN,
@@ -141,20 +141,20 @@ def test_a_call_that_bills_within_its_reservation_never_takes_the_run_over_its_b
     chance = random.Random(18)
     for _ in range(200):
         budget = Budget(tokens=chance.randint(300, 5000), synthesis_reserve=chance.randint(0, 300))
-        in_flight: list[tuple[int, int]] = []
+        in_flight: list[tuple[int, Reservation]] = []
         for _ in range(40):
             if in_flight and chance.random() < 0.5:
-                prompt, cap = in_flight.pop(chance.randrange(len(in_flight)))
-                budget.settle(prompt, cap, chance.randint(0, prompt) + chance.randint(0, cap))
+                prompt, held = in_flight.pop(chance.randrange(len(in_flight)))
+                budget.settle(held, chance.randint(0, prompt) + chance.randint(0, held.cap))
                 continue
             prompt = chance.randint(20, 800)
             try:
-                cap = budget.reserve(prompt, chance.randint(16, 512), for_synthesis=chance.random() < 0.1)
+                held = budget.reserve(prompt, chance.randint(16, 512), for_synthesis=chance.random() < 0.1)
             except BudgetExhausted:
                 continue
-            in_flight.append((prompt, cap))
-        for prompt, cap in in_flight:
-            budget.settle(prompt, cap, prompt + cap)
+            in_flight.append((prompt, held))
+        for prompt, held in in_flight:
+            budget.settle(held, prompt + held.cap)
         assert budget.spent <= budget.tokens
         assert budget.reserved == 0
 
