@@ -1,5 +1,5 @@
 """Storage faults through the real HTTP app, while runs are in flight: DATA_DIR fills up (a
-256 KB tmpfs where the suite can mount one, and always a store whose writes fail the way a
+8 MB tmpfs where the suite can mount one, and always a store whose writes fail the way a
 full disk makes them fail), or another process holds the database locked past the store's
 busy timeout.
 
@@ -40,13 +40,13 @@ from tests.support.storage_faults import LOCK_HOLD_S, LockedDatabase, SimulatedF
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KB tmpfs, mounted for the test (root only)."""
+    """An 8 MB tmpfs, mounted for the test (root only)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (the simulated full disk runs instead)")
     mount_point = tmp_path / "tmpfs"
     mount_point.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
         capture_output=True,
         text=True,
         check=False,

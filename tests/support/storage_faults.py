@@ -1,5 +1,5 @@
 """Storage faults to start and clear while a service runs on DATA_DIR: the disk fills up (a
-256 KB tmpfs, ``TmpfsFullDisk``, or a store whose writes fail as a full disk makes them fail,
+8 MB tmpfs, ``TmpfsFullDisk``, or a store whose writes fail as a full disk makes them fail,
 ``SimulatedFullDisk``), or another process holds the database locked (``LockedDatabase``)."""
 
 import errno
@@ -47,7 +47,7 @@ class StorageFault(Protocol):
 
 
 class TmpfsFullDisk:
-    """DATA_DIR is a 256 KB tmpfs; the fault is a filler file that takes all the space left."""
+    """DATA_DIR is a 8 MB tmpfs; the fault is a filler file that takes all the space left."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
