@@ -160,6 +160,8 @@ class Worker:
                 async def emit(name: EventName, data: EventData) -> None:
                     self._emit(live, name, data)
 
+                if self.settings.checkpoint_durability == "exit":
+                    self.store.checkpointer.hold(live.run_id)
                 result = await execute(
                     self.graph,
                     job.request.question,
@@ -230,7 +232,10 @@ class Worker:
     def _finish(self, live: LiveRun, result: Result) -> None:
         """End the run in memory at once (no await: nothing can skip this) and have its final
         state committed in the background. A suspended run is not ended: its lease is given up
-        for the next process to resume it."""
+        for the next process to resume it, and only its checkpoint is written, if it was held."""
+        self.registry.in_background(
+            self.store.checkpointer.release(live.run_id, keep=live.stop_reason == "suspended")
+        )
         if live.stop_reason in LET_GO:
             self.registry.release()
             self.registry.forget(live)

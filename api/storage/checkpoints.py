@@ -1,7 +1,11 @@
 """LangGraph's checkpointer, made best-effort for writes: a checkpoint that cannot be written
 (disk full, database locked) does not fail the run. The run goes on; if its process then dies,
 it resumes from an earlier checkpoint, and the call journal still spares the calls that had
-returned. Reads fail as they do (a run that cannot read its checkpoint cannot resume)."""
+returned. Reads fail as they do (a run that cannot read its checkpoint cannot resume).
+
+A run's writes can also be held in memory until it ends (``hold``, ``release``): with
+CHECKPOINT_DURABILITY=exit the only checkpoint is the one LangGraph writes as the graph ends, which
+a finished run deletes at once; it is written only for a run that will be resumed."""
 
 import asyncio
 import contextlib
@@ -46,6 +50,20 @@ class BestEffortSaver(BaseCheckpointSaver[str]):
         self._paused_until = 0.0
         self._writing = asyncio.Lock()
         """Writes wait here, not in the saver: once one fails, those behind it see the pause."""
+        self._held: dict[str, list[Callable[[], Awaitable[object]]]] = {}
+
+    def hold(self, thread_id: str) -> None:
+        """Keep the thread's writes in memory from now until ``release``."""
+        self._held[thread_id] = []
+
+    async def release(self, thread_id: str, *, keep: bool) -> None:
+        """Write what was held for the thread (``keep``), or forget it."""
+        held = self._held.pop(thread_id, [])
+        for write in held if keep else ():
+            await write()
+
+    def _holding(self, config: RunnableConfig) -> list[Callable[[], Awaitable[object]]] | None:
+        return self._held.get(config.get("configurable", {}).get("thread_id", ""))
 
     def _paused(self) -> bool:
         if time.monotonic() < self._paused_until:
@@ -88,20 +106,26 @@ class BestEffortSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        held = self._holding(config)
+        if held is not None:
+            held.append(lambda: self._put(config, checkpoint, metadata, new_versions))
+            return _written(config, checkpoint)
+        return await self._put(config, checkpoint, metadata, new_versions)
+
+    async def _put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
         async with self._writing:
             try:
                 if not self._paused():
                     return await self.saver.aput(config, checkpoint, metadata, new_versions)
             except self.write_errors as exc:
                 await self._failed(exc)
-        configurable = config.get("configurable", {})
-        return {
-            "configurable": {
-                "thread_id": configurable.get("thread_id"),
-                "checkpoint_ns": configurable.get("checkpoint_ns", ""),
-                "checkpoint_id": checkpoint["id"],
-            }
-        }
+        return _written(config, checkpoint)
 
     async def aput_writes(
         self,
@@ -109,6 +133,19 @@ class BestEffortSaver(BaseCheckpointSaver[str]):
         writes: Sequence[tuple[str, Any]],
         task_id: str,
         task_path: str = "",
+    ) -> None:
+        held = self._holding(config)
+        if held is not None:
+            held.append(lambda: self._put_writes(config, writes, task_id, task_path))
+            return
+        await self._put_writes(config, writes, task_id, task_path)
+
+    async def _put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str,
     ) -> None:
         async with self._writing:
             if self._paused():
@@ -128,3 +165,15 @@ class BestEffortSaver(BaseCheckpointSaver[str]):
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         return self.saver.get_next_version(current, channel)
+
+
+def _written(config: RunnableConfig, checkpoint: Checkpoint) -> RunnableConfig:
+    """The config that points at ``checkpoint``, as the saver returns it once written."""
+    configurable = config.get("configurable", {})
+    return {
+        "configurable": {
+            "thread_id": configurable.get("thread_id"),
+            "checkpoint_ns": configurable.get("checkpoint_ns", ""),
+            "checkpoint_id": checkpoint["id"],
+        }
+    }

@@ -12,8 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
-
+from api.storage.checkpoints import BestEffortSaver
 from graph import CallRecord, Result
 from graph.events import EventData, EventName
 from graph.journal import Entry
@@ -147,7 +146,7 @@ class RunStore(Protocol):
     wait in the store for a free slot anywhere, not in the process that admitted them."""
 
     @property
-    def checkpointer(self) -> BaseCheckpointSaver[str]:
+    def checkpointer(self) -> BestEffortSaver:
         """LangGraph's checkpoints of the runs, in the same storage."""
         ...
 
