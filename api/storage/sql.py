@@ -28,7 +28,7 @@ from api.storage.interface import (
 )
 from api.storage.leases import LocalLeases
 from graph import CallRecord, Result
-from graph.events import EventData, EventName
+from graph.events import TERMINAL_EVENTS, EventData, EventName
 from graph.journal import IN_FLIGHT, Entry
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class SQLRunStore(ABC):
         now, at = self.dialect.clock(0)
         await self._writes.write(
             [
-                self._event_row(event),
+                self._event_row(_without_result(event)),
                 (self._sql(DROP_OUTPUTS), (run_id, run_id, self.owner)),
                 (self._sql(END, now=now), (status, *at, self._text(to_json(result)), run_id, self.owner)),
             ]
@@ -227,10 +227,17 @@ class SQLRunStore(ABC):
     async def events(self, run_id: str, after: int = 0, limit: int = REPLAY_PAGE) -> list[Event]:
         sql = self._sql("SELECT seq, event, data FROM events WHERE run_id=? AND seq>? ORDER BY seq LIMIT ?")
         rows = await self._query(sql, (run_id, after, limit))
-        return [
+        events = [
             Event(row["seq"], run_id, cast(EventName, row["event"]), cast(EventData, json.loads(row["data"])))
             for row in rows
         ]
+        if events and events[-1].event in TERMINAL_EVENTS and "result" not in events[-1].data:
+            last = events[-1]
+            stored = await self._query(self._sql("SELECT result FROM runs WHERE id=?"), (run_id,))
+            result = stored[0]["result"] if stored else None
+            data = {**last.data, "result": None if result is None else json.loads(result)}
+            events[-1] = Event(last.id, run_id, last.event, cast(EventData, data))
+        return events
 
     async def last_event_id(self, run_id: str) -> int:
         sql = self._sql("SELECT COALESCE(MAX(seq), 0) AS last FROM events WHERE run_id=?")
@@ -265,3 +272,10 @@ class SQLRunStore(ABC):
             completion_budget=row["completion_budget"],
             key_hash=row["key_hash"],
         )
+
+
+def _without_result(event: Event) -> Event:
+    """A terminal event as it is stored: its result is the run row's, read back from there (a
+    result is kept once, not twice)."""
+    data = {key: value for key, value in event.data.items() if key != "result"}
+    return Event(event.id, event.run_id, event.event, cast(EventData, data))
