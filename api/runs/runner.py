@@ -13,8 +13,8 @@ there, through the store and the broker.
 import asyncio
 import dataclasses
 import logging
+import secrets
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,10 @@ log = logging.getLogger(__name__)
 
 
 def new_run_id() -> str:
-    return f"run_{uuid.uuid4().hex[:16]}"
+    """``run_`` and 24 hex digits: the milliseconds since the epoch, then 48 random bits. Ids in
+    creation order keep the rows of the runs in flight together at the end of the events' and
+    calls' indexes, so a commit rewrites a few pages, not a page per run."""
+    return f"run_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
 
 
 @dataclass(frozen=True)
