@@ -1,9 +1,10 @@
 """The one writer of a run store: writes queued by many runs are committed in order by one task,
-the ones ready together in one transaction. A batch that fails on a storage error is retried
-(with backoff) until it sticks, so nothing admitted is lost to a passing fault; one that fails
-otherwise (a bug) is logged and dropped, so the writer goes on."""
+the ones ready together (within GATHER_S) in one transaction. A batch that fails on a storage
+error is retried (with backoff) until it sticks, so nothing admitted is lost to a passing fault;
+one that fails otherwise (a bug) is logged and dropped, so the writer goes on."""
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,10 @@ log = logging.getLogger(__name__)
 
 Statement = tuple[str, tuple[Any, ...]]
 
+GATHER_S = 0.005
+"""A batch nobody waits on (events, ledger rows, status) waits this long for more before it is
+committed: each commit rewrites every page it touches, so fewer, fuller commits write less. A
+batch with a write someone awaits (a run's creation, its end) is committed at once."""
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 2.0
 FAILURE_LOG_EVERY_S = 30.0
@@ -42,6 +47,8 @@ class BatchWriter:
         """False while batches keep failing; true again once one commits."""
         self._writes: list[_Write] = []
         self._ready = asyncio.Event()
+        self._awaited = asyncio.Event()
+        """Set while a queued write is awaited: its batch is committed without gathering."""
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
@@ -67,6 +74,8 @@ class BatchWriter:
         self._writes.append(_Write(statements, done, committed))
         self._idle.clear()
         self._ready.set()
+        if wait:
+            self._awaited.set()
         return done
 
     async def write(self, statements: list[Statement]) -> None:
@@ -89,7 +98,10 @@ class BatchWriter:
     async def _loop(self) -> None:
         while True:
             await self._ready.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._awaited.wait(), GATHER_S)
             self._ready.clear()
+            self._awaited.clear()
             batch, self._writes = self._writes, []
             statements = [s for w in batch for s in w.statements]
             delay = RETRY_FIRST_S
