@@ -5,7 +5,8 @@ import asyncio
 import json
 import os
 import sys
-from typing import cast
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -38,6 +39,8 @@ from graph.events import (
     TaskFailed,
     TaskStarted,
 )
+
+T = TypeVar("T")
 
 
 def _short(text: str, width: int = 100) -> str:
@@ -149,9 +152,25 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     async def can_store() -> None:
         await (await _open_store(settings)).close()
 
-    asyncio.run(can_store())
+    _run(settings, can_store())
     serve(settings.model_copy(update={"host": host or settings.host, "port": port or settings.port}))
     return 0
+
+
+def _run(settings: Settings, main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on the event loop EVENT_LOOP names (the one `reasoner serve` uses too)."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if settings.event_loop != "asyncio":
+        try:
+            import uvloop
+
+            factory = uvloop.new_event_loop
+        except ImportError:
+            if settings.event_loop == "uvloop":
+                main.close()
+                raise ConfigurationError("EVENT_LOOP=uvloop, but uvloop is not installed") from None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -187,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
             reasoning_effort=args.effort,
         )
         if not args.trace:
-            return asyncio.run(_ask(settings, request, args.json))
+            return _run(settings, _ask(settings, request, args.json))
         with recorded() as spans:
-            code = asyncio.run(_ask(settings, request, args.json))
+            code = _run(settings, _ask(settings, request, args.json))
         print(tree(spans.get_finished_spans()), file=sys.stderr)
         return code
     except ValidationError as exc:

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="JSON lines, one per run; below `info` only the service's own lines"
     )
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        "auto", description="`auto`: uvloop where it is installed, else the standard library's asyncio"
+    )
     log_payloads: bool = Field(
         False, description="let the libraries' debug lines through: they print questions, answers and SQL"
     )

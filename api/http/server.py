@@ -65,6 +65,7 @@ def server_config(app: FastAPI, settings: Settings, *, port: int | None = None) 
         timeout_graceful_shutdown=5,
         timeout_keep_alive=KEEP_ALIVE_S,
         http=guarded_protocol(settings),
+        loop=settings.event_loop,
     )
 
 
