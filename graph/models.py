@@ -2,10 +2,13 @@
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import openai
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
@@ -99,6 +102,27 @@ class Models:
         return self.planner.rates() | self.worker.rates() | self.critic.rates() | self.synthesizer.rates()
 
 
+class ChatOnLoop(ChatOpenAI):
+    """ChatOpenAI whose plain chat completions are read where they arrive, on the event loop.
+
+    langchain-openai hands every reply to the default thread pool to build its result (a thread
+    hop per call, for a conversion of a few hundred microseconds). Structured parsing, the
+    Responses API and response headers keep the library's own path.
+    """
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        payload = self._get_request_payload(messages, stop=stop, **kwargs)
+        if "response_format" in payload or self._use_responses_api(payload) or self.include_response_headers:
+            return await super()._agenerate(messages, stop, run_manager, **kwargs)
+        return self._create_chat_result(await self.async_client.create(**payload), {})
+
+
 def openai_chat_model(
     *,
     model: str,
@@ -114,7 +138,7 @@ def openai_chat_model(
     the backend supports it. Pass ``http_client`` to own the connections (and close them);
     without it langchain-openai shares one client per base URL for the whole process.
     """
-    return ChatOpenAI(
+    return ChatOnLoop(
         model=model,
         base_url=base_url,
         api_key=SecretStr(api_key),
