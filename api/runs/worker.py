@@ -161,7 +161,7 @@ class Worker:
                     self._emit(live, name, data)
 
                 if self.settings.checkpoint_durability == "exit":
-                    self.store.checkpointer.hold(live.run_id)
+                    self.store.checkpointer.hold(live.run_id, fresh=job.resumes is None)
                 result = await execute(
                     self.graph,
                     job.request.question,

@@ -51,16 +51,24 @@ class BestEffortSaver(BaseCheckpointSaver[str]):
         self._writing = asyncio.Lock()
         """Writes wait here, not in the saver: once one fails, those behind it see the pause."""
         self._held: dict[str, list[Callable[[], Awaitable[object]]]] = {}
+        self._unwritten: set[str] = set()
+        """Threads with nothing stored: deleting them is a no-op, not a write transaction that
+        takes the database's write lock from the run store's writer."""
 
-    def hold(self, thread_id: str) -> None:
-        """Keep the thread's writes in memory from now until ``release``."""
+    def hold(self, thread_id: str, *, fresh: bool) -> None:
+        """Keep the thread's writes in memory from now until ``release`` (``fresh``: no earlier
+        process has stored any)."""
         self._held[thread_id] = []
+        if fresh:
+            self._unwritten.add(thread_id)
 
     async def release(self, thread_id: str, *, keep: bool) -> None:
         """Write what was held for the thread (``keep``), or forget it."""
         held = self._held.pop(thread_id, [])
-        for write in held if keep else ():
-            await write()
+        if keep:
+            self._unwritten.discard(thread_id)
+            for write in held:
+                await write()
 
     def _holding(self, config: RunnableConfig) -> list[Callable[[], Awaitable[object]]] | None:
         return self._held.get(config.get("configurable", {}).get("thread_id", ""))
@@ -156,6 +164,9 @@ class BestEffortSaver(BaseCheckpointSaver[str]):
                 await self._failed(exc)
 
     async def adelete_thread(self, thread_id: str) -> None:
+        if thread_id in self._unwritten:
+            self._unwritten.discard(thread_id)
+            return
         await self.saver.adelete_thread(thread_id)
 
     async def aget_delta_channel_history(

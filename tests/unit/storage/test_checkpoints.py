@@ -25,7 +25,7 @@ def test_held_writes_are_dropped_for_a_finished_run_and_written_for_a_resumable_
         memory = InMemorySaver()
         saver = BestEffortSaver(memory, (OSError,))
         for thread_id in ("finished", "suspended"):
-            saver.hold(thread_id)
+            saver.hold(thread_id, fresh=True)
             written = await put(saver, thread_id)
             assert written["configurable"]["thread_id"] == thread_id
             assert await memory.aget_tuple(config(thread_id)) is None  # held, not written
