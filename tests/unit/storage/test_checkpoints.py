@@ -39,3 +39,30 @@ def test_held_writes_are_dropped_for_a_finished_run_and_written_for_a_resumable_
         assert await memory.aget_tuple(config("finished")) is not None
 
     asyncio.run(scenario())
+
+
+class CountingDeletes(InMemorySaver):
+    def __init__(self) -> None:
+        super().__init__()
+        self.deleted: list[str] = []
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        self.deleted.append(thread_id)
+        await super().adelete_thread(thread_id)
+
+
+def test_only_a_thread_that_may_have_something_stored_is_deleted() -> None:
+    """Deleting takes the database's write lock: a fresh run that stored nothing skips it."""
+
+    async def scenario() -> None:
+        store = CountingDeletes()
+        saver = BestEffortSaver(store, (OSError,))
+        saver.hold("fresh", fresh=True)
+        saver.hold("taken-up", fresh=False)  # an earlier process may have stored checkpoints
+        for thread_id in ("fresh", "taken-up"):
+            await put(saver, thread_id)
+            await saver.release(thread_id, keep=False)
+            await saver.adelete_thread(thread_id)
+        assert store.deleted == ["taken-up"]
+
+    asyncio.run(scenario())
