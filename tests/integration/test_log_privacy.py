@@ -63,5 +63,8 @@ def test_a_debug_log_holds_no_question_answer_prompt_or_key(
 
 
 def test_log_payloads_lets_the_libraries_payloads_through(stub: StubBackend, tmp_path: Path) -> None:
-    log = run_everything(stub, tmp_path / "data", log_payloads="true")
+    # Checkpoints after every step: the state, question included, goes through aiosqlite (by
+    # default a run that ends writes none, and openai's client no longer logs its requests).
+    log = run_everything(stub, tmp_path / "data", log_payloads="true", checkpoint_durability="sync")
+    assert '"logger": "httpcore' in log, "asked for, the libraries' debug lines are logged"
     assert QUESTION in log, "asked for, the libraries' debug lines (aiosqlite's SQL arguments) show it"
