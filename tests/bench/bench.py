@@ -319,23 +319,40 @@ async def drive(url: str, path: str, clients: int, runs: int) -> tuple[list[floa
 
 
 def throughput(report: dict[str, Any]) -> None:
+    """Reference and service over HTTP, both up at once and driven in alternate blocks (A, B, A,
+    B, ...) so that load drift lands on both alike; each row is the median of its blocks, with
+    the load average at each block and the service/reference ratio paired block by block."""
     table = []
     levels = [1, 16] if QUICK else [1, 16, 64]
-    with stub(0.0) as backend:
-        for name, server in (("reference", reference_service), ("service", service)):
-            with server(backend) as (url, proc):
-                path = "/reason" if name == "reference" else "/v1/reason"
-                asyncio.run(drive(url, path, 4, 20))  # warm-up
-                for clients in levels:
-                    runs = max(30, clients * (3 if QUICK else 6))
+    rounds = 2 if QUICK else 3
+    with stub(0.0) as backend, reference_service(backend) as ref, service(backend) as svc:
+        servers = {"reference": (*ref, "/reason"), "service": (*svc, "/v1/reason")}
+        for url, _, path in servers.values():
+            asyncio.run(drive(url, path, 4, 20))  # warm-up
+        for clients in levels:
+            runs = max(30, clients * (3 if QUICK else 6))
+            blocks: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+            for _ in range(rounds):
+                for name, (url, proc, path) in servers.items():
                     cpu0 = proc_cpu_s(proc.pid)
                     latencies, wall = asyncio.run(drive(url, path, clients, runs))
-                    cpu = proc_cpu_s(proc.pid) - cpu0
-                    table.append({
-                        "server": name, "clients": clients, "runs": runs, "runs_per_s": runs / wall,
-                        "p50_ms": statistics.median(latencies) * 1000, "p99_ms": pct(latencies, 0.99) * 1000,
-                        "cpu_ms_per_run": cpu / runs * 1000, "peak_mb": proc_peak_mb(proc.pid),
+                    blocks[name].append({
+                        "runs_per_s": runs / wall, "p50_ms": statistics.median(latencies) * 1000,
+                        "p99_ms": pct(latencies, 0.99) * 1000,
+                        "cpu_ms_per_run": (proc_cpu_s(proc.pid) - cpu0) / runs * 1000,
+                        "load": os.getloadavg()[0],
                     })  # fmt: skip
+            pairs = zip(blocks["service"], blocks["reference"], strict=True)
+            paired = [s["runs_per_s"] / r["runs_per_s"] for s, r in pairs]
+            for name, (_, proc, _) in servers.items():
+                row: dict[str, Any] = {"server": name, "clients": clients, "runs": runs, "blocks": rounds}
+                for key in ("runs_per_s", "p50_ms", "p99_ms", "cpu_ms_per_run"):
+                    row[key] = statistics.median(b[key] for b in blocks[name])
+                row["load"] = [round(b["load"], 2) for b in blocks[name]]
+                row["peak_mb"] = proc_peak_mb(proc.pid)
+                if name == "service":
+                    row["paired_ratio"] = statistics.median(paired)
+                table.append(row)
     report["throughput"] = table
 
 
@@ -970,19 +987,20 @@ def print_table(report: dict[str, Any]) -> None:
           f"parallel {f['parallel']['efficiency']:.2f} ({f['parallel']['wall_s']:.2f} s), "
           f"sequential {f['sequential']['efficiency']:.2f} ({f['sequential']['wall_s']:.2f} s)")  # fmt: skip
     print("\n4. throughput over HTTP, zero-latency backend, 4 sub-questions")
+    print("   (blocks alternate reference, service, ...; medians of the blocks; load average per block)")
     print(
         f"{'server':>10}{'clients':>8}{'runs/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/run':>12}{'peak MB':>9}"
+        "  load"
     )
     for r in report["throughput"]:
         print(f"{r['server']:>10}{r['clients']:>8}{r['runs_per_s']:>9.1f}{r['p50_ms']:>9.0f}{r['p99_ms']:>9.0f}"
-              f"{r['cpu_ms_per_run']:>12.1f}{r['peak_mb']:>9.0f}")  # fmt: skip
-    reference = {r["clients"]: r["runs_per_s"] for r in report["throughput"] if r["server"] == "reference"}
-    ratios = {
-        r["clients"]: r["runs_per_s"] / reference[r["clients"]]
-        for r in report["throughput"]
-        if r["server"] == "service"
-    }
-    print("   service / reference runs/s: " + ", ".join(f"{c} clients {v:.2f}" for c, v in ratios.items()))
+              f"{r['cpu_ms_per_run']:>12.1f}{r['peak_mb']:>9.0f}  "
+              f"{' '.join(map(str, r['load']))}")  # fmt: skip
+    ratios = {r["clients"]: r["paired_ratio"] for r in report["throughput"] if r["server"] == "service"}
+    print(
+        "   service / reference runs/s, paired by block: "
+        + ", ".join(f"{c} clients {v:.2f}" for c, v in ratios.items())
+    )
     report["throughput_ratio"] = ratios
     s = report["streaming"]
     print(f"\n5. streaming delay, backend step done -> client has the event: p50 {s['p50_ms']:.1f} ms, "
