@@ -52,8 +52,8 @@ class BestEffortSaver(BaseCheckpointSaver[str]):
         """Writes wait here, not in the saver: once one fails, those behind it see the pause."""
         self._held: dict[str, list[Callable[[], Awaitable[object]]]] = {}
         self._unwritten: set[str] = set()
-        """Threads with nothing stored: deleting them is a no-op, not a write transaction that
-        takes the database's write lock from the run store's writer."""
+        """Threads with nothing stored: reading them finds nothing and deleting them is a no-op,
+        not a write transaction that takes the database's write lock from the run store's writer."""
 
     def hold(self, thread_id: str, *, fresh: bool) -> None:
         """Keep the thread's writes in memory from now until ``release`` (``fresh``: no earlier
@@ -71,7 +71,7 @@ class BestEffortSaver(BaseCheckpointSaver[str]):
                 await write()
 
     def _holding(self, config: RunnableConfig) -> list[Callable[[], Awaitable[object]]] | None:
-        return self._held.get(config.get("configurable", {}).get("thread_id", ""))
+        return self._held.get(_thread(config))
 
     def _paused(self) -> bool:
         if time.monotonic() < self._paused_until:
@@ -94,6 +94,8 @@ class BestEffortSaver(BaseCheckpointSaver[str]):
             )
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        if self._holding(config) is not None and _thread(config) in self._unwritten:
+            return None  # a fresh run: nothing to read, and no trip to the database's thread
         return await self.saver.aget_tuple(config)
 
     async def alist(
@@ -188,3 +190,7 @@ def _written(config: RunnableConfig, checkpoint: Checkpoint) -> RunnableConfig:
             "checkpoint_id": checkpoint["id"],
         }
     }
+
+
+def _thread(config: RunnableConfig) -> str:
+    return str(config.get("configurable", {}).get("thread_id", ""))

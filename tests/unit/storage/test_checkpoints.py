@@ -4,7 +4,7 @@ run is to be resumed: a finished run never writes the checkpoint it would delete
 import asyncio
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.base import CheckpointTuple, empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
 
 from api.storage.checkpoints import BestEffortSaver
@@ -41,28 +41,35 @@ def test_held_writes_are_dropped_for_a_finished_run_and_written_for_a_resumable_
     asyncio.run(scenario())
 
 
-class CountingDeletes(InMemorySaver):
+class Counting(InMemorySaver):
     def __init__(self) -> None:
         super().__init__()
         self.deleted: list[str] = []
+        self.read: list[str] = []
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        self.read.append(config["configurable"]["thread_id"])
+        return await super().aget_tuple(config)
 
     async def adelete_thread(self, thread_id: str) -> None:
         self.deleted.append(thread_id)
         await super().adelete_thread(thread_id)
 
 
-def test_only_a_thread_that_may_have_something_stored_is_deleted() -> None:
-    """Deleting takes the database's write lock: a fresh run that stored nothing skips it."""
+def test_only_a_thread_that_may_have_something_stored_is_read_or_deleted() -> None:
+    """Deleting takes the database's write lock, reading a trip to its thread: a fresh run that
+    stored nothing skips both."""
 
     async def scenario() -> None:
-        store = CountingDeletes()
+        store = Counting()
         saver = BestEffortSaver(store, (OSError,))
         saver.hold("fresh", fresh=True)
         saver.hold("taken-up", fresh=False)  # an earlier process may have stored checkpoints
         for thread_id in ("fresh", "taken-up"):
+            assert await saver.aget_tuple(config(thread_id)) is None
             await put(saver, thread_id)
             await saver.release(thread_id, keep=False)
             await saver.adelete_thread(thread_id)
-        assert store.deleted == ["taken-up"]
+        assert (store.read, store.deleted) == (["taken-up"], ["taken-up"])
 
     asyncio.run(scenario())
