@@ -69,9 +69,11 @@ class TextSize:
 def measure(text: str) -> TextSize:
     """Tokens with a byte outside ASCII are the other scripts' (Latin letters with accents too)."""
     enc = encoding()
-    pieces = enc.decode_tokens_bytes(enc.encode(text, disallowed_special=()))
-    non_latin = sum(1 for piece in pieces if not piece.isascii())
-    return TextSize(latin=len(pieces) - non_latin, other=non_latin)
+    tokens = enc.encode(text, disallowed_special=())
+    if text.isascii():  # every token's bytes are ASCII: no need to look at them
+        return TextSize(latin=len(tokens))
+    non_latin = sum(1 for piece in enc.decode_tokens_bytes(tokens) if not piece.isascii())
+    return TextSize(latin=len(tokens) - non_latin, other=non_latin)
 
 
 def measure_messages(messages: list[BaseMessage]) -> TextSize:
