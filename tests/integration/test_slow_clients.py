@@ -178,7 +178,9 @@ def test_dripping_bodies_are_cut_by_the_deadline_and_health_probes_answer_throug
         assert error_code(dripper) == "too_many_connections"
     for dripper in by_status[408]:
         assert dripper.closed is not None
-        assert BODY_TIMEOUT_S < dripper.closed - dripper.opened < BODY_TIMEOUT_S + 3, "cut by the deadline"
+        # uvloop's timers run on libuv's millisecond clock and may fire a little early
+        lifetime = dripper.closed - dripper.opened
+        assert BODY_TIMEOUT_S - 0.05 < lifetime < BODY_TIMEOUT_S + 3, "cut by the deadline"
         assert error_code(dripper) == "request_timeout"
     first_cut = min(d.closed for d in by_status[408] if d.closed is not None)
     while_full = [r for r in probes.results if r[0] + r[2] <= first_cut]
