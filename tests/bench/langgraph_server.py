@@ -1,0 +1,134 @@
+"""reasoner beside LangGraph's own server (`langgraph dev`: langgraph.json, the same graph, its
+in-memory runtime) on the same zero-latency stub, questions of 4 sub-questions: throughput and
+latency at 1, 8 and 32 clients (blocks alternate between the two, with the load average per
+block, ratios paired block by block), CPU per run, and memory (RSS) after all the runs.
+Needs `make install-langgraph`.
+
+    .venv/bin/python -m tests.bench.langgraph_server
+"""
+
+import asyncio
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from api.backend.embedded import free_port
+from tests.bench.bench import QUESTION, ROOT, pct, proc_cpu_s, service, stub, wait_http
+from tests.stub_backend import MODEL_ENV
+
+LANGGRAPH = ROOT / ".venv-langgraph" / "bin" / "langgraph"
+OFFLINE = {
+    "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+    "LANGGRAPH_NO_VERSION_CHECK": "true",
+    "LANGSMITH_TRACING": "false",
+}
+LEVELS = (1, 8, 32)
+ROUNDS = 3
+
+Ask = Callable[[httpx.AsyncClient], Awaitable[None]]
+
+
+@contextmanager
+def langgraph_dev(backend: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    if not LANGGRAPH.exists():
+        raise SystemExit("the LangGraph CLI is not installed: run `make install-langgraph`")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "LANGSMITH_", "LANGGRAPH_"))}
+    env |= {"LLM_BASE_URL": f"{backend}/v1", "LLM_API_KEY": "unused", **MODEL_ENV, **OFFLINE,
+            "PYTHONPATH": str(ROOT), "LOG_LEVEL": "warning"}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="reasoner-bench-") as work:
+        proc = subprocess.Popen(
+            [LANGGRAPH, "dev", "--no-browser", "--no-reload", "--port", str(port),
+             "--config", ROOT / "langgraph.json"],
+            cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            wait_http(f"http://127.0.0.1:{port}/ok", timeout=120)
+            yield f"http://127.0.0.1:{port}", proc
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+async def ask_reasoner(http: httpx.AsyncClient) -> None:
+    response = await http.post("/v1/reason", json={"question": QUESTION, "max_subtasks": 4})
+    assert response.status_code == 200, response.text
+
+
+async def ask_langgraph(http: httpx.AsyncClient) -> None:
+    body = {"assistant_id": "reasoner", "input": {"question": QUESTION}, "context": {"max_subtasks": 4}}
+    response = await http.post("/runs/wait", json=body)
+    assert response.status_code == 200 and response.json().get("answer"), response.text
+
+
+async def drive(url: str, ask: Ask, clients: int, runs: int) -> tuple[list[float], float]:
+    limits = httpx.Limits(max_connections=clients + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
+        latencies: list[float] = []
+        queue = iter(range(runs))
+
+        async def client() -> None:
+            for _ in queue:
+                t0 = time.perf_counter()
+                await ask(http)
+                latencies.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return latencies, time.perf_counter() - t0
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the process and its children (`langgraph dev` serves from a child)."""
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            if proc.name == str(pid) or int(fields[1]) == pid:
+                total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 2**20
+
+
+def main() -> None:
+    with stub(0.0) as backend, service(backend) as (svc_url, svc), langgraph_dev(backend) as (lg_url, lg):
+        contenders = {"reasoner": (svc_url, svc, ask_reasoner), "langgraph dev": (lg_url, lg, ask_langgraph)}
+        for url, _, ask in contenders.values():
+            asyncio.run(drive(url, ask, 4, 20))  # warm-up
+        for clients in LEVELS:
+            runs = max(30, clients * 6)
+            rows: dict[str, list[tuple[float, float, float]]] = {name: [] for name in contenders}
+            for _ in range(ROUNDS):
+                for name, (url, proc, ask) in contenders.items():
+                    cpu0 = proc_cpu_s(proc.pid)
+                    latencies, wall = asyncio.run(drive(url, ask, clients, runs))
+                    block = (runs / wall, statistics.median(latencies) * 1000,
+                             (proc_cpu_s(proc.pid) - cpu0) / runs * 1000)  # fmt: skip
+                    rows[name].append(block)
+                    print(f"  {name:>14} {clients:>3} clients: {block[0]:6.1f} runs/s, "
+                          f"p50 {block[1]:7.1f} ms, "
+                          f"p90 {pct(latencies, 0.9) * 1000:7.1f} ms, CPU {block[2]:5.1f} ms per run "
+                          f"(load {os.getloadavg()[0]:.2f})", flush=True)  # fmt: skip
+            ours, theirs = rows["reasoner"], rows["langgraph dev"]
+            throughput = statistics.median(a[0] / b[0] for a, b in zip(ours, theirs, strict=True))
+            latency = statistics.median(a[1] / b[1] for a, b in zip(ours, theirs, strict=True))
+            print(f"{clients:>3} clients: reasoner / langgraph dev, paired by block: throughput "
+                  f"{throughput:.2f}x, p50 latency {latency:.2f}x")  # fmt: skip
+        done = 20 + sum(max(30, c * 6) for c in LEVELS) * ROUNDS
+        memory = {name: rss_mb(proc.pid) for name, (_, proc, _) in contenders.items()}
+        print(f"RSS after {done} runs each: " + ", ".join(f"{n} {mb:.0f} MB" for n, mb in memory.items())
+              + f" ({memory['reasoner'] / memory['langgraph dev']:.2f}x)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
