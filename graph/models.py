@@ -10,7 +10,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
-from pydantic import SecretStr
+from openai import AsyncStream, NotGiven, not_given
+from openai._base_client import make_request_options
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from pydantic import SecretStr, model_validator
 
 from graph.calibration import Calibration, Rates
 
@@ -102,13 +105,63 @@ class Models:
         return self.planner.rates() | self.worker.rates() | self.critic.rates() | self.synthesizer.rates()
 
 
+class PlainCompletions:
+    """``chat.completions`` whose ``create`` posts the body as given.
+
+    The SDK's ``create`` walks every request body against its typed parameters (aliases, dates,
+    files), about 0.4 ms per call; langchain-openai's payload is plain JSON already. The post
+    goes through the same client, with the same options and the same parsed reply; everything
+    else (``parse``, ``with_raw_response``) is the resource's own.
+    """
+
+    def __init__(self, resource: Any, client: openai.AsyncOpenAI) -> None:
+        self._resource = resource
+        self._client = client
+
+    async def create(
+        self,
+        *,
+        extra_headers: dict[str, str] | None = None,
+        extra_query: dict[str, object] | None = None,
+        extra_body: dict[str, object] | None = None,
+        timeout: float | NotGiven | None = not_given,
+        **body: Any,
+    ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
+        options = make_request_options(
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+            security={"bearer_auth": True},
+        )
+        return await self._client.post(
+            "/chat/completions",
+            body=body,
+            options=options,
+            cast_to=ChatCompletion,
+            stream=bool(body.get("stream")),
+            stream_cls=AsyncStream[ChatCompletionChunk],
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._resource, name)
+
+
 class ChatOnLoop(ChatOpenAI):
-    """ChatOpenAI whose plain chat completions are read where they arrive, on the event loop.
+    """ChatOpenAI whose plain chat completions are sent as built and read where they arrive,
+    on the event loop.
 
     langchain-openai hands every reply to the default thread pool to build its result (a thread
-    hop per call, for a conversion of a few hundred microseconds). Structured parsing, the
-    Responses API and response headers keep the library's own path.
+    hop per call, for a conversion of a few hundred microseconds), and the SDK re-walks every
+    body (``PlainCompletions``). Structured parsing, the Responses API and response headers
+    keep the library's own path.
     """
+
+    @model_validator(mode="after")
+    def _plain_completions(self) -> "ChatOnLoop":
+        if self.root_async_client is not None and not isinstance(self.async_client, PlainCompletions):
+            self.async_client = PlainCompletions(self.async_client, self.root_async_client)
+        return self
 
     async def _agenerate(
         self,
