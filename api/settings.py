@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto", description="`auto`: uvloop where it is installed, else the standard library's asyncio"
     )
+    http_parser: Literal["auto", "httptools", "h11"] = Field(
+        "auto", description="`auto`: httptools where it is installed, else h11 (the same limits either way)"
+    )
     log_payloads: bool = Field(
         False, description="let the libraries' debug lines through: they print questions, answers and SQL"
     )

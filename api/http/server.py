@@ -10,7 +10,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.http.app import create_app
-from api.http.connections import guarded_protocol, raise_open_files_limit, throttle_accept_failures
+from api.http.connections import raise_open_files_limit, throttle_accept_failures
+from api.http.protocols import H11_BUFFER_BYTES, guarded_protocol
 from api.runs.service import RunService
 from api.settings import Settings
 
@@ -65,6 +66,7 @@ def server_config(app: FastAPI, settings: Settings, *, port: int | None = None) 
         timeout_graceful_shutdown=5,
         timeout_keep_alive=KEEP_ALIVE_S,
         http=guarded_protocol(settings),
+        h11_max_incomplete_event_size=H11_BUFFER_BYTES,
         loop=settings.event_loop,
     )
 

@@ -1,4 +1,5 @@
-"""Connections that send nothing, too many connections, and the log line when descriptors run out."""
+"""Connections that send nothing, too many connections, heads too large, and the log line when
+descriptors run out; with each HTTP parser."""
 
 import json
 import logging
@@ -7,11 +8,18 @@ import socket
 import time
 
 import httpx
+import pytest
 
 from api.http.connections import ACCEPT_FAILURE, Throttle, raise_open_files_limit
+from api.http.protocols import MAX_HEAD_BYTES
 from api.settings import Settings
 from tests.conftest import Service, stub_backend
 from tests.stub_backend import StubBackend
+
+
+@pytest.fixture(params=["httptools", "h11"])
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    return settings.model_copy(update={"http_parser": request.param})
 
 
 def closed_by_server(sock: socket.socket, within_s: float) -> tuple[bool, bytes]:
@@ -166,3 +174,17 @@ def test_health_probes_have_slots_of_their_own_when_the_cap_is_full(
         assert time.monotonic() - started < 2
         for sock in [*held, silent]:
             sock.close()
+
+
+def test_a_request_head_larger_than_the_cap_gets_431(settings: Settings, stub: StubBackend) -> None:
+    with Service(settings.model_copy(update={"log_level": "warning"}), stub_backend(stub)) as service:
+        endless = socket.create_connection(("127.0.0.1", service.port))
+        endless.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(5):
+            endless.sendall(b"X-Filler: " + b"a" * 4000 + b"\r\n")  # never ends
+        closed, reply = closed_by_server(endless, 5)
+        assert closed and reply.startswith(b"HTTP/1.1 431")
+        assert json.loads(reply.partition(b"\r\n\r\n")[2])["error"]["code"] == "head_too_large"
+        endless.close()
+        with httpx.Client(base_url=f"http://127.0.0.1:{service.port}") as http:
+            assert http.get("/healthz", headers={"X-Filler": "a" * (MAX_HEAD_BYTES - 200)}).status_code == 200
