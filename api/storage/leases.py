@@ -34,22 +34,26 @@ class LocalLeases:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._until: dict[str, tuple[float, float]] = {}
-        """Run id -> (local deadline, when the request that took the lease was sent)."""
+        """Run id -> (local deadline, when the take was known to have happened)."""
 
     def taken(self, run_ids: Iterable[str], sent: float, lease_s: float) -> None:
-        """A create or claim sent at ``sent`` (this clock) gave this process these leases."""
+        """A create or claim sent at ``sent`` (this clock) gave this process these leases: it
+        is known now (committed, or queued ahead of any later renewal)."""
+        known = max(sent, self.clock())
         for run_id in run_ids:
-            self._until[run_id] = (self._deadline(sent, lease_s), sent)
+            self._until[run_id] = (self._deadline(sent, lease_s), known)
 
     def renewed(self, run_ids: Iterable[str], sent: float, lease_s: float) -> None:
         """A renewal sent at ``sent`` extended the leases of ``run_ids``: every other lease
-        taken before it was sent is lost (another process has it, or the run has ended)."""
+        known to be taken before it was sent is lost (another process has it, or the run has
+        ended). A take still in flight when it was sent may not be in its answer: it keeps the
+        deadline it came with."""
         owned = set(run_ids)
         deadline = self._deadline(sent, lease_s)
-        for run_id, (until, taken) in list(self._until.items()):
+        for run_id, (until, known) in list(self._until.items()):
             if run_id in owned:
-                self._until[run_id] = (max(until, deadline), taken)
-            elif taken < sent:
+                self._until[run_id] = (max(until, deadline), known)
+            elif known < sent:
                 del self._until[run_id]
 
     def dropped(self, run_ids: Iterable[str]) -> None:

@@ -48,6 +48,20 @@ def test_a_renewal_extends_what_it_returned_and_ends_the_leases_it_did_not() -> 
     assert not leases.holds("kept")
 
 
+def test_a_take_that_commits_while_a_renewal_is_in_flight_is_kept() -> None:
+    """On Postgres a create commits on its own connection: a renewal sent before that commit
+    does not see the run, and must not end its lease (the run would stop as taken over)."""
+    clock = Clock()
+    leases = LocalLeases(clock)
+    renewal_sent = 101.0
+    clock.now = 102.0  # the create, sent at 100, committed after the renewal was sent
+    leases.taken(["created"], sent=100.0, lease_s=10)
+    leases.renewed(set(), sent=renewal_sent, lease_s=10)
+    assert leases.holds("created"), "it keeps the deadline it came with"
+    clock.now = 100.0 + 10 * (1 - LEASE_MARGIN)
+    assert not leases.holds("created")
+
+
 def test_an_older_renewal_answering_late_does_not_shorten_a_lease() -> None:
     clock = Clock()
     leases = LocalLeases(clock)
