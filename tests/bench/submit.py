@@ -1,8 +1,10 @@
 """Submit latency under load: `POST /v1/runs` (202, the run goes on in the background) timed at
 the client while 8 other clients keep asking questions of 4 sub-questions through `/v1/reason`,
-against the zero-latency stub, on SQLite and on Postgres + Redis.
+on SQLite and on Postgres + Redis; against the zero-latency stub (the service's CPU saturated)
+and against one whose calls take 200 ms (runs in flight, as against a real backend).
 
     .venv/bin/python -m tests.bench.submit [--submits 200] [--clients 8] [--store sqlite postgres]
+        [--latency 0 0.2]
 """
 
 import argparse
@@ -63,18 +65,18 @@ def under_load(url: str, submits: int, clients: int) -> tuple[list[float], float
     return latencies, rate
 
 
-def measure(store: str, submits: int, clients: int) -> dict[str, Any]:
+def measure(store: str, submits: int, clients: int, latency: float) -> dict[str, Any]:
     with ExitStack() as stack:
         env: dict[str, str] = {}
         if store == "postgres":
             env["DATABASE_URL"] = stack.enter_context(scratch_database())
             env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
             env["REDIS_PREFIX"] = stack.enter_context(redis_prefix())
-        backend = stack.enter_context(stub(0.0))
+        backend = stack.enter_context(stub(latency))
         url, _ = stack.enter_context(service(backend, **env))
         latencies, rate = under_load(url, submits, clients)
     ms = [s * 1000 for s in latencies]
-    return {"store": store, "submits": submits, "clients": clients,
+    return {"store": store, "submits": submits, "clients": clients, "latency_s": latency,
             "p50_ms": statistics.median(ms), "p90_ms": pct(ms, 0.9), "max_ms": max(ms),
             "load_runs_per_s": rate}  # fmt: skip
 
@@ -84,12 +86,15 @@ def main() -> None:
     parser.add_argument("--submits", type=int, default=100)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--store", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"])
+    parser.add_argument("--latency", nargs="+", type=float, default=[0.0, 0.2], help="seconds per stub call")
     args = parser.parse_args()
-    for store in args.store:
-        r = measure(store, args.submits, args.clients)
-        print(f"{store}: POST /v1/runs p50 {r['p50_ms']:.1f} ms, p90 {r['p90_ms']:.1f} ms, "
-              f"max {r['max_ms']:.1f} ms ({r['submits']} submits; {r['clients']} clients busy, "
-              f"{r['load_runs_per_s']:.1f} runs/s)")  # fmt: skip
+    for latency in args.latency:
+        for store in args.store:
+            r = measure(store, args.submits, args.clients, latency)
+            print(f"{store}, {latency:g} s per call: POST /v1/runs p50 {r['p50_ms']:.1f} ms, "
+                  f"p90 {r['p90_ms']:.1f} ms, "
+                  f"max {r['max_ms']:.1f} ms ({r['submits']} submits; {r['clients']} clients busy, "
+                  f"{r['load_runs_per_s']:.1f} runs/s)")  # fmt: skip
 
 
 if __name__ == "__main__":
