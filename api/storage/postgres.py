@@ -19,8 +19,7 @@ from typing import Any, cast
 
 import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from api.storage.batch_writer import BatchWriter, Statement
 from api.storage.checkpoints import BestEffortSaver
@@ -35,16 +34,13 @@ from api.storage.interface import (
     to_json,
     to_text,
 )
-from api.storage.leases import RECONNECT_S, LocalLeases, StoreContact
+from api.storage.leases import LocalLeases, StoreContact
+from api.storage.postgres_pool import CONNECT_TIMEOUT_S, connection_pool
 from api.storage.postgres_schema import Row, migrate
 from api.storage.sql import UNFINISHED, Dialect, SQLRunStore
 from graph.journal import INTERRUPTED, Entry
 
 log = logging.getLogger(__name__)
-
-POOL_TIMEOUT_S = 5.0
-"""A request that cannot get a connection this soon gets 503 (the database is gone or busy)."""
-CONNECT_TIMEOUT_S = 5
 
 RETRYABLE: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 """Errors of the connection, not of the statement: the writer retries them."""
@@ -105,25 +101,6 @@ def _spend(row: Row) -> Spend:
     return Spend(row["requests"], row["frees_in"], int(row["tokens"]), row["cost"], row["day_ends_in"])
 
 
-def _pool(url: str, size: int) -> AsyncConnectionPool[psycopg.AsyncConnection[Row]]:
-    return AsyncConnectionPool(
-        url,
-        open=False,
-        min_size=1,
-        max_size=size,
-        timeout=POOL_TIMEOUT_S,
-        reconnect_timeout=RECONNECT_S,  # then it starts over: a database back is reached soon
-        check=AsyncConnectionPool.check_connection,
-        kwargs={
-            "autocommit": True,
-            "prepare_threshold": 0,
-            "row_factory": dict_row,
-            "connect_timeout": CONNECT_TIMEOUT_S,
-        },
-        name="reasoner",
-    )
-
-
 def _text(value: str) -> str:
     """Postgres text holds neither NUL characters nor lone surrogates; model output can."""
     return to_text(value.replace("\x00", "\ufffd"))
@@ -157,7 +134,7 @@ class PostgresRunStore(SQLRunStore):
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.instance = uuid.uuid4().hex
-        self._pool = _pool(url, pool_size)
+        self._pool = connection_pool(url, pool_size)
         self._saver = AsyncPostgresSaver(cast(Any, self._pool))
         self._checkpointer = BestEffortSaver(self._saver, FAILURES)
         self._writes = BatchWriter(self._commit, RETRYABLE)

@@ -1,13 +1,15 @@
 """The Postgres store on the machine's Postgres: the schema from an empty database and from the
-previous version, migrated once when stores open together, and claims that never hand one run
-to two replicas."""
+previous version, migrated once when stores open together, claims that never hand one run to
+two replicas, and a pool that lends no connection the server closed."""
 
 import asyncio
+import select
 
 import psycopg
 from psycopg.rows import dict_row
 
 from api.storage.postgres import PostgresRunStore
+from api.storage.postgres_pool import connection_pool, has_news
 from api.storage.postgres_schema import STEPS, migrate
 
 
@@ -70,5 +72,29 @@ def test_stores_opening_together_migrate_once_and_claim_apart(database: str) -> 
         finally:
             for store in stores:
                 await store.close()
+
+    asyncio.run(check())
+
+
+def test_the_pool_lends_no_connection_the_server_closed_and_asks_nothing_of_a_quiet_one(
+    database: str,
+) -> None:
+    async def check() -> None:
+        pool = connection_pool(database, 1)
+        await pool.open(wait=True)
+        try:
+            async with pool.connection() as conn:
+                first, fd = conn.info.backend_pid, conn.fileno()
+                assert not has_news(fd), "an idle connection has nothing to read"
+            async with await psycopg.AsyncConnection.connect(database, autocommit=True) as admin:
+                await admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+            closed = select.poll()
+            closed.register(fd, select.POLLIN)
+            assert closed.poll(5000), "the server closes its end"
+            async with pool.connection() as conn:
+                assert conn.info.backend_pid != first, "the closed one was checked and replaced"
+                assert (await (await conn.execute("SELECT 1 AS one")).fetchone()) == {"one": 1}
+        finally:
+            await pool.close()
 
     asyncio.run(check())
