@@ -67,7 +67,7 @@ test-fast: install install-langgraph
 	$(BIN)/python -m pytest -m "not e2e"
 
 # Benchmarks against the scripted backend (< 10 min); tables and plots in tests/bench/results/.
-bench: install
+bench: install install-langgraph
 	$(BIN)/python -m tests.bench.bench
 
 # Answer quality and tokens, reasoner vs one direct call. Embedded model unless LLM_BASE_URL is

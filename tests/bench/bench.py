@@ -14,12 +14,11 @@ import platform
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,82 +45,26 @@ from graph import (
 )
 from graph.events import RUN_COMPLETED, RunEnded
 from graph.journal import Journal
+from tests.bench.harness import (
+    QUESTION,
+    drive,
+    pct,
+    proc_cpu_s,
+    proc_peak_mb,
+    process,
+    service,
+    stub,
+)
+from tests.bench.langgraph_server import langgraph_server, print_langgraph_server
 from tests.bench.observability import observability, print_observability
 from tests.bench.reference import reference_run
 from tests.bench.replicas import plot_replicas, print_replicas, replicas
-from tests.stub_backend import MODEL_ENV, StubBackend, StubOptions, model_name, subquestion_of
+from tests.stub_backend import StubBackend, StubOptions, model_name, subquestion_of
+from tests.support.services import REDIS_URL, redis_prefix, scratch_database
 from tests.support.sse import frames
 
-ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
-QUESTION = "Compare the climates of Norway and Spain and explain why they differ."
 QUICK = os.environ.get("BENCH_QUICK") == "1"
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
-
-
-@contextmanager
-def process(
-    args: list[str], ready_url: str, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_http(ready_url)
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-@contextmanager
-def stub(latency: float, *options: str) -> Iterator[str]:
-    """The stub in its own process; ``options`` are more of its flags (``--plan-json``, …)."""
-    port = free_port()
-    args = ["-m", "tests.stub_backend", "--port", str(port), "--latency", str(latency), "--subtasks", "64"]
-    with process([*args, *options], f"http://127.0.0.1:{port}/v1/models"):
-        yield f"http://127.0.0.1:{port}"
-
-
-@contextmanager
-def service(
-    backend: str, data_dir: str | None = None, **env: str
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``data_dir``: a DATA_DIR that outlives the process (else a temporary one of its own)."""
-    port = free_port()
-    owned = data_dir is None
-    data = tempfile.TemporaryDirectory(prefix="reasoner-bench-") if owned else nullcontext(data_dir)
-    settings = {
-        "LLM_BASE_URL": f"{backend}/v1",
-        **MODEL_ENV,
-        "LLM_API_KEY": "unused",
-        "LOG_LEVEL": "warning",
-        "SUBTASKS_LIMIT": "64",
-        "MAX_CONCURRENCY": "64",
-        "MAX_ACTIVE_RUNS": "64",
-        "LLM_STREAM": "false",
-        **env,
-    }
-    with (
-        data as directory,
-        process(
-            ["-m", "api.cli", "serve", "--port", str(port)],
-            f"http://127.0.0.1:{port}/healthz",
-            {**settings, "DATA_DIR": directory},
-        ) as p,
-    ):
-        yield f"http://127.0.0.1:{port}", p
 
 
 @contextmanager
@@ -152,11 +95,6 @@ def critical_path(rows: list[dict[str, Any]]) -> float:
         else:
             total += sum(spans)
     return total
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def engine(backend: str, stream: bool = False, checkpointer: Any = None) -> Any:
@@ -288,45 +226,27 @@ def fanout(report: dict[str, Any]) -> None:
 # 4. throughput over HTTP ---------------------------------------------------------------------
 
 
-def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_peak_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-async def drive(url: str, path: str, clients: int, runs: int) -> tuple[list[float], float]:
-    limits = httpx.Limits(max_connections=clients + 4)
-    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
-        latencies: list[float] = []
-        queue = iter(range(runs))
-
-        async def worker() -> None:
-            for _ in queue:
-                t0 = time.perf_counter()
-                response = await http.post(path, json={"question": QUESTION, "max_subtasks": 4})
-                assert response.status_code == 200, response.text
-                latencies.append(time.perf_counter() - t0)
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*[worker() for _ in range(clients)])
-        return latencies, time.perf_counter() - t0
-
-
 def throughput(report: dict[str, Any]) -> None:
-    """Reference and service over HTTP, both up at once and driven in alternate blocks (A, B, A,
-    B, ...) so that load drift lands on both alike; each row is the median of its blocks, with
-    the load average at each block and the service/reference ratio paired block by block."""
+    """Reference and service (on SQLite, and on Postgres + Redis) over HTTP, all up at once and
+    driven in alternate blocks (A, B, C, A, B, C, ...) so that load drift lands on all alike;
+    each row is the median of its blocks, with the load average at each block and the ratio to
+    the reference paired block by block."""
     table = []
-    levels = [1, 16] if QUICK else [1, 16, 64]
+    levels = [1, 16] if QUICK else [1, 8, 16, 64]
     rounds = 2 if QUICK else 3
-    with stub(0.0) as backend, reference_service(backend) as ref, service(backend) as svc:
-        servers = {"reference": (*ref, "/reason"), "service": (*svc, "/v1/reason")}
+    with (
+        stub(0.0) as backend,
+        reference_service(backend) as ref,
+        service(backend) as svc,
+        scratch_database() as database,
+        redis_prefix() as prefix,
+        service(backend, DATABASE_URL=database, REDIS_URL=REDIS_URL, REDIS_PREFIX=prefix) as pg,
+    ):
+        servers = {
+            "reference": (*ref, "/reason"),
+            "service": (*svc, "/v1/reason"),
+            "postgres": (*pg, "/v1/reason"),
+        }
         for url, _, path in servers.values():
             asyncio.run(drive(url, path, 4, 20))  # warm-up
         for clients in levels:
@@ -342,16 +262,17 @@ def throughput(report: dict[str, Any]) -> None:
                         "cpu_ms_per_run": (proc_cpu_s(proc.pid) - cpu0) / runs * 1000,
                         "load": os.getloadavg()[0],
                     })  # fmt: skip
-            pairs = zip(blocks["service"], blocks["reference"], strict=True)
-            paired = [s["runs_per_s"] / r["runs_per_s"] for s, r in pairs]
             for name, (_, proc, _) in servers.items():
                 row: dict[str, Any] = {"server": name, "clients": clients, "runs": runs, "blocks": rounds}
                 for key in ("runs_per_s", "p50_ms", "p99_ms", "cpu_ms_per_run"):
                     row[key] = statistics.median(b[key] for b in blocks[name])
                 row["load"] = [round(b["load"], 2) for b in blocks[name]]
                 row["peak_mb"] = proc_peak_mb(proc.pid)
-                if name == "service":
-                    row["paired_ratio"] = statistics.median(paired)
+                if name != "reference":
+                    pairs = zip(blocks[name], blocks["reference"], strict=True)
+                    row["paired_ratio"] = statistics.median(
+                        s["runs_per_s"] / r["runs_per_s"] for s, r in pairs
+                    )
                 table.append(row)
     report["throughput"] = table
 
@@ -954,7 +875,7 @@ def plots(report: dict[str, Any]) -> None:
     )
     ax.legend()
     ax = axes[0][1]
-    for server in ("reference", "service"):
+    for server in ("reference", "service", "postgres"):
         rows = [r for r in report["throughput"] if r["server"] == server]
         ax.plot([r["clients"] for r in rows], [r["runs_per_s"] for r in rows], marker="o", label=server)
     ax.set(
@@ -987,7 +908,10 @@ def print_table(report: dict[str, Any]) -> None:
           f"parallel {f['parallel']['efficiency']:.2f} ({f['parallel']['wall_s']:.2f} s), "
           f"sequential {f['sequential']['efficiency']:.2f} ({f['sequential']['wall_s']:.2f} s)")  # fmt: skip
     print("\n4. throughput over HTTP, zero-latency backend, 4 sub-questions")
-    print("   (blocks alternate reference, service, ...; medians of the blocks; load average per block)")
+    print(
+        "   (blocks alternate reference, service on SQLite, on Postgres + Redis, ...; medians of the blocks;"
+    )
+    print("   load average per block)")
     print(
         f"{'server':>10}{'clients':>8}{'runs/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/run':>12}{'peak MB':>9}"
         "  load"
@@ -996,12 +920,13 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"{r['server']:>10}{r['clients']:>8}{r['runs_per_s']:>9.1f}{r['p50_ms']:>9.0f}{r['p99_ms']:>9.0f}"
               f"{r['cpu_ms_per_run']:>12.1f}{r['peak_mb']:>9.0f}  "
               f"{' '.join(map(str, r['load']))}")  # fmt: skip
-    ratios = {r["clients"]: r["paired_ratio"] for r in report["throughput"] if r["server"] == "service"}
-    print(
-        "   service / reference runs/s, paired by block: "
-        + ", ".join(f"{c} clients {v:.2f}" for c, v in ratios.items())
-    )
-    report["throughput_ratio"] = ratios
+    for server in ("service", "postgres"):
+        ratios = {r["clients"]: r["paired_ratio"] for r in report["throughput"] if r["server"] == server}
+        print(
+            f"   {server} / reference runs/s, paired by block: "
+            + ", ".join(f"{c} clients {v:.2f}" for c, v in ratios.items())
+        )
+        report[f"throughput_ratio_{server}"] = ratios
     s = report["streaming"]
     print(f"\n5. streaming delay, backend step done -> client has the event: p50 {s['p50_ms']:.1f} ms, "
           f"p99 {s['p99_ms']:.1f} ms ({s['samples']} events)")  # fmt: skip
@@ -1042,6 +967,7 @@ def print_table(report: dict[str, Any]) -> None:
     print_restart(report)
     print_replicas(report)
     print_observability(report)
+    print_langgraph_server(report)
     print("\n6. growth per run (engine in-process)")
     print(f"{'sub-q':>6}{'CPU ms':>9}{'CPU ms/sub-q':>14}{'peak KB':>10}{'KB/sub-q':>10}")
     for r in report["growth"]:
@@ -1078,8 +1004,9 @@ def main() -> None:
                 if line.startswith("model name")), platform.processor())  # fmt: skip
     report: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"}
     started = time.perf_counter()
-    for step in (overhead, fanout, throughput, streaming, growth, attribution, chain, streamed_plan,
-                 dependency_answers, durability, restart, observability, replicas):  # fmt: skip
+    steps = (overhead, fanout, throughput, streaming, growth, attribution, chain, streamed_plan,
+             dependency_answers, durability, restart, observability, replicas, langgraph_server)  # fmt: skip
+    for step in steps:
         t0 = time.perf_counter()
         step(report)
         print(f"[{step.__name__} done in {time.perf_counter() - t0:.0f} s]", flush=True)

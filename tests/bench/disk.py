@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.bench.bench import drive, service, stub
+from tests.bench.harness import drive, service, stub
 
 SYSCALL = re.compile(r"^\d+\s+(\w+)\((\d+)<([^>]*)>.*\)\s+=\s+(-?\d+)")
 """``pid  name(fd</path>, ...) = result``, as ``strace -f -y`` prints a finished call."""

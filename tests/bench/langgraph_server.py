@@ -2,7 +2,7 @@
 in-memory runtime) on the same zero-latency stub, questions of 4 sub-questions: throughput and
 latency at 1, 8 and 32 clients (blocks alternate between the two, with the load average per
 block, ratios paired block by block), CPU per run, and memory (RSS) after all the runs.
-Needs `make install-langgraph`.
+Part of `make bench` (its section 11); needs `make install-langgraph`.
 
     .venv/bin/python -m tests.bench.langgraph_server
 """
@@ -16,11 +16,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from api.backend.embedded import free_port
-from tests.bench.bench import QUESTION, ROOT, pct, proc_cpu_s, service, stub, wait_http
+from tests.bench.harness import QUESTION, ROOT, proc_cpu_s, service, stub, wait_http
 from tests.stub_backend import MODEL_ENV
 
 LANGGRAPH = ROOT / ".venv-langgraph" / "bin" / "langgraph"
@@ -100,34 +101,60 @@ def rss_mb(pid: int) -> float:
     return total / 2**20
 
 
-def main() -> None:
+def langgraph_server(report: dict[str, Any]) -> None:
+    """Both servers up at once, driven in alternate blocks at each level; the figures go in
+    ``report["langgraph_server"]``."""
+    rows: list[dict[str, Any]] = []
     with stub(0.0) as backend, service(backend) as (svc_url, svc), langgraph_dev(backend) as (lg_url, lg):
         contenders = {"reasoner": (svc_url, svc, ask_reasoner), "langgraph dev": (lg_url, lg, ask_langgraph)}
         for url, _, ask in contenders.values():
             asyncio.run(drive(url, ask, 4, 20))  # warm-up
         for clients in LEVELS:
             runs = max(30, clients * 6)
-            rows: dict[str, list[tuple[float, float, float]]] = {name: [] for name in contenders}
+            blocks: dict[str, list[tuple[float, float, float]]] = {name: [] for name in contenders}
             for _ in range(ROUNDS):
                 for name, (url, proc, ask) in contenders.items():
                     cpu0 = proc_cpu_s(proc.pid)
                     latencies, wall = asyncio.run(drive(url, ask, clients, runs))
-                    block = (runs / wall, statistics.median(latencies) * 1000,
-                             (proc_cpu_s(proc.pid) - cpu0) / runs * 1000)  # fmt: skip
-                    rows[name].append(block)
-                    print(f"  {name:>14} {clients:>3} clients: {block[0]:6.1f} runs/s, "
-                          f"p50 {block[1]:7.1f} ms, "
-                          f"p90 {pct(latencies, 0.9) * 1000:7.1f} ms, CPU {block[2]:5.1f} ms per run "
+                    cpu_ms = (proc_cpu_s(proc.pid) - cpu0) / runs * 1000
+                    blocks[name].append((runs / wall, statistics.median(latencies) * 1000, cpu_ms))
+                    print(f"  {name:>14} {clients:>3} clients: {runs / wall:6.1f} runs/s, "
+                          f"p50 {blocks[name][-1][1]:7.1f} ms, CPU {cpu_ms:5.1f} ms per run "
                           f"(load {os.getloadavg()[0]:.2f})", flush=True)  # fmt: skip
-            ours, theirs = rows["reasoner"], rows["langgraph dev"]
-            throughput = statistics.median(a[0] / b[0] for a, b in zip(ours, theirs, strict=True))
-            latency = statistics.median(a[1] / b[1] for a, b in zip(ours, theirs, strict=True))
-            print(f"{clients:>3} clients: reasoner / langgraph dev, paired by block: throughput "
-                  f"{throughput:.2f}x, p50 latency {latency:.2f}x")  # fmt: skip
+            ours, theirs = blocks["reasoner"], blocks["langgraph dev"]
+            rows.append({
+                "clients": clients,
+                "runs_per_s": {n: statistics.median(b[0] for b in blocks[n]) for n in contenders},
+                "p50_ms": {n: statistics.median(b[1] for b in blocks[n]) for n in contenders},
+                "cpu_ms_per_run": {n: statistics.median(b[2] for b in blocks[n]) for n in contenders},
+                "throughput_ratio": statistics.median(a[0] / b[0] for a, b in zip(ours, theirs, strict=True)),
+                "latency_ratio": statistics.median(a[1] / b[1] for a, b in zip(ours, theirs, strict=True)),
+            })  # fmt: skip
         done = 20 + sum(max(30, c * 6) for c in LEVELS) * ROUNDS
         memory = {name: rss_mb(proc.pid) for name, (_, proc, _) in contenders.items()}
-        print(f"RSS after {done} runs each: " + ", ".join(f"{n} {mb:.0f} MB" for n, mb in memory.items())
-              + f" ({memory['reasoner'] / memory['langgraph dev']:.2f}x)")  # fmt: skip
+    report["langgraph_server"] = {"levels": rows, "runs_each": done, "rss_mb": memory}
+
+
+def print_langgraph_server(report: dict[str, Any]) -> None:
+    figures = report["langgraph_server"]
+    print("\n11. reasoner vs LangGraph's own server (`langgraph dev`, in-memory), zero-latency stub, "
+          "4 sub-questions; ratios paired by block")  # fmt: skip
+    for row in figures["levels"]:
+        print(f"   {row['clients']:>3} clients: runs/s {row['runs_per_s']['reasoner']:.1f} vs "
+              f"{row['runs_per_s']['langgraph dev']:.1f} ({row['throughput_ratio']:.2f}x), p50 "
+              f"{row['p50_ms']['reasoner']:.0f} vs {row['p50_ms']['langgraph dev']:.0f} ms "
+              f"({row['latency_ratio']:.2f}x), CPU per run {row['cpu_ms_per_run']['reasoner']:.1f} vs "
+              f"{row['cpu_ms_per_run']['langgraph dev']:.1f} ms")  # fmt: skip
+    memory = figures["rss_mb"]
+    print(f"   RSS after {figures['runs_each']} runs each: reasoner {memory['reasoner']:.0f} MB, "
+          f"langgraph dev {memory['langgraph dev']:.0f} MB "
+          f"({memory['reasoner'] / memory['langgraph dev']:.2f}x)")  # fmt: skip
+
+
+def main() -> None:
+    report: dict[str, Any] = {}
+    langgraph_server(report)
+    print_langgraph_server(report)
 
 
 if __name__ == "__main__":

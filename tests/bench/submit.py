@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from tests.bench.bench import QUESTION, pct, service, stub
-from tests.support.services import redis_prefix, scratch_database
+from tests.bench.harness import QUESTION, pct, service, stub
+from tests.support.services import REDIS_URL, redis_prefix, scratch_database
 
 
 def busy(url: str, clients: int, stop: Event, answered: "Synchronized[int]") -> None:
@@ -70,7 +70,7 @@ def measure(store: str, submits: int, clients: int, latency: float) -> dict[str,
         env: dict[str, str] = {}
         if store == "postgres":
             env["DATABASE_URL"] = stack.enter_context(scratch_database())
-            env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
+            env["REDIS_URL"] = REDIS_URL
             env["REDIS_PREFIX"] = stack.enter_context(redis_prefix())
         backend = stack.enter_context(stub(latency))
         url, _ = stack.enter_context(service(backend, **env))

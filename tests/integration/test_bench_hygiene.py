@@ -5,7 +5,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.bench.bench import RESULTS, service
+from tests.bench.bench import RESULTS
+from tests.bench.harness import service
 from tests.stub_backend import StubBackend
 
 
