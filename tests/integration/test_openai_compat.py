@@ -220,8 +220,9 @@ def test_the_stream_thinks_aloud_before_it_answers(sdk: openai.OpenAI, stub: Stu
 
 
 def test_a_plain_reply_carries_the_streamed_reasoning(sdk: openai.OpenAI, stub: StubBackend) -> None:
-    # Two runs of one script: workers finish in task order, after the whole plan, in both.
-    stub.options.slow = {"Part 1": 0.1, "Part 2": 0.2, "Part 3": 0.3}
+    # Two runs of one script: workers finish in task order, after the whole plan, in both (0.1 s
+    # was once too short for the plan to finish streaming on a loaded machine).
+    stub.options.slow = {"Part 1": 0.5, "Part 2": 0.6, "Part 3": 0.7}
     messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Why is the sky blue?"}]
     chunks = list(sdk.chat.completions.create(model="reasoner", messages=messages, stream=True))
     streamed = "".join(t or "" for t in reasoning_of(chunks))
