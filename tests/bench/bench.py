@@ -673,15 +673,16 @@ JOURNAL_BYTES = (
 
 async def stored_bytes(store: SQLiteRunStore, run_id: str) -> tuple[int, int]:
     """The run's checkpoint rows and call-journal rows, in bytes."""
-    checkpoints = await store._read(CHECKPOINT_BYTES, (run_id,))
-    journal = await store._read(JOURNAL_BYTES, (run_id,))
+    checkpoints = await store._query(CHECKPOINT_BYTES, (run_id,))
+    journal = await store._query(JOURNAL_BYTES, (run_id,))
     return int(checkpoints[0][0]), int(journal[0][0])
 
 
 async def database_bytes(store: SQLiteRunStore) -> int:
     """The database's size with its write-ahead log folded in."""
-    await store._read("PRAGMA wal_checkpoint(TRUNCATE)", ())
-    rows = await store._read("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()", ())
+    await store._query("PRAGMA wal_checkpoint(TRUNCATE)", ())
+    size = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
+    rows = await store._query(size, ())
     return int(rows[0][0])
 
 
