@@ -876,9 +876,14 @@ def plots(report: dict[str, Any]) -> None:
     )
     ax.legend()
     ax = axes[0][1]
-    for server in ("reference", "service", "postgres"):
+    labels = {
+        "reference": "reference",
+        "service": "service (SQLite)",
+        "postgres": "service (Postgres + Redis)",
+    }
+    for server, label in labels.items():
         rows = [r for r in report["throughput"] if r["server"] == server]
-        ax.plot([r["clients"] for r in rows], [r["runs_per_s"] for r in rows], marker="o", label=server)
+        ax.plot([r["clients"] for r in rows], [r["runs_per_s"] for r in rows], marker="o", label=label)
     ax.set(
         xscale="log", xlabel="concurrent clients", ylabel="runs/s", title="Throughput, zero-latency backend"
     )

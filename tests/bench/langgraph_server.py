@@ -2,7 +2,7 @@
 in-memory runtime) on the same zero-latency stub, questions of 4 sub-questions: throughput and
 latency at 1, 8 and 32 clients (blocks alternate between the two, with the load average per
 block, ratios paired block by block), CPU per run, and memory (RSS) after all the runs.
-Part of `make bench` (its section 11); needs `make install-langgraph`.
+Part of `make bench` (its section 15); needs `make install-langgraph`.
 
     .venv/bin/python -m tests.bench.langgraph_server
 """
@@ -137,7 +137,7 @@ def langgraph_server(report: dict[str, Any]) -> None:
 
 def print_langgraph_server(report: dict[str, Any]) -> None:
     figures = report["langgraph_server"]
-    print("\n11. reasoner vs LangGraph's own server (`langgraph dev`, in-memory), zero-latency stub, "
+    print("\n15. reasoner vs LangGraph's own server (`langgraph dev`, in-memory), zero-latency stub, "
           "4 sub-questions; ratios paired by block")  # fmt: skip
     for row in figures["levels"]:
         print(f"   {row['clients']:>3} clients: runs/s {row['runs_per_s']['reasoner']:.1f} vs "
