@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -103,19 +103,33 @@ def proc_peak_mb(pid: int) -> float:
     return 0.0
 
 
-async def drive(url: str, path: str, clients: int, runs: int) -> tuple[list[float], float]:
+Ask = Callable[[httpx.AsyncClient], Awaitable[None]]
+"""One question asked of a server, its answer checked."""
+
+
+async def drive_with(url: str, ask: Ask, clients: int, runs: int) -> tuple[list[float], float]:
+    """``runs`` questions asked by ``clients`` at once: each one's seconds, and the wall time."""
     limits = httpx.Limits(max_connections=clients + 4)
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
         latencies: list[float] = []
         queue = iter(range(runs))
 
-        async def worker() -> None:
+        async def client() -> None:
             for _ in queue:
                 t0 = time.perf_counter()
-                response = await http.post(path, json={"question": QUESTION, "max_subtasks": 4})
-                assert response.status_code == 200, response.text
+                await ask(http)
                 latencies.append(time.perf_counter() - t0)
 
         t0 = time.perf_counter()
-        await asyncio.gather(*[worker() for _ in range(clients)])
+        await asyncio.gather(*(client() for _ in range(clients)))
         return latencies, time.perf_counter() - t0
+
+
+async def drive(url: str, path: str, clients: int, runs: int) -> tuple[list[float], float]:
+    """``drive_with`` POSTing the question of 4 sub-questions to ``path``."""
+
+    async def ask(http: httpx.AsyncClient) -> None:
+        response = await http.post(path, json={"question": QUESTION, "max_subtasks": 4})
+        assert response.status_code == 200, response.text
+
+    return await drive_with(url, ask, clients, runs)

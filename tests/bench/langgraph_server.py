@@ -12,8 +12,7 @@ import os
 import statistics
 import subprocess
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import httpx
 
 from api.backend.embedded import free_port
-from tests.bench.harness import QUESTION, ROOT, proc_cpu_s, service, stub, wait_http
+from tests.bench.harness import QUESTION, ROOT, drive_with, proc_cpu_s, service, stub, wait_http
 from tests.stub_backend import MODEL_ENV
 
 LANGGRAPH = ROOT / ".venv-langgraph" / "bin" / "langgraph"
@@ -32,8 +31,6 @@ OFFLINE = {
 }
 LEVELS = (1, 8, 32)
 ROUNDS = 3
-
-Ask = Callable[[httpx.AsyncClient], Awaitable[None]]
 
 
 @contextmanager
@@ -69,23 +66,6 @@ async def ask_langgraph(http: httpx.AsyncClient) -> None:
     assert response.status_code == 200 and response.json().get("answer"), response.text
 
 
-async def drive(url: str, ask: Ask, clients: int, runs: int) -> tuple[list[float], float]:
-    limits = httpx.Limits(max_connections=clients + 4)
-    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
-        latencies: list[float] = []
-        queue = iter(range(runs))
-
-        async def client() -> None:
-            for _ in queue:
-                t0 = time.perf_counter()
-                await ask(http)
-                latencies.append(time.perf_counter() - t0)
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        return latencies, time.perf_counter() - t0
-
-
 def rss_mb(pid: int) -> float:
     """Resident memory of the process and its children (`langgraph dev` serves from a child)."""
     total = 0
@@ -108,14 +88,14 @@ def langgraph_server(report: dict[str, Any]) -> None:
     with stub(0.0) as backend, service(backend) as (svc_url, svc), langgraph_dev(backend) as (lg_url, lg):
         contenders = {"reasoner": (svc_url, svc, ask_reasoner), "langgraph dev": (lg_url, lg, ask_langgraph)}
         for url, _, ask in contenders.values():
-            asyncio.run(drive(url, ask, 4, 20))  # warm-up
+            asyncio.run(drive_with(url, ask, 4, 20))  # warm-up
         for clients in LEVELS:
             runs = max(30, clients * 6)
             blocks: dict[str, list[tuple[float, float, float]]] = {name: [] for name in contenders}
             for _ in range(ROUNDS):
                 for name, (url, proc, ask) in contenders.items():
                     cpu0 = proc_cpu_s(proc.pid)
-                    latencies, wall = asyncio.run(drive(url, ask, clients, runs))
+                    latencies, wall = asyncio.run(drive_with(url, ask, clients, runs))
                     cpu_ms = (proc_cpu_s(proc.pid) - cpu0) / runs * 1000
                     blocks[name].append((runs / wall, statistics.median(latencies) * 1000, cpu_ms))
                     print(f"  {name:>14} {clients:>3} clients: {runs / wall:6.1f} runs/s, "
