@@ -4,12 +4,13 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import NoMatchFound
 
 from api.backend.connect import Backend, open_backend
 from api.http.auth import Authenticated
@@ -108,4 +109,13 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    build_routes(app)
     return app
+
+
+def build_routes(app: FastAPI) -> None:
+    """Build every route's handler now. FastAPI builds an included router's routes at the first
+    request that reaches them: this moves that (~25 ms) from the first request to start-up, and
+    keeps two apps in one process (the tests' replicas) from building the shared models at once."""
+    with suppress(NoMatchFound):
+        app.url_path_for("\0")  # looked up in every route: no name matches
