@@ -195,8 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings()
-        level = "warning" if args.command == "ask" else settings.log_level
-        configure_logging(level, payloads=settings.log_payloads)
+        if args.command == "serve":  # the service's log is its output, as containers expect
+            configure_logging(settings.log_level, payloads=settings.log_payloads, stream=sys.stdout)
+        else:  # stdout is the answer
+            configure_logging("warning", payloads=settings.log_payloads)
         if args.command == "serve":
             return _serve(settings, args.host, args.port)
         request = ReasonRequest(

@@ -9,6 +9,7 @@ project's own loggers speak unless ``LOG_PAYLOADS`` is set deliberately.
 import json
 import logging
 from datetime import UTC, datetime
+from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
@@ -53,10 +54,11 @@ def _no_payloads(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.INFO or _own(record.name)
 
 
-def configure_logging(level: str, *, payloads: bool = False) -> None:
-    """Log at ``level``; ``payloads`` lets the libraries' debug lines through, payloads and all."""
+def configure_logging(level: str, *, payloads: bool = False, stream: TextIO | None = None) -> None:
+    """Log at ``level`` to ``stream`` (stderr by default); ``payloads`` lets the libraries' debug
+    lines through, payloads and all."""
     threshold = logging.getLevelNamesMapping()[level.upper()]
-    handler = logging.StreamHandler()
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     if not payloads:
         handler.addFilter(_no_payloads)
