@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksu
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_OPENMP=OFF
 
-.PHONY: install install-browser install-ffmpeg install-langgraph langgraph-dev run test test-fast lint format docs lock clean bench eval stub demo
+.PHONY: install install-browser install-ffmpeg install-docker install-langgraph langgraph-dev run test test-fast test-docker lint format docs lock clean bench eval stub demo
 
 install: $(STAMP)
 
@@ -32,6 +32,15 @@ install-ffmpeg:
 	@command -v ffmpeg >/dev/null 2>&1 || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg; }
+
+# The engine test-docker runs on: Debian's docker.io (dockerd, and a docker client with BuildKit),
+# docker-compose (compose v1) and debootstrap (the base image, where Docker Hub is out of reach).
+install-docker:
+	@command -v dockerd >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1 \
+		&& command -v debootstrap >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		$$SUDO apt-get install -y -qq docker.io docker-compose debootstrap; }
 
 run: install
 	$(BIN)/reasoner serve
@@ -64,7 +73,13 @@ test: install install-browser install-langgraph
 	$(BIN)/python -m pytest
 
 test-fast: install install-langgraph
-	$(BIN)/python -m pytest -m "not e2e"
+	$(BIN)/python -m pytest -m "not e2e and not docker"
+
+# The image and the compose stack on a real engine (docs/operations.md#docker). A daemon that
+# answers is used; otherwise one is started (root) with its images and build cache in
+# DOCKER_DATA_ROOT (/var/tmp/reasoner-docker), and stopped after, with the firewall rules it made.
+test-docker: install install-docker
+	$(BIN)/python -m pytest -m docker tests/docker
 
 # Benchmarks against the scripted backend (< 10 min); tables and plots in tests/bench/results/.
 bench: install install-langgraph

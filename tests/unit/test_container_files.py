@@ -59,7 +59,9 @@ def test_compose_wires_api_to_llm_postgres_and_redis() -> None:
     assert set(services) == {"api", "llm", "postgres", "redis", "proxy"}
     llm, api, postgres = services["llm"], services["api"], services["postgres"]
     env = {name: interpolated(str(value)) for name, value in api["environment"].items()}
-    port = llm["command"][llm["command"].index("--port") + 1]
+    # llama-cpp-python's server takes PORT from the environment over --port, and the image sets 8000.
+    assert "--port" not in llm["command"]
+    port = llm["environment"]["PORT"]
     assert env["LLM_BASE_URL"] == f"http://llm:{port}/v1"
     assert env["LLM_MODEL"] == llm["command"][llm["command"].index("--model_alias") + 1]
     gguf = llm["command"][llm["command"].index("--model") + 1]
@@ -172,8 +174,3 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
     for needed in ("pyproject.toml", "requirements.lock", "graph", "api"):
         assert needed in copied
 
-
-def test_compose_raises_the_open_files_limit() -> None:
-    api = compose()["services"]["api"]
-    nofile = api["ulimits"]["nofile"]
-    assert nofile["soft"] >= 65536 and nofile["hard"] >= nofile["soft"]
