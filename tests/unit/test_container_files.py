@@ -173,4 +173,3 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
     copied = " ".join(line for line in lines if line.startswith("COPY "))
     for needed in ("pyproject.toml", "requirements.lock", "graph", "api"):
         assert needed in copied
-
