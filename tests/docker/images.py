@@ -4,7 +4,8 @@ Each is pulled where the Hub answers. Where it does not, Debian's base is made w
 and imported under the name the Dockerfile uses, and the compose file's postgres, redis and nginx
 are stood in for by images built from Debian's packages (``stand-ins/``) under the names the
 compose file uses: the files users run are the files tested. A name that is already present
-is used as it is.
+is used as it is, unless it is a stand-in: those are built again (from the build cache when
+their Dockerfile has not changed).
 """
 
 import subprocess
@@ -20,6 +21,7 @@ BASE = "debian:bookworm-slim"
 
 MIRROR = "http://deb.debian.org/debian"
 STAND_INS = Path(__file__).parent / "stand-ins"
+STAND_IN_LABEL = "reasoner.stand-in"
 PULL_TIMEOUT_S = 60
 
 
@@ -61,15 +63,21 @@ def ensure_base(engine: Engine) -> str:
 
 def ensure_third_party(engine: Engine, name: str) -> str:
     """The image ``name`` (postgres:16, …), and how it came: present, pulled or a stand-in."""
-    if engine.has_image(name):
+    if engine.has_image(name) and not _is_stand_in(engine, name):
         return "present"
     if _pulled(engine, name):
         return "pulled"
     context = STAND_INS / name.split(":")[0]
     if not (context / "Dockerfile").exists():
         raise EngineError(f"{name} cannot be pulled and there is no stand-in for it in {STAND_INS}")
-    engine.run("build", "--build-arg", f"BASE={BASE}", "-t", name, str(context), timeout=900)
+    build = ["build", "--build-arg", f"BASE={BASE}", "--label", f"{STAND_IN_LABEL}=true"]
+    engine.run(*build, "-t", name, str(context), timeout=900)
     return "stand-in"
+
+
+def _is_stand_in(engine: Engine, name: str) -> bool:
+    label = f'{{{{index .Config.Labels "{STAND_IN_LABEL}"}}}}'
+    return engine.run("image", "inspect", "--format", label, name).stdout.strip() == "true"
 
 
 def _pulled(engine: Engine, name: str) -> bool:

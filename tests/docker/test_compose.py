@@ -77,10 +77,6 @@ def test_a_question_through_nginx_is_answered(stack: Stack) -> None:
     assert answered.json()["status"] == "completed" and answered.json()["answer"].strip()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nginx sends every request of one DNS answer's 10 s to its first address (deploy/nginx.conf)",
-)
 def test_nginx_spreads_runs_over_the_replicas(stack: Stack) -> None:
     runs = [
         httpx.post(

@@ -138,14 +138,15 @@ def test_proxy_config_streams_unbuffered_to_the_api_replicas() -> None:
     (body_size,) = values["client_max_body_size"]
     assert nginx_size(body_size[0]) >= defaults["max_body_bytes"].default
 
-    # The upstream is the api service on its container port, looked up through Docker's DNS
-    # while nginx runs (a variable upstream), so replicas added by --scale get requests too.
+    # The upstream is the api service on its container port, looked up again through Docker's
+    # DNS while nginx runs (`resolve`, in shared memory), so replicas added by --scale get
+    # requests too, round robin.
     (target,) = values["proxy_pass"]
-    assert target[0].startswith("$")
-    upstream = [args[1] for args in values["set"] if args[0] == target[0]]
-    assert len(upstream) == 1
-    url = urlsplit(upstream[0])
-    assert (url.scheme, url.hostname, url.port) == ("http", "api", dockerfile_port())
+    url = urlsplit(target[0])
+    assert url.scheme == "http" and ["upstream", url.hostname] in directives
+    servers = [args for args in values["server"] if args]
+    assert servers == [[f"api:{dockerfile_port()}", "resolve"]]
+    assert any(args[0] == url.hostname for args in values["zone"])
     assert any(args[0] == "127.0.0.11" for args in values["resolver"])
 
 
