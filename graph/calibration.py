@@ -13,10 +13,11 @@ tokens)``, plus the chat template's tokens:
 Reports of prompts and of completions both count: they come from the same tokenizer.
 """
 
+import json
 import math
 from dataclasses import dataclass
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 
 from graph.tokens import MESSAGE_OVERHEAD, encoding
 
@@ -80,6 +81,8 @@ def measure_messages(messages: list[BaseMessage]) -> TextSize:
     size = TextSize(framing=MESSAGE_OVERHEAD * len(messages))
     for message in messages:
         size += measure(str(message.content))
+        if isinstance(message, AIMessage) and message.tool_calls:
+            size += measure(json.dumps([[c["name"], c["args"]] for c in message.tool_calls]))
     return size
 
 

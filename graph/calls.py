@@ -2,6 +2,7 @@
 
 import asyncio
 import functools
+import json
 import random
 import time
 from collections.abc import Callable
@@ -19,11 +20,12 @@ from graph.budget import BudgetExhausted, Reservation
 from graph.calibration import Rates, TextSize, measure, measure_messages
 from graph.call_request import request_options, send
 from graph.context import RunContext
+from graph.deltas import Deltas, Streamed
 from graph.errors import Failure, Fenced, ModelCallError, classify
-from graph.journal import IN_FLIGHT, Journal
+from graph.journal import IN_FLIGHT
 from graph.ledger import CallRecord, NodeName
 from graph.models import ModelSpec
-from graph.tokens import estimate
+from graph.tools import Tool, Turn, requests_of
 
 _jitter = random.Random()
 """Backoff jitter from a generator of its own: the process-wide one is left to its users."""
@@ -64,11 +66,47 @@ async def call_text(
     """
     replayed = ctx.journal.replay((node, task_id, attempt))
     if replayed is not None:
-        text, done = replayed
+        text = replayed.output or ""
         if on_delta is not None:
             on_delta(text)
-        return text, [done]
+        return text, [replayed.row]
     call = _Call(spec, messages, ctx, node, task_id, attempt, response_format, on_delta)
+    answered, rows = await call.run()
+    return answered.text, rows
+
+
+@dataclass(frozen=True)
+class Answered:
+    """A call's reply as its journal entry ``seq`` keeps it: the final ``row``, and the turn
+    when the call offered tools."""
+
+    text: str
+    seq: int
+    row: CallRecord
+    turn: Turn | None = None
+
+
+async def call_turn(
+    spec: ModelSpec,
+    messages: list[BaseMessage],
+    ctx: RunContext,
+    tools: list[Tool],
+    *,
+    task_id: str,
+    attempt: int,
+    step: int,
+) -> tuple[Answered, list[CallRecord]]:
+    """A worker's call in its tool loop, offered ``tools`` (none: it must answer), like
+    ``call_text`` otherwise. The reply's turn holds the tools it asked for; replayed from the
+    journal, also the outcomes of the calls made before the run was resumed."""
+    replayed = ctx.journal.replay(("worker", task_id, attempt))
+    if replayed is not None:
+        row = replayed.row
+        output = replayed.output or ""
+        turn = Turn.load(output) if "tool_calls" in row else Turn(output, [])
+        return Answered(turn.text, replayed.seq, row, turn), [row]
+    schemas = [tool.openai_schema() for tool in tools]
+    call = _Call(spec, messages, ctx, "worker", task_id, attempt, None, None, schemas, step)
     return await call.run()
 
 
@@ -100,6 +138,8 @@ class _Call:
         attempt: int,
         response_format: dict[str, Any] | None,
         on_delta: Callable[[str], None] | None,
+        tools: list[dict[str, Any]] | None = None,
+        step: int | None = None,
     ) -> None:
         self.spec = spec
         self.messages = messages
@@ -108,13 +148,17 @@ class _Call:
         self.task_id = task_id
         self.attempt = attempt
         self.response_format = response_format
+        self.tools = tools
+        self.step = step
         self.for_synthesis = node == "synthesizer"
         self.answer = node == "worker"
         self.size = measure_messages(messages)
+        if tools:
+            self.size += measure(json.dumps(tools))
         self.rows: list[CallRecord] = []
-        self.deltas = _Deltas(on_delta) if on_delta is not None else None
+        self.deltas = Deltas(on_delta) if on_delta is not None else None
 
-    async def run(self) -> tuple[str, list[CallRecord]]:
+    async def run(self) -> tuple[Answered, list[CallRecord]]:
         """Try until the model answers, the call fails for good or the tries run out."""
         for retry in range(self.ctx.max_attempts):
             await self.ctx.budget.room(
@@ -151,14 +195,22 @@ class _Call:
         held = self._reserve(prompt_cap)
         timeout = self.ctx.timeout_s if time_left is None else min(self.ctx.timeout_s, time_left)
         row = functools.partial(
-            _row, self.spec, self.node, self.task_id, self.attempt, retry, _now(), time.perf_counter()
+            _row,
+            self.spec,
+            self.node,
+            self.task_id,
+            self.attempt,
+            retry,
+            self.step,
+            _now(),
+            time.perf_counter(),
         )
         in_flight = functools.partial(row, self.size.counted, estimated=True, error=IN_FLIGHT)
         seq = self.ctx.journal.started(in_flight(0))
         streamed = None
         if self.deltas is not None:
             self.deltas.new_attempt()
-            streamed = _Streamed(self.deltas, seq, in_flight, self.ctx.journal)
+            streamed = Streamed(self.deltas, seq, in_flight, self.ctx.journal)
         return _Try(retry, rates, prompt_cap, held, timeout, row, seq, streamed)
 
     def _time_left_to_call(self) -> float | None:
@@ -190,6 +242,8 @@ class _Call:
 
     async def _send(self, step: _Try) -> AIMessage | AIMessageChunk:
         kwargs = request_options(self.spec, step.held.cap, self.response_format)
+        if self.tools:
+            kwargs["tools"] = self.tools
         async with asyncio.timeout(step.timeout):
             return await send(self.spec, self.messages, kwargs, step.on_delta, self._config())
 
@@ -201,9 +255,9 @@ class _Call:
             metadata |= {"task_id": self.task_id, "attempt": self.attempt}
         return {"metadata": metadata}
 
-    def _answered(self, step: _Try, span: Span, message: AIMessage | AIMessageChunk) -> str:
+    def _answered(self, step: _Try, span: Span, message: AIMessage | AIMessageChunk) -> Answered:
         """Settle the budget at what the backend reported (or, if it reported nothing, at what
-        was reserved), record the row and return the text."""
+        was reserved), record the row and return the reply."""
         text = message.text
         usage = message.usage_metadata
         if usage is not None and (usage["input_tokens"] or usage["output_tokens"]):
@@ -213,9 +267,13 @@ class _Call:
             prompt, estimated = step.prompt_cap, True
             completion = min(step.held.cap, step.rates.tokens(measure(text)))
         self.ctx.budget.settle(step.held, prompt + completion, completion)
-        self._record(step, span, step.row(prompt, completion, estimated, None), text)
+        row = step.row(prompt, completion, estimated, None)
+        turn = None if self.tools is None else Turn(text, requests_of(message))
+        if turn is not None and turn.requests:
+            row["tool_calls"] = [r.name for r in turn.requests]
+        self._record(step, span, row, turn.dump() if turn is not None and turn.requests else text)
         tracing.answered(span, message.response_metadata)
-        return text
+        return Answered(text, step.seq, row, turn)
 
     def _failed(self, step: _Try, span: Span, exc: Exception) -> Failure:
         """Classify the try's failure and record it; a timeout cut short by the run's deadline
@@ -255,64 +313,13 @@ def _calibrate(spec: ModelSpec, prompt: TextSize, text: str, usage: UsageMetadat
     spec.calibration.observe(spec.name, measure(text), usage["output_tokens"] - hidden)
 
 
-class _Deltas:
-    """Forwards streamed text once: a retry that repeats what was already sent stays silent
-    until it gets past it. A retry that says something else is not forwarded at all (what
-    was sent cannot be taken back, and gluing two replies would make a third): the call's
-    returned text is then the only whole reply."""
-
-    def __init__(self, forward: Callable[[str], None]) -> None:
-        self.forward = forward
-        self.sent = ""
-        self.current = ""
-        self.diverged = False
-
-    def new_attempt(self) -> None:
-        self.current = ""
-
-    def __call__(self, piece: str) -> None:
-        self.current += piece
-        if self.diverged or self.sent.startswith(self.current):
-            return
-        if not self.current.startswith(self.sent):
-            self.diverged = True
-            return
-        fresh, self.sent = self.current[len(self.sent) :], self.current
-        self.forward(fresh)
-
-
-PROGRESS_EVERY = 32
-"""A streamed call's running count of completion tokens goes to the journal this often."""
-
-
-class _Streamed:
-    """Passes a call's streamed text on and, every ``PROGRESS_EVERY`` tokens (counted locally),
-    writes the call's in-flight row again with them: a call cut by a crash is counted up to there."""
-
-    def __init__(
-        self, forward: Callable[[str], None], seq: int, row: Callable[[int], CallRecord], journal: Journal
-    ) -> None:
-        self.forward = forward
-        self.seq = seq
-        self.row = row
-        self.journal = journal
-        self.tokens = 0
-        self.reported = 0
-
-    def __call__(self, piece: str) -> None:
-        self.forward(piece)
-        self.tokens += estimate(piece)
-        if self.tokens - self.reported >= PROGRESS_EVERY:
-            self.reported = self.tokens
-            self.journal.progress(self.seq, self.row(self.tokens))
-
-
 def _row(
     spec: ModelSpec,
     node: NodeName,
     task_id: str | None,
     attempt: int,
     retry: int,
+    step: int | None,
     started_at: str,
     t0: float,
     prompt: int,
@@ -320,7 +327,7 @@ def _row(
     estimated: bool,
     error: str | None,
 ) -> CallRecord:
-    return CallRecord(
+    row = CallRecord(
         node=node,
         task_id=task_id,
         attempt=attempt,
@@ -334,3 +341,6 @@ def _row(
         latency_ms=round((time.perf_counter() - t0) * 1000, 2),
         error=error,
     )
+    if step is not None:
+        row["step"] = step
+    return row

@@ -8,6 +8,7 @@ from graph.budget import Budget
 from graph.journal import CallLog, Entry, Journal
 from graph.ledger import CallRecord, Prices
 from graph.result import RunClock, busy_ms
+from graph.tools import Tools
 
 
 def always() -> bool:
@@ -31,6 +32,13 @@ class RunContext:
     plan_edges: bool = True
     """Keep the plan's dependencies; False runs every task on its own (a flat plan, for evaluation)."""
     max_output_tokens: int = 512
+    tools: Tools = field(default_factory=dict)
+    """The tools the run's workers may call (none: workers answer from the model alone)."""
+    max_tool_calls: int = 4
+    """Tool calls per task and attempt; after them the worker must answer."""
+    tool_timeout_s: float = 30.0
+    tool_result_chars: int = 4000
+    """A tool's result (or error) is cut to this many characters before the model reads it."""
     timeout_s: float = 60.0
     max_attempts: int = 3
     retry_initial_s: float = 0.5

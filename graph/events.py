@@ -21,6 +21,8 @@ PLAN: Final = "plan"
 TASK_STARTED: Final = "task.started"
 TASK_COMPLETED: Final = "task.completed"
 TASK_FAILED: Final = "task.failed"
+TOOL_CALLED: Final = "tool.called"
+TOOL_RESULT: Final = "tool.result"
 CRITIQUE: Final = "critique"
 ANSWER_DELTA: Final = "answer.delta"
 USAGE: Final = "usage"
@@ -38,6 +40,8 @@ EventName = Literal[
     "task.started",
     "task.completed",
     "task.failed",
+    "tool.called",
+    "tool.result",
     "critique",
     "answer.delta",
     "usage",
@@ -125,6 +129,32 @@ class TaskFailed(TypedDict):
     error: str
 
 
+class ToolCalled(TypedDict):
+    """A worker calls a tool: its reply at ``step`` of the task's tool loop asked for it.
+    ``arguments`` is their JSON, cut to the run's limit on tool text."""
+
+    task_id: str
+    attempt: int
+    step: int
+    call_id: str
+    name: str
+    arguments: str
+
+
+class ToolResult(TypedDict):
+    """What the tool returned (``result``, cut as the model reads it) or why it did not
+    (``error``)."""
+
+    task_id: str
+    attempt: int
+    step: int
+    call_id: str
+    name: str
+    result: str
+    error: str | None
+    duration_ms: float
+
+
 class CritiqueMade(TypedDict):
     round: int
     verdicts: list[VerdictRecord]
@@ -159,6 +189,8 @@ EventData = (
     | TaskStarted
     | TaskCompleted
     | TaskFailed
+    | ToolCalled
+    | ToolResult
     | CritiqueMade
     | AnswerDelta
     | UsageReport
@@ -174,6 +206,8 @@ EVENT_DATA: Final[dict[EventName, type[EventData]]] = {
     TASK_STARTED: TaskStarted,
     TASK_COMPLETED: TaskCompleted,
     TASK_FAILED: TaskFailed,
+    TOOL_CALLED: ToolCalled,
+    TOOL_RESULT: ToolResult,
     CRITIQUE: CritiqueMade,
     ANSWER_DELTA: AnswerDelta,
     USAGE: UsageReport,
@@ -202,6 +236,8 @@ def replay_key(name: EventName, data: EventData) -> tuple[object, ...] | None:
         TASK_STARTED: ("task_id", "attempt"),
         TASK_COMPLETED: ("task_id", "attempt"),
         TASK_FAILED: ("task_id", "attempt"),
+        TOOL_CALLED: ("task_id", "attempt", "call_id"),
+        TOOL_RESULT: ("task_id", "attempt", "call_id"),
         CRITIQUE: ("round",),
     }
     if name == PLAN_TASK:

@@ -58,7 +58,7 @@ def key_of(row: CallRecord) -> CallKey:
 class Journal:
     log: CallLog | None = None
     next_seq: int = 1
-    _answers: dict[CallKey, deque[tuple[str, CallRecord]]] = field(default_factory=dict)
+    _answers: dict[CallKey, deque[Entry]] = field(default_factory=dict)
 
     @classmethod
     def resuming(cls, log: CallLog | None, earlier: Iterable[Entry]) -> "Journal":
@@ -67,11 +67,12 @@ class Journal:
         for entry in sorted(earlier, key=lambda e: e.seq):
             journal.next_seq = max(journal.next_seq, entry.seq + 1)
             if entry.output is not None and entry.row["error"] is None:
-                journal._answers.setdefault(key_of(entry.row), deque()).append((entry.output, entry.row))
+                journal._answers.setdefault(key_of(entry.row), deque()).append(entry)
         return journal
 
-    def replay(self, key: CallKey) -> tuple[str, CallRecord] | None:
-        """The next answer an earlier attempt got for this key, if any (each is given once)."""
+    def replay(self, key: CallKey) -> Entry | None:
+        """The next answer an earlier attempt got for this key, if any (each is given once); its
+        ``output`` is set."""
         answers = self._answers.get(key)
         return answers.popleft() if answers else None
 

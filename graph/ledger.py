@@ -3,7 +3,7 @@ in tokens and, where the models have prices, in US dollars."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -28,6 +28,11 @@ class CallRecord(TypedDict):
     finished_at: str
     latency_ms: float
     error: str | None
+    step: NotRequired[int]
+    """A worker with tools: the call's place in its tool loop (0 first, each reply that asked for
+    tools is followed by the next step)."""
+    tool_calls: NotRequired[list[str]]
+    """The tools the reply asked for, by name (absent when it asked for none)."""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,6 @@
 """The worker: one sub-question answered by the worker model (or revised, with the critic's
 feedback), given the answers it depends on; its progress goes out as task events."""
 
-from collections.abc import Callable
-
 from graph import tracing
 from graph.calls import call_text
 from graph.context import RunContext
@@ -21,8 +19,7 @@ from graph.ledger import CallRecord
 from graph.models import ModelSpec
 from graph.prompts import worker_messages
 from graph.state import Revision, SubAnswer, SubTask
-
-StreamWriter = Callable[[ProgressEvent], None]
+from graph.tool_loop import StreamWriter, answer_with_tools
 
 
 async def answer_task(
@@ -48,9 +45,16 @@ async def answer_task(
                 data=TaskStarted(task_id=task_id, attempt=attempt, inputs=[a["task_id"] for a in inputs]),
             )
         )
-        messages = worker_messages(question, task, inputs, revision, previous)
+        messages = worker_messages(question, task, inputs, revision, previous, tools=bool(ctx.tools))
         try:
-            text, rows = await call_text(spec, messages, ctx, node="worker", task_id=task_id, attempt=attempt)
+            if ctx.tools:
+                text, rows = await answer_with_tools(
+                    spec, ctx, emit, messages, task_id=task_id, attempt=attempt
+                )
+            else:
+                text, rows = await call_text(
+                    spec, messages, ctx, node="worker", task_id=task_id, attempt=attempt
+                )
         except ModelCallError as exc:
             tracing.failed(span, exc.kind)
             emit(

@@ -3,7 +3,8 @@
 One ``invoke_agent reasoner`` span per run, one ``invoke_agent {node}`` per node execution
 (planner, critic, reviser, synthesizer) and per worker task, one ``chat {model}`` per attempt
 at a model call, with that attempt's tokens (its ledger row's) on it alone: summing
-``gen_ai.usage.*`` over a trace counts every token once. A worker's span is a child of the span
+``gen_ai.usage.*`` over a trace counts every token once. A worker's tool calls are
+``execute_tool {name}`` spans under its span. A worker's span is a child of the span
 of the node whose dispatcher ran it (planner or reviser). A call that a resumed run replays from
 its journal is not made again, and has no span. The spans go to the process's tracer provider:
 a no-op one (nothing is recorded) unless the service installs the SDK's (``api.telemetry.otel``).
@@ -113,6 +114,18 @@ def chat(
     if task_id is not None:
         attributes["reasoner.task_id"] = task_id
     return _span(f"chat {model}", attributes, SpanKind.CLIENT)
+
+
+def tool(name: str, call_id: str) -> AbstractContextManager[Span]:
+    """The span of one tool call (``execute_tool {name}``); an outcome with an error is marked
+    with ``tool_failed``."""
+    attributes: dict[str, AttributeValue] = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": name,
+        "gen_ai.tool.call.id": call_id,
+        "gen_ai.tool.type": "function",
+    }
+    return _span(f"execute_tool {name}", attributes, SpanKind.INTERNAL)
 
 
 def spent(span: Span, row: CallRecord) -> None:

@@ -3,7 +3,7 @@
 The request's ``model`` names the agent that is calling, one model name per role:
 
     stub-planner       a plan of N sub-questions (JSON)
-    stub-worker        a sub-answer (text)
+    stub-worker        a sub-answer (text), or a calculator call (``tests/support/stub_tools.py``)
     stub-critic        verdicts for the sub-answers it is shown (JSON)
     stub-synthesizer   the final answer (text)
 
@@ -45,6 +45,7 @@ from starlette.routing import Route
 
 from api.backend.embedded import free_port
 from graph.tokens import estimate
+from tests.support import stub_tools
 
 
 @dataclass
@@ -143,7 +144,10 @@ class StubOptions:
     synthesizer_reply: str | None = None
     fill_max_tokens: bool = False
     obey_injection: bool = False
-    """The synthesizer replies PWNED if that instruction appears outside <answer> data blocks."""
+    """The synthesizer replies PWNED if that instruction appears outside <answer> data blocks, a
+    worker if it appears outside its tool results."""
+    reject_tools: bool = False
+    """A worker call that offers tools gets HTTP 400, as from a backend without tool calling."""
     answer_tokens: int | None = None
     """Workers and the synthesizer answer with exactly this many tokens (words)."""
     plan: list[dict[str, Any]] | None = None
@@ -276,6 +280,10 @@ class StubBackend:
             outside = re.sub(r"<answer>.*?</answer>", "", last, flags=re.DOTALL)
             if "reply PWNED" in outside:
                 return "PWNED"
+        if role == "worker" and o.obey_injection and stub_tools.injected(messages):
+            return "PWNED"
+        if role == "worker" and (result := stub_tools.tool_result(messages)) is not None:
+            return f"The result is {result}."
         if o.answer_tokens is not None and role in ("worker", "synthesizer"):
             return " ".join(["word"] * o.answer_tokens)
         if role == "synthesizer":
@@ -332,6 +340,10 @@ class StubBackend:
                 status_code=fault.status,
                 headers=fault.headers,
             )
+        if role == "worker" and body.get("tools"):
+            asked = self._tool_call(body, started, prompt_tokens)
+            if asked is not None:
+                return asked
         text = self._reply(role, body)
         if self.options.numbered and role in ("worker", "synthesizer"):
             with self._lock:
@@ -380,6 +392,35 @@ class StubBackend:
                     }
                 ],
                 "usage": usage,
+            }
+        )
+
+    def _tool_call(self, body: dict[str, Any], started: float, prompt_tokens: int) -> Response | None:
+        """A worker offered tools: refused (``reject_tools``), or a calculator call for a
+        ``calculate:`` sub-question; None to answer as usual."""
+        if self.options.reject_tools:
+            self._record("worker", body, started, prompt_tokens, 0, 400)
+            error = {"message": "tools are not supported", "type": "invalid_request_error", "param": "tools"}
+            return JSONResponse({"error": error}, status_code=400)
+        messages = body.get("messages", [])
+        last = str(messages[-1].get("content", "")) if messages else ""
+        if not messages or messages[-1].get("role") != "user" or not stub_tools.offers(body, "calculator"):
+            return None
+        expression = stub_tools.expression_for(subquestion_of(last), last)
+        if expression is None:
+            return None
+        message = stub_tools.calculator_call(expression)
+        completion = self.count(message["tool_calls"][0]["function"]["arguments"])
+        self._record("worker", body, started, prompt_tokens, completion, 200)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion}
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "stub"),
+                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+                "usage": {**usage, "total_tokens": prompt_tokens + completion},
             }
         )
 
