@@ -60,6 +60,24 @@ class StructuredMode:
         return True
 
 
+@dataclass
+class ToolSupport:
+    """Whether a model takes tools. A backend that rejects them (a 4xx to a call that offered
+    them) is remembered for the life of the process, and its workers answer without tools."""
+
+    rejected: bool = False
+
+    def reject(self, model: str, reason: str) -> bool:
+        """Remember the rejection; False if an earlier call already did."""
+        if self.rejected:
+            return False
+        self.rejected = True
+        log.warning(
+            "the backend rejected tools (%s); workers answer without them", reason, extra={"model": model}
+        )
+        return True
+
+
 TokenCapParam = Literal["max_tokens", "max_completion_tokens"]
 """The request field a backend honours as the output cap.
 
@@ -74,6 +92,7 @@ class ModelSpec:
     chat: BaseChatModel
     name: str
     structured: StructuredMode = field(default_factory=StructuredMode)
+    tool_support: ToolSupport = field(default_factory=ToolSupport)
     token_cap_param: TokenCapParam = "max_tokens"
     stream: bool = True
     calibration: Calibration = field(default_factory=Calibration)

@@ -98,8 +98,10 @@ class Nodes:
         question_size = measure(question)
         self._keep_for_synthesis(ctx, ctx.max_subtasks, question_size)
 
+        workers: list[Fallback] = []
+
         async def run(task: SubTask, inputs: list[SubAnswer]) -> SubAnswer:
-            return await answer_task(self.models.worker, ctx, emit, question, task, inputs)
+            return await answer_task(self.models.worker, ctx, emit, question, task, inputs, fallbacks=workers)
 
         dispatcher = Dispatcher(run, blocked_answer, limit=ctx.max_concurrency, fence=ctx.fence)
 
@@ -138,7 +140,7 @@ class Nodes:
         return {
             "plan": subtasks,
             "subanswers": answers,
-            "fallbacks": fallbacks,
+            "fallbacks": fallbacks + workers,
             "revisions": 0,
             "pending": [],
         }
@@ -154,6 +156,7 @@ class Nodes:
         rerun = set(revisions) | set(dependents(plan, set(revisions)))
         standing = {t: a for t, a in state["subanswers"].items() if t not in rerun}
         previous = state["subanswers"]
+        workers: list[Fallback] = []
 
         async def run(task: SubTask, inputs: list[SubAnswer]) -> SubAnswer:
             before = previous.get(task["id"])
@@ -167,6 +170,7 @@ class Nodes:
                 attempt=(before["attempts"] if before else 0) + 1,
                 revision=revisions.get(task["id"]),
                 previous=before,
+                fallbacks=workers,
             )
 
         dispatcher = Dispatcher(
@@ -179,7 +183,7 @@ class Nodes:
             answers = await dispatcher.wait()
         finally:
             await dispatcher.cancel()
-        fallbacks = failed_revisions(answers, rerun)
+        fallbacks = failed_revisions(answers, rerun) + workers
         return {"subanswers": {t: answers[t] for t in rerun}, "fallbacks": fallbacks, "pending": []}
 
     @tracing.node("critic")

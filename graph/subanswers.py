@@ -18,7 +18,7 @@ from graph.events import (
 from graph.ledger import CallRecord
 from graph.models import ModelSpec
 from graph.prompts import worker_messages
-from graph.state import Revision, SubAnswer, SubTask
+from graph.state import Fallback, Revision, SubAnswer, SubTask
 from graph.tool_loop import StreamWriter, answer_with_tools
 
 
@@ -33,10 +33,12 @@ async def answer_task(
     attempt: int = 1,
     revision: Revision | None = None,
     previous: SubAnswer | None = None,
+    fallbacks: list[Fallback],
 ) -> SubAnswer:
-    """One worker call: the sub-question with the answers it depends on (and, for a
-    revision, the previous answer and the critic's feedback). A re-run that fails keeps
-    ``previous`` if it was an answer."""
+    """One worker: the sub-question with the answers it depends on (and, for a revision, the
+    previous answer and the critic's feedback), answered by one model call, or by a tool loop
+    when the run has tools (where the backend turns tools down, that goes into ``fallbacks``).
+    A re-run that fails keeps ``previous`` if it was an answer."""
     task_id = task["id"]
     with tracing.agent("worker", {"reasoner.task_id": task_id, "reasoner.attempt": attempt}) as span:
         emit(
@@ -49,7 +51,7 @@ async def answer_task(
         try:
             if ctx.tools:
                 text, rows = await answer_with_tools(
-                    spec, ctx, emit, messages, task_id=task_id, attempt=attempt
+                    spec, ctx, emit, messages, fallbacks, task_id=task_id, attempt=attempt
                 )
             else:
                 text, rows = await call_text(

@@ -16,10 +16,12 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from graph import tracing
 from graph.calls import Answered, call_turn
 from graph.context import RunContext
+from graph.errors import ModelCallError
 from graph.events import TOOL_CALLED, TOOL_RESULT, ProgressEvent, ToolCalled, ToolResult
 from graph.ledger import CallRecord
 from graph.models import ModelSpec
 from graph.prompts import tool_output
+from graph.state import Fallback
 from graph.tools import ToolOutcome, ToolRequest, Turn, cut, invoke
 
 StreamWriter = Callable[[ProgressEvent], None]
@@ -30,20 +32,32 @@ async def answer_with_tools(
     ctx: RunContext,
     emit: StreamWriter,
     messages: list[BaseMessage],
+    fallbacks: list[Fallback],
     *,
     task_id: str,
     attempt: int,
 ) -> tuple[str, list[CallRecord]]:
     """The worker's answer and every row its calls spent. Raises ModelCallError as
-    ``call_text`` does, when a model call fails for good."""
+    ``call_text`` does, when a model call fails for good. A backend that rejects tools is
+    remembered (``ModelSpec.tool_support``) and the worker answers without them, which goes
+    into ``fallbacks`` once per run."""
     loop = _Loop(ctx, emit, task_id, attempt)
     rows: list[CallRecord] = []
     step = 0
     while True:
-        offered = list(ctx.tools.values()) if loop.calls_left else []
-        answered, spent = await call_turn(
-            spec, messages, ctx, offered, task_id=task_id, attempt=attempt, step=step
-        )
+        usable = not spec.tool_support.rejected
+        offered = list(ctx.tools.values()) if loop.calls_left and usable else []
+        if not usable:
+            _without_tools(fallbacks, spec.name)
+        try:
+            answered, spent = await call_turn(
+                spec, messages, ctx, offered, task_id=task_id, attempt=attempt, step=step
+            )
+        except ModelCallError as exc:
+            if not offered or exc.kind != "upstream_bad_request":
+                raise
+            spec.tool_support.reject(spec.name, exc.message)
+            continue
         rows += spent
         turn = answered.turn or Turn(answered.text, [])
         if not turn.requests or not offered:
@@ -116,6 +130,12 @@ class _Loop:
         )
         self.emit(ProgressEvent(event=TOOL_RESULT, data=result))
         return outcome
+
+
+def _without_tools(fallbacks: list[Fallback], model: str) -> None:
+    if not any(f["kind"] == "no_tools" for f in fallbacks):
+        detail = f"{model} rejected tool calls: the workers answered without tools"
+        fallbacks.append(Fallback(node="worker", kind="no_tools", detail=detail))
 
 
 def _asked(turn: Turn) -> AIMessage:

@@ -14,7 +14,7 @@ import pytest
 
 from api.storage.postgres import PostgresRunStore
 from api.storage.sqlite import SQLiteRunStore
-from graph.calls import PROGRESS_EVERY
+from graph.deltas import PROGRESS_EVERY
 from graph.journal import IN_FLIGHT, INTERRUPTED
 from graph.ledger import CallRecord
 from graph.tokens import MESSAGE_OVERHEAD, estimate

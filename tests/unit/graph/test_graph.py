@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from graph import RunContext, TiktokenCounter, build_graph, execute
+from graph import Models, RunContext, TiktokenCounter, build_graph, execute
 from graph.ledger import NODES
 from graph.result import Result
 from graph.tokens import estimate
@@ -47,14 +47,14 @@ async def run(stub: StubBackend, question: str = "How do tides work?", **ctx: An
 
 
 async def run_with_events(
-    stub: StubBackend, question: str = "How do tides work?", **ctx: Any
+    stub: StubBackend, question: str = "How do tides work?", models: Models | None = None, **ctx: Any
 ) -> tuple[Result, Events]:
     events: Events = []
 
     async def emit(name: str, data: dict[str, Any]) -> None:
         events.append((name, data))
 
-    graph = build_graph(stub_models(stub))
+    graph = build_graph(models or stub_models(stub))
     result = await execute(
         graph,
         question,

@@ -5,6 +5,7 @@ from typing import Any
 
 from graph.ledger import CallRecord
 from graph.tools import CALCULATOR, Tool, ToolError
+from tests.conftest import stub_models
 from tests.stub_backend import StubBackend
 from tests.unit.graph.test_graph import Events, run_with_events
 
@@ -126,3 +127,20 @@ async def test_a_tool_result_that_gives_instructions_stays_data(stub: StubBacken
     assert result["subanswers"][0]["answer"] != "PWNED"
     last = str(stub.calls_of("worker")[1].body["messages"][-1]["content"])
     assert last.count("</tool_result>") == 1, "the result cannot close its own block"
+
+
+async def test_a_backend_that_rejects_tools_is_remembered_and_the_run_goes_on_without_them(
+    stub: StubBackend,
+) -> None:
+    stub.options.plan = CHAIN[:1]
+    stub.options.reject_tools = True
+    models = stub_models(stub)
+    result, _ = await run_with_events(stub, max_subtasks=1, max_revisions=0, tools=TOOLS, models=models)
+    assert result["status"] == "completed"
+    assert [f["kind"] for f in result["fallbacks"]] == ["no_tools"]
+    first = [("tools" in c.body, c.status) for c in stub.calls_of("worker")]
+    assert first == [(True, 400), (False, 200)]
+    stub.reset()
+    again, _ = await run_with_events(stub, max_subtasks=1, max_revisions=0, tools=TOOLS, models=models)
+    assert [("tools" in c.body, c.status) for c in stub.calls_of("worker")] == [(False, 200)]
+    assert [f["kind"] for f in again["fallbacks"]] == ["no_tools"], "each run says it went without"
