@@ -31,6 +31,8 @@ from graph.events import (
     TASK_COMPLETED,
     TASK_FAILED,
     TASK_STARTED,
+    TOOL_CALLED,
+    TOOL_RESULT,
     CritiqueMade,
     PlanMade,
     PlanTask,
@@ -38,6 +40,8 @@ from graph.events import (
     TaskCompleted,
     TaskFailed,
     TaskStarted,
+    ToolCalled,
+    ToolResult,
 )
 
 T = TypeVar("T")
@@ -71,6 +75,13 @@ def _show(event: Event) -> None:
     elif event.event == TASK_FAILED:
         failed = cast(TaskFailed, event.data)
         print(f"  worker {failed['task_id']} failed: {failed['error']}")
+    elif event.event == TOOL_CALLED:
+        called = cast(ToolCalled, event.data)
+        print(f"    {called['task_id']} calls {called['name']} {_short(called['arguments'], 70)}")
+    elif event.event == TOOL_RESULT:
+        tool = cast(ToolResult, event.data)
+        said = f"error: {tool['error']}" if tool["error"] is not None else tool["result"]
+        print(f"    {tool['task_id']} {tool['name']} → {_short(said, 70)} ({tool['duration_ms']:.0f} ms)")
     elif event.event == CRITIQUE:
         for verdict in cast(CritiqueMade, event.data)["verdicts"]:
             note = f": {_short(verdict['feedback'], 60)}" if verdict["feedback"] else ""

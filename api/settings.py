@@ -75,6 +75,19 @@ class Settings(BaseSettings):
         120.0, gt=0, description="how long the embedded server may take to start"
     )
 
+    tools: str | None = Field(
+        None,
+        description="comma-separated tools workers may call; unset = all of them (none with the "
+        "embedded model), empty = none",
+    )
+    max_tool_calls: int = Field(
+        4, ge=0, le=64, description="tool calls per task; then the worker must answer"
+    )
+    tool_timeout_s: float = Field(30.0, gt=0, le=3600, description="longest a tool call may take")
+    tool_result_chars: int = Field(
+        4000, ge=100, le=1_000_000, description="a tool's result is cut to this before the model reads it"
+    )
+
     max_calls_per_run: int = Field(200, ge=1, le=10_000, description="hard cap on model calls per run")
     max_active_runs: int = Field(16, ge=1, le=1024, description="runs executing at once; more wait queued")
     max_queued_runs: int = Field(1000, ge=0, le=100_000, description="beyond this, new runs get 429")
@@ -160,6 +173,13 @@ class Settings(BaseSettings):
     def keys(self) -> list[str]:
         raw = self.api_keys.get_secret_value() if self.api_keys else ""
         return [key.strip() for key in raw.split(",") if key.strip()]
+
+    @property
+    def tool_names(self) -> list[str] | None:
+        """``TOOLS`` as names; None when it is unset."""
+        if self.tools is None:
+            return None
+        return [name.strip() for name in self.tools.split(",") if name.strip()]
 
     @property
     def origins(self) -> list[str]:

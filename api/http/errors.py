@@ -30,7 +30,8 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     "question_too_long (in tokens), budget_too_small (the message states the least budget this "
     "question needs), no_price (cost_budget_usd without prices), invalid_messages (the last "
     "message is not a non-empty one of the user's), unsupported_parameter, invalid_last_event_id, "
-    "invalid_range (since after until, or more than 366 days)",
+    "invalid_range (since after until, or more than 366 days), tool_not_offered (a tool the "
+    "service does not offer)",
     401: "Missing or invalid API key",
     404: "Not found",
     409: "Conflict with the resource's state, or an Idempotency-Key used with another request",

@@ -28,12 +28,14 @@ from graph.events import (
     TASK_COMPLETED,
     TASK_FAILED,
     TERMINAL_EVENTS,
+    TOOL_RESULT,
     AnswerDelta,
     CritiqueMade,
     PlanTask,
     RunEnded,
     TaskCompleted,
     TaskFailed,
+    ToolResult,
 )
 from graph.prompts import CONVERSATION_QUESTION
 
@@ -111,6 +113,10 @@ def reasoning_text(event: Event) -> str | None:
     if event.event == TASK_FAILED:
         failed = cast(TaskFailed, event.data)
         return f"{failed['task_id']} (attempt {failed['attempt']}) failed: {failed['error']}\n\n"
+    if event.event == TOOL_RESULT:
+        tool = cast(ToolResult, event.data)
+        said = f"error: {tool['error']}" if tool["error"] is not None else tool["result"]
+        return f"{tool['task_id']} called {tool['name']}: {said}\n"
     if event.event == CRITIQUE:
         critique = cast(CritiqueMade, event.data)
         lines = [

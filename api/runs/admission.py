@@ -4,7 +4,7 @@ process's settings, prices and models."""
 
 import math
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from api.runs.errors import Refused
@@ -15,6 +15,7 @@ from graph import Models, Prices, RunContext, TokenCount
 from graph.budget import Budget, RolePrices, Shape, estimated_cost, fit, smallest_budget, smallest_usd
 from graph.calibration import PRIOR_RATES, Rates, measure
 from graph.ledger import NODES, NodeName, Price
+from graph.tools import Tools
 
 EFFORT: dict[Effort, tuple[int, int]] = {"low": (2, 0), "medium": (4, 1), "high": (6, 2)}
 """reasoning_effort → (sub-questions, revision rounds)."""
@@ -101,8 +102,10 @@ def admit(
     roles: Mapping[NodeName, str] | None = None,
     quota: Quota | None = None,
     rates: Rates = PRIOR_RATES,
+    tools: Tools | None = None,
 ) -> RunContext:
-    """The run's context, or Refused for a question too long or a budget too small.
+    """The run's context, or Refused for a question too long, a budget too small or a tool the
+    service does not offer (``tools``: what it offers).
 
     ``now`` is ``time.monotonic()``, from which the deadline counts. ``completion_budget`` caps
     everything but the question (reasoning + output), as OpenAI's ``max_completion_tokens`` does.
@@ -148,6 +151,7 @@ def admit(
                 code="budget_too_small",
                 param="cost_budget_usd",
             )
+    allowed = tools_for(request.tools, tools or {})
     shape = fit(shape_for(request, settings), asked.tokens, budget, asked.rate)
     deadline_s = min(request.deadline_s or settings.run_deadline_s, settings.run_deadline_s)
     return RunContext(
@@ -155,6 +159,10 @@ def admit(
         max_revisions=shape.revisions,
         max_concurrency=settings.max_concurrency,
         max_output_tokens=shape.output_tokens,
+        tools=allowed,
+        max_tool_calls=settings.max_tool_calls,
+        tool_timeout_s=settings.tool_timeout_s,
+        tool_result_chars=settings.tool_result_chars,
         timeout_s=settings.llm_timeout_s,
         max_attempts=settings.llm_max_attempts,
         retry_initial_s=settings.llm_retry_initial_s,
@@ -169,6 +177,21 @@ def admit(
         ),
         prices=prices,
     )
+
+
+def tools_for(asked: list[str] | None, offered: Tools) -> Tools:
+    """The tools a run may use: those it asks for, which must be among those ``offered`` (a
+    request narrows the service's set, never widens it); all of them if it asks for none."""
+    if asked is None:
+        return offered
+    missing = [name for name in asked if name not in offered]
+    if missing:
+        raise Refused(
+            f"no tool {', '.join(map(repr, missing))} is offered (offered: {', '.join(offered) or 'none'})",
+            code="tool_not_offered",
+            param="tools",
+        )
+    return {name: offered[name] for name in asked}
 
 
 def _within_quota(
@@ -216,6 +239,7 @@ class Admission:
     settings: Settings
     prices: Prices
     models: Models
+    tools: Tools = field(default_factory=dict)
 
     def admit(
         self,
@@ -237,6 +261,7 @@ class Admission:
             roles={role: getattr(self.models, role).name for role in NODES},
             quota=quota,
             rates=self.models.rates(),
+            tools=self.tools,
         )
 
     def granted(self, request: ReasonRequest, ctx: RunContext) -> ReasonRequest:

@@ -31,6 +31,11 @@ class ReasonRequest(BaseModel):
     deadline_s: float | None = Field(
         None, ge=1, le=86_400, description="seconds after which the run ends with what it has"
     )
+    tools: list[str] | None = Field(
+        None,
+        max_length=64,
+        description="the tools the run's workers may call, from those the service offers; [] = none",
+    )
     cost_budget_usd: float | None = Field(
         None,
         gt=0,

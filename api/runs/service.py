@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from api.backend.connect import Backend
 from api.backend.prices import prices_for
+from api.backend.tools import offered_tools
 from api.runs.admission import Admission
 from api.runs.lookup import RunLookup
 from api.runs.recovery import Recovery
@@ -43,7 +44,8 @@ def run_service(
     prices = prices_for(settings.prices_file, backend)
     metrics = Metrics()
     registry = Registry(settings.max_active_runs)
-    admission = Admission(settings, prices, backend.models)
+    tools = offered_tools(settings, embedded=backend.embedded)
+    admission = Admission(settings, prices, backend.models, tools)
     worker = Worker(settings, store, broker, registry, graph, prices, metrics)
     recovery = Recovery(settings, store, broker, registry, worker, admission, backend.counter)
     upkeep = Upkeep(settings, store, broker, registry, recovery)

@@ -23,11 +23,18 @@ EXAMPLES = 30
 """Examples per operation and phase: the whole run stays under a minute on two cores."""
 
 BEYOND_A_SCHEMA = frozenset(
-    {"question_too_long", "budget_too_small", "no_price", "invalid_messages", "invalid_range"}
+    {
+        "question_too_long",
+        "budget_too_small",
+        "no_price",
+        "invalid_messages",
+        "invalid_range",
+        "tool_not_offered",
+    }
 )
 """The 400s that depend on what no JSON Schema can state: the question's size in tokens, the
-budget that question needs, the prices the service was given, the conversation as a whole (its
-last message is the user's), two parameters together (`since` after `until`). Each is named in
+budget that question needs, the prices and the tools the service was given, the conversation as
+a whole (its last message is the user's), two parameters together (`since` after `until`). Each is named in
 the document's 400 response; any other 400 for a request the schema calls valid is a failure."""
 
 

@@ -89,8 +89,8 @@ function card(taskId) {
     node.dataset.task = taskId;
     const title = el("h3");
     title.append(el("span", {}, taskId), el("span", { className: "badge" }, "waiting"));
-    node.append(title, el("div", { className: "q" }), el("div", { className: "given" }), el("div", { className: "a" }),
-      el("div", { className: "t" }), el("div", { className: "e" }));
+    node.append(title, el("div", { className: "q" }), el("div", { className: "given" }), el("ol", { className: "tools" }),
+      el("div", { className: "a" }), el("div", { className: "t" }), el("div", { className: "e" }));
     $("plan").append(node);
     $("plan-section").hidden = false;
     resized.observe(node);
@@ -290,6 +290,7 @@ const handlers = {
   "task.started": (d) => {
     const node = setCard(d.task_id, "running", d.attempt > 1 ? `revising (${d.attempt})` : "running");
     node.querySelector(".e").textContent = "";
+    node.querySelector(".tools").replaceChildren();
     node.querySelector(".given").textContent = d.inputs?.length ? `given ${d.inputs.join(", ")}` : "";
     if (d.attempt > 1) {
       // A revised answer is re-run through every task that used it: they wait for it again.
@@ -302,6 +303,19 @@ const handlers = {
     const node = setCard(d.task_id, "done", d.attempt > 1 ? `done (${d.attempt})` : "done");
     node.querySelector(".a").textContent = d.answer;
     recordAttempt(d.task_id, d.attempt, d.usage.total_tokens);
+  },
+  "tool.called": (d) => {
+    // A tool call of the task's worker, inside its card: filled in when its result arrives.
+    const item = el("li", { className: "running" }, `${d.name} ${d.arguments}`);
+    item.dataset.call = d.call_id;
+    card(d.task_id).querySelector(".tools").append(item);
+  },
+  "tool.result": (d) => {
+    const list = card(d.task_id).querySelector(".tools");
+    let item = [...list.children].find((li) => li.dataset.call === d.call_id);
+    if (!item) item = list.appendChild(el("li", {}, d.name));
+    item.className = d.error === null ? "ok" : "error";
+    item.append(` → ${d.error === null ? d.result : `error: ${d.error}`} (${Math.round(d.duration_ms)} ms)`);
   },
   "task.failed": (d) => {
     const node = setCard(d.task_id, "failed", "failed");
