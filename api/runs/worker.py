@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from api.runs.errors import RunLeft
 from api.runs.live import LET_GO, LiveRun
@@ -31,6 +32,7 @@ from graph.events import (
     RUN_INTERRUPTED,
     RUN_RESUMED,
     RUN_STARTED,
+    TOOL_RESULT,
     EventData,
     EventName,
     RunEnded,
@@ -38,6 +40,7 @@ from graph.events import (
     RunSettings,
     RunStarted,
     TerminalEventName,
+    ToolResult,
     replay_key,
 )
 from graph.result import RunClock, assemble
@@ -138,6 +141,8 @@ class Worker:
             return  # written before the seam
         event = live.append(name, data)
         self.store.append(event, committed=lambda: self._stored(live, event.id))
+        if name == TOOL_RESULT:
+            self.metrics.tool_called(cast(ToolResult, data))
 
     def _stored(self, live: LiveRun, event_id: int) -> None:
         live.stored_up_to(event_id)

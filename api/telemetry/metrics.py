@@ -1,15 +1,17 @@
 """Prometheus metrics of this process, in the Prometheus text format at ``GET /metrics``.
 
 Counted when a run ends here, from its result (its ledger rows), so the tokens and cost by node
-in ``/metrics`` are the sums of the ``by_node`` of the runs this process ended. Labels stay few
-and bounded: node (4 values), model (the configured ones), status, outcome, kind; never a run
-id or a question. Gauges are read when the metrics are scraped."""
+in ``/metrics`` are the sums of the ``by_node`` of the runs this process ended. Tool calls are
+counted as their results are written. Labels stay few and bounded: node (4 values), model and
+tool (the configured ones), status, outcome, kind; never a run id or a question. Gauges are
+read when the metrics are scraped."""
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import generate_latest
 
 from api.storage.interface import Status
 from graph import CallRecord, Prices, Result
+from graph.events import ToolResult
 
 # The *_created series say only when a label set first appeared: left out.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -66,6 +68,19 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.tool_calls = Counter(
+            "reasoner_tool_calls",
+            "Tool calls made by workers, by tool and outcome (ok or error)",
+            ["tool", "outcome"],
+            registry=r,
+        )
+        self.tool_duration = Histogram(
+            "reasoner_tool_call_duration_seconds",
+            "Tool call latency",
+            ["tool"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.budget_exhausted = Counter(
             "reasoner_budget_exhausted", "Runs that ran out of their token or cost budget", registry=r
         )
@@ -89,6 +104,12 @@ class Metrics:
                 self.cost.labels(node, model).inc(
                     price.cost(call["prompt_tokens"], call["completion_tokens"])
                 )
+
+    def tool_called(self, result: ToolResult) -> None:
+        """A tool call's outcome, counted the moment its event is written."""
+        name = result["name"]
+        self.tool_calls.labels(name, "ok" if result["error"] is None else "error").inc()
+        self.tool_duration.labels(name).observe(result["duration_ms"] / 1000)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

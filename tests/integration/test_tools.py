@@ -67,3 +67,15 @@ def test_a_backend_without_tool_calling_answers_without_tools(
     assert result["status"] == "completed"
     assert [f["kind"] for f in result["fallbacks"]] == ["no_tools"]
     assert [c["error"] is None for c in result["calls"] if c["node"] == "worker"] == [False, True]
+
+
+def test_tool_calls_are_counted_by_tool_and_outcome(client: httpx.Client, stub: StubBackend) -> None:
+    stub.options.plan = [
+        {"id": "t1", "question": "calculate: 6 * 7", "depends_on": []},
+        {"id": "t2", "question": "calculate: 1 / 0", "depends_on": []},
+    ]
+    assert client.post("/v1/reason", json={"question": "Q?", **SMALL}).status_code == 200
+    metrics = client.get("/metrics").text
+    assert 'reasoner_tool_calls_total{outcome="ok",tool="calculator"} 1.0' in metrics
+    assert 'reasoner_tool_calls_total{outcome="error",tool="calculator"} 1.0' in metrics
+    assert 'reasoner_tool_call_duration_seconds_count{tool="calculator"} 2.0' in metrics
