@@ -135,14 +135,14 @@ class Worker:
         return may_call
 
     def _emit(self, live: LiveRun, name: EventName, data: EventData) -> None:
+        if name == TOOL_RESULT:  # a call made again after a resume is counted, though not logged twice
+            self.metrics.tool_called(cast(ToolResult, data))
         if live.stop_reason in LET_GO:
             return  # what the run does while it is stopped is not part of its log
         if live.repeats and replay_key(name, data) in live.repeats:
             return  # written before the seam
         event = live.append(name, data)
         self.store.append(event, committed=lambda: self._stored(live, event.id))
-        if name == TOOL_RESULT:
-            self.metrics.tool_called(cast(ToolResult, data))
 
     def _stored(self, live: LiveRun, event_id: int) -> None:
         live.stored_up_to(event_id)
