@@ -341,7 +341,7 @@ class StubBackend:
                 headers=fault.headers,
             )
         if role == "worker" and body.get("tools"):
-            asked = self._tool_call(body, started, prompt_tokens)
+            asked = await self._tool_call(body, started, prompt_tokens)
             if asked is not None:
                 return asked
         text = self._reply(role, body)
@@ -395,9 +395,9 @@ class StubBackend:
             }
         )
 
-    def _tool_call(self, body: dict[str, Any], started: float, prompt_tokens: int) -> Response | None:
+    async def _tool_call(self, body: dict[str, Any], started: float, prompt_tokens: int) -> Response | None:
         """A worker offered tools: refused (``reject_tools``), or a calculator call for a
-        ``calculate:`` sub-question; None to answer as usual."""
+        ``calculate:`` sub-question (after the stub's latency); None to answer as usual."""
         if self.options.reject_tools:
             self._record("worker", body, started, prompt_tokens, 0, 400)
             error = {"message": "tools are not supported", "type": "invalid_request_error", "param": "tools"}
@@ -411,6 +411,8 @@ class StubBackend:
             return None
         message = stub_tools.calculator_call(expression)
         completion = self.count(message["tool_calls"][0]["function"]["arguments"])
+        if self.options.latency_s:
+            await asyncio.sleep(self.options.latency_s)
         self._record("worker", body, started, prompt_tokens, completion, 200)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion}
         return JSONResponse(

@@ -1,0 +1,91 @@
+"""A chain of four arithmetic steps, each on the one before, answered with and without the
+calculator against the scripted backend (100 ms per call): whether the last step is exact
+(scripted replies, so this checks the mechanics, not a model), the worker calls and tokens it
+took, and the wall time per task. Part of ``make bench``."""
+
+import asyncio
+import json
+import os
+import statistics
+import time
+from typing import Any
+
+from graph import RunContext, TiktokenCounter, execute
+from graph.tools import CALCULATOR
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+LATENCY_S = 0.1
+CHAIN = [
+    {"id": "t1", "question": "calculate: 1234 * 5678", "depends_on": []},
+    {"id": "t2", "question": "calculate: {t1} - 987654", "depends_on": ["t1"]},
+    {"id": "t3", "question": "calculate: {t2} / 16", "depends_on": ["t2"]},
+    {"id": "t4", "question": "calculate: 7.5% of {t3}", "depends_on": ["t3"]},
+]
+EXACT = "The result is 28214.053125."
+"""1234 * 5678 = 7006652; - 987654 = 6018998; / 16 = 376187.375; 7.5% of that."""
+QUESTION = "What is 7.5% of ((1234 * 5678 - 987654) / 16)?"
+
+
+def tool_chain(report: dict[str, Any]) -> None:
+    from tests.bench import bench  # here: bench.py imports this module
+
+    runs = 2 if QUICK else 10
+    modes = {"without tools": {}, "with the calculator": {"calculator": CALCULATOR}}
+    table = []
+    with bench.stub(LATENCY_S, "--plan-json", json.dumps(CHAIN)) as backend:
+        graph = bench.engine(backend)
+        timed = asyncio.run(_runs(graph, modes, runs))
+        for mode, (walls, results) in timed.items():
+            workers = [r for r in results[-1]["calls"] if r["node"] == "worker"]
+            last = results[-1]["subanswers"][-1]["answer"]
+            table.append(
+                {
+                    "mode": mode,
+                    "exact": last == EXACT,
+                    "last_answer": last,
+                    "worker_calls_per_task": len(workers) / len(CHAIN),
+                    "worker_tokens_per_task": sum(
+                        r["prompt_tokens"] + r["completion_tokens"] for r in workers
+                    )
+                    / len(CHAIN),
+                    "wall_ms_per_task": statistics.median(walls) * 1000 / len(CHAIN),
+                }
+            )
+    report["tool_chain"] = {"latency_s": LATENCY_S, "runs": runs, "table": table}
+
+
+async def _runs(
+    graph: Any, modes: dict[str, dict[str, Any]], runs: int
+) -> dict[str, tuple[list[float], list[dict[str, Any]]]]:
+    """Each mode's wall times and results, the modes alternating run by run."""
+    timed: dict[str, tuple[list[float], list[dict[str, Any]]]] = {mode: ([], []) for mode in modes}
+    for _ in range(runs):
+        for mode, tools in modes.items():
+            t0 = time.perf_counter()
+            result = await _run(graph, tools)
+            timed[mode][0].append(time.perf_counter() - t0)
+            timed[mode][1].append(result)
+    return timed
+
+
+async def _run(graph: Any, tools: dict[str, Any]) -> dict[str, Any]:
+    async def ignore(name: str, data: dict[str, Any]) -> None:
+        return None
+
+    ctx = RunContext(max_subtasks=4, max_revisions=0, tools=tools)
+    count = await TiktokenCounter().count(QUESTION)
+    result = await execute(graph, QUESTION, ctx, run_id="bench-tools", question_count=count, emit=ignore)
+    assert result["status"] == "completed", result["error"]
+    return dict(result)
+
+
+def print_tool_chain(report: dict[str, Any]) -> None:
+    t = report["tool_chain"]
+    print(f"\n16. a 4-step arithmetic chain, scripted backend at {t['latency_s']} s per call, "
+          f"median of {t['runs']} runs:")  # fmt: skip
+    print("    the last step exact; worker calls, worker tokens and wall ms per task")
+    print(f"{'mode':>22}{'exact':>7}{'calls':>7}{'tokens':>8}{'ms':>8}  last answer")
+    for r in t["table"]:
+        exact = "yes" if r["exact"] else "no"
+        print(f"{r['mode']:>22}{exact:>7}{r['worker_calls_per_task']:>7.1f}{r['worker_tokens_per_task']:>8.0f}"
+              f"{r['wall_ms_per_task']:>8.0f}  {r['last_answer'][:40]}")  # fmt: skip
