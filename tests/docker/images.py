@@ -47,15 +47,14 @@ def ensure_base(engine: Engine) -> str:
         if made.returncode != 0:
             said = made.stdout[-2000:] + made.stderr[-2000:]
             raise EngineError(f"debootstrap failed ({made.returncode}):\n{said}")
-        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-        imported = subprocess.run(
-            [engine.client, "import", "-", BASE],
-            stdin=tar.stdout,
-            env=engine.env,
-            capture_output=True,
-            text=True,
-        )
-        tar.wait()
+        with subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE) as tar:
+            imported = subprocess.run(
+                [engine.client, "import", "-", BASE],
+                stdin=tar.stdout,
+                env=engine.env,
+                capture_output=True,
+                text=True,
+            )
     if imported.returncode != 0:
         raise EngineError(f"docker import failed:\n{imported.stderr[-2000:]}")
     return "made with debootstrap"
