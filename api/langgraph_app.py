@@ -18,6 +18,7 @@ from pydantic_core import CoreSchema, core_schema
 
 from api.backend.connect import build_models, check_settings, is_llama_cpp_python
 from api.backend.prices import load_prices
+from api.backend.tools import offered_tools
 from api.settings import ConfigurationError, Settings, get_settings
 from graph import (
     CallRecord,
@@ -34,6 +35,7 @@ from graph.budget import Budget
 from graph.context import always
 from graph.journal import Journal
 from graph.tokens import estimate
+from graph.tools import Tools
 
 
 async def _is_llama_cpp_python(base_url: str) -> bool:
@@ -74,8 +76,10 @@ def context_schema(settings: Settings) -> type[RunContext]:
     """RunContext with the settings' defaults, as admission fills it for a request that sets
     nothing, and the prices of ``PRICES_FILE``. The run's own accounts (budget, ledger, journal)
     start empty and are left out of its JSON schema, which LangGraph serves to Studio and filters
-    each run's context by; so is its fence (LangGraph's server holds no leases: it always may call)."""
+    each run's context by; so are its fence (LangGraph's server holds no leases: it always may
+    call) and its tools (the service's, ``TOOLS``)."""
     prices = load_prices(settings.prices_file)
+    tools = offered_tools(settings, embedded=settings.embedded)
 
     @dataclass(frozen=True)
     class Context(RunContext):
@@ -83,6 +87,10 @@ def context_schema(settings: Settings) -> type[RunContext]:
         max_revisions: int = min(settings.max_revisions, settings.revisions_limit)
         max_concurrency: int = settings.max_concurrency
         max_output_tokens: int = settings.max_output_tokens
+        tools: Annotated[Tools, _OPAQUE, SkipJsonSchema()] = field(default_factory=lambda: dict(tools))
+        max_tool_calls: int = settings.max_tool_calls
+        tool_timeout_s: float = settings.tool_timeout_s
+        tool_result_chars: int = settings.tool_result_chars
         timeout_s: float = settings.llm_timeout_s
         max_attempts: int = settings.llm_max_attempts
         retry_initial_s: float = settings.llm_retry_initial_s

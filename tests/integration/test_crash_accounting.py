@@ -5,6 +5,7 @@ usage counts them. What the backend billed and the run does not count is then on
 saw: the completion of a call that streamed nothing back, and the tail of one that streamed."""
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,10 @@ def test_a_call_left_in_flight_is_taken_up_with_its_last_count(
 
 
 def prompt_estimate(call: Recorded) -> int:
-    """The service's local count of this call's prompt (graph.tokens.estimate_messages)."""
-    return sum(estimate(str(m["content"])) + MESSAGE_OVERHEAD for m in call.body["messages"])
+    """The service's local count of this call's prompt (graph.tokens.estimate_messages), with
+    the tools it offered."""
+    tools = estimate(json.dumps(call.body["tools"])) if "tools" in call.body else 0
+    return tools + sum(estimate(str(m["content"])) + MESSAGE_OVERHEAD for m in call.body["messages"])
 
 
 def kill_while_streaming(served: Served, run_id: str, words: int) -> float:
