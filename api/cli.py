@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from api.backend.connect import check_settings, open_backend
 from api.backend.embedded import LocalModelError
 from api.backend.prices import load_prices
+from api.backend.tools import connected_tools
 from api.runs.errors import RunServiceError
 from api.runs.request import ReasonRequest
 from api.runs.service import run_service
@@ -124,8 +125,8 @@ async def _open_store(settings: Settings) -> RunStore:
 async def _ask(settings: Settings, request: ReasonRequest, as_json: bool) -> int:
     store = await _open_store(settings)
     try:
-        async with open_backend(settings) as backend:
-            service = run_service(settings, backend, store)
+        async with open_backend(settings) as backend, connected_tools(settings) as mcp:
+            service = run_service(settings, backend, store, mcp=mcp)
             runner, lookup = service.runner, service.lookup
             await runner.start(take_up=False)  # a service on the same DATA_DIR does that
             try:

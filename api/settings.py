@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         description="comma-separated tools workers may call; unset = all of them (none with the "
         "embedded model), empty = none",
     )
+    mcp_servers_file: Path | None = Field(
+        None, description="JSON or YAML in MCP clients' shape ({mcpServers: {name: {command|url, ...}}})"
+    )
+    mcp_connect_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="each MCP server must start and list its tools within this"
+    )
     max_tool_calls: int = Field(
         4, ge=0, le=64, description="tool calls per task; then the worker must answer"
     )

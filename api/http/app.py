@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import NoMatchFound
 
 from api.backend.connect import Backend, open_backend
+from api.backend.tools import connected_tools
 from api.http.auth import Authenticated
 from api.http.body_limit import BodySizeLimit
 from api.http.errors import install_error_handlers
@@ -59,7 +60,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             store = await open_store(settings)
             stack.push_async_callback(store.close)
             broker = open_broker(settings)
-            service = run_service(settings, ready, store, broker)
+            mcp = await stack.enter_async_context(connected_tools(settings))
+            service = run_service(settings, ready, store, broker, mcp)
             check_cost_quotas(tenants, service.prices, ready.models.names)
             await broker.start()
             stack.push_async_callback(broker.close)

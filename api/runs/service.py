@@ -5,6 +5,7 @@ HTTP app and the CLI both start it with ``run_service``."""
 from dataclasses import dataclass
 
 from api.backend.connect import Backend
+from api.backend.mcp_client import McpServers
 from api.backend.prices import prices_for
 from api.backend.tools import offered_tools
 from api.runs.admission import Admission
@@ -32,19 +33,26 @@ class RunService:
     registry: Registry
     runner: Runner
     lookup: RunLookup
+    mcp: McpServers
 
 
 def run_service(
-    settings: Settings, backend: Backend, store: RunStore, broker: Broker | None = None
+    settings: Settings,
+    backend: Backend,
+    store: RunStore,
+    broker: Broker | None = None,
+    mcp: McpServers | None = None,
 ) -> RunService:
-    """The service on ``store``; ``broker`` carries wake-ups between replicas (none: one process).
-    Nothing runs until ``runner.start()``."""
+    """The service on ``store``; ``broker`` carries wake-ups between replicas (none: one process);
+    ``mcp``: the MCP servers connected (their tools are offered with the calculator). Nothing runs
+    until ``runner.start()``."""
     broker = broker or Broker()
+    mcp = mcp or McpServers()
     graph = build_graph(backend.models, checkpointer=store.checkpointer)
     prices = prices_for(settings.prices_file, backend)
     metrics = Metrics()
     registry = Registry(settings.max_active_runs)
-    tools = offered_tools(settings, embedded=backend.embedded)
+    tools = offered_tools(settings, embedded=backend.embedded, connected=mcp.tools, degraded=bool(mcp.failed))
     admission = Admission(settings, prices, backend.models, tools)
     worker = Worker(settings, store, broker, registry, graph, prices, metrics)
     recovery = Recovery(settings, store, broker, registry, worker, admission, backend.counter)
@@ -56,4 +64,4 @@ def run_service(
     broker.on_wake = upkeep.poke
     broker.on_cancel = registry.cancel_if_here
     registry.on_free = upkeep.poke
-    return RunService(settings, backend, store, broker, prices, metrics, registry, runner, lookup)
+    return RunService(settings, backend, store, broker, prices, metrics, registry, runner, lookup, mcp)
