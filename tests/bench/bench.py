@@ -59,7 +59,7 @@ from tests.bench.langgraph_server import langgraph_server, print_langgraph_serve
 from tests.bench.observability import observability, print_observability
 from tests.bench.reference import reference_run
 from tests.bench.replicas import plot_replicas, print_replicas, replicas
-from tests.bench.tools import print_tool_chain, tool_chain
+from tests.bench.tools import print_tool_call_cost, print_tool_chain, tool_call_cost, tool_chain
 from tests.stub_backend import StubBackend, StubOptions, model_name, subquestion_of
 from tests.support.services import REDIS_URL, redis_prefix, scratch_database
 from tests.support.sse import frames
@@ -976,6 +976,7 @@ def print_table(report: dict[str, Any]) -> None:
     print_observability(report)
     print_langgraph_server(report)
     print_tool_chain(report)
+    print_tool_call_cost(report)
     print("\n6. growth per run (engine in-process)")
     print(f"{'sub-q':>6}{'CPU ms':>9}{'CPU ms/sub-q':>14}{'peak KB':>10}{'KB/sub-q':>10}")
     for r in report["growth"]:
@@ -1014,7 +1015,7 @@ def main() -> None:
     started = time.perf_counter()
     steps = (overhead, fanout, throughput, streaming, growth, attribution, chain, streamed_plan,
              dependency_answers, durability, restart, observability, replicas, langgraph_server,
-             tool_chain)  # fmt: skip
+             tool_chain, tool_call_cost)  # fmt: skip
     for step in steps:
         t0 = time.perf_counter()
         step(report)

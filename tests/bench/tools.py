@@ -1,17 +1,24 @@
-"""A chain of four arithmetic steps, each on the one before, answered with and without the
-calculator against the scripted backend (100 ms per call): whether the last step is exact
-(scripted replies, so this checks the mechanics, not a model), the worker calls and tokens it
-took, and the wall time per task. Part of ``make bench``."""
+"""Tools in ``make bench``: a chain of four arithmetic steps, each on the one before, answered
+with and without the calculator against the scripted backend (100 ms per call): whether the
+last step is exact (scripted replies, so this checks the mechanics, not a model), the worker
+calls and tokens it took, and the wall time per task. Then what one tool call costs: the
+calculator, and an MCP server's tool over stdio and over streamable HTTP (tests/support/mcp_server.py)."""
 
 import asyncio
 import json
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
+from api.backend.embedded import free_port
+from api.backend.mcp_client import ServerEntry, open_mcp_servers
 from graph import RunContext, TiktokenCounter, execute
-from graph.tools import CALCULATOR
+from graph.tools import CALCULATOR, Tools, invoke
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 LATENCY_S = 0.1
@@ -24,6 +31,7 @@ CHAIN = [
 EXACT = "The result is 28214.053125."
 """1234 * 5678 = 7006652; - 987654 = 6018998; / 16 = 376187.375; 7.5% of that."""
 QUESTION = "What is 7.5% of ((1234 * 5678 - 987654) / 16)?"
+MCP_SERVER = Path(__file__).resolve().parents[1] / "support" / "mcp_server.py"
 
 
 def tool_chain(report: dict[str, Any]) -> None:
@@ -89,3 +97,55 @@ def print_tool_chain(report: dict[str, Any]) -> None:
         exact = "yes" if r["exact"] else "no"
         print(f"{r['mode']:>22}{exact:>7}{r['worker_calls_per_task']:>7.1f}{r['worker_tokens_per_task']:>8.0f}"
               f"{r['wall_ms_per_task']:>8.0f}  {r['last_answer'][:40]}")  # fmt: skip
+
+
+def tool_call_cost(report: dict[str, Any]) -> None:
+    """Median wall time of one tool call (``graph.tools.invoke``, as a worker makes it)."""
+    calls = 50 if QUICK else 500
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(MCP_SERVER), "http", str(port)], stderr=subprocess.DEVNULL)
+    try:
+        _wait_listening(port)
+        servers = {
+            "stdio": ServerEntry(command=sys.executable, args=[str(MCP_SERVER)]),
+            "http": ServerEntry(url=f"http://127.0.0.1:{port}/mcp/"),
+        }
+        report["tool_call_cost"] = {"calls": calls, **asyncio.run(_time_calls(servers, calls))}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+async def _time_calls(servers: dict[str, ServerEntry], calls: int) -> dict[str, float]:
+    async def median_ms(tools: Tools, name: str, arguments: dict[str, Any]) -> float:
+        times = []
+        for _ in range(calls):
+            outcome = await invoke(tools, name, arguments, timeout_s=10, max_chars=1000)
+            assert outcome.error is None, outcome.error
+            times.append(outcome.duration_ms)
+        return statistics.median(times)
+
+    figures = {
+        "calculator_ms": await median_ms({"calculator": CALCULATOR}, "calculator", {"expression": "2+40"})
+    }
+    for transport, entry in servers.items():
+        async with open_mcp_servers({transport: entry}, timeout_s=30) as mcp:
+            figures[f"mcp_{transport}_ms"] = await median_ms(mcp.tools, "add", {"a": 2, "b": 40})
+    return figures
+
+
+def _wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError("the MCP server did not listen")
+
+
+def print_tool_call_cost(report: dict[str, Any]) -> None:
+    c = report["tool_call_cost"]
+    print(f"\n17. one tool call, median of {c['calls']}: the calculator {c['calculator_ms']:.2f} ms,")
+    stdio, http = c["mcp_stdio_ms"], c["mcp_http_ms"]
+    print(f"    an MCP server's over stdio {stdio:.2f} ms, over streamable HTTP {http:.2f} ms")
