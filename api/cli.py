@@ -154,6 +154,25 @@ async def _ask(settings: Settings, request: ReasonRequest, as_json: bool) -> int
     return 0
 
 
+async def _mcp(settings: Settings) -> int:
+    """reasoner as an MCP server over stdio: the service runs in this process, as for ``ask``."""
+    from api.http.mcp import mcp_server
+    from api.runs.tenants import Caller
+
+    store = await _open_store(settings)
+    try:
+        async with open_backend(settings) as backend, connected_tools(settings) as mcp:
+            service = run_service(settings, backend, store, mcp=mcp)
+            await service.runner.start(take_up=False)
+            try:
+                await mcp_server(lambda: service, lambda ctx: Caller()).run_stdio_async()
+            finally:
+                await service.runner.shutdown(0, leave_to_resume=False)
+    finally:
+        await store.close()
+    return 0
+
+
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     from api.http.server import serve
 
@@ -200,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    commands.add_parser("mcp", help="serve reason and get_run to an MCP client over stdio")
     return parser
 
 
@@ -213,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             configure_logging("warning", payloads=settings.log_payloads)
         if args.command == "serve":
             return _serve(settings, args.host, args.port)
+        if args.command == "mcp":  # stdout is the protocol's
+            return _run(settings, _mcp(settings))
         request = ReasonRequest(
             question=args.question,
             max_subtasks=args.max_subtasks,

@@ -17,6 +17,8 @@ from api.backend.tools import connected_tools
 from api.http.auth import Authenticated
 from api.http.body_limit import BodySizeLimit
 from api.http.errors import install_error_handlers
+from api.http.mcp import http_caller, mcp_app
+from api.http.mcp import mcp_server as server_for_mcp
 from api.http.openapi import openapi_document
 from api.http.routes import health, metrics, openai, page, reason, runs, usage
 from api.http.routes.page import STATIC
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             stack.push_async_callback(broker.close)
             await service.runner.start()
             app.state.service = service
+            await stack.enter_async_context(mcp_server.session_manager.run())
             if not tenants.enabled and not is_loopback(settings.host):
                 log.warning(
                     "API_KEYS is not set and the service listens beyond loopback: anyone who can "
@@ -104,6 +107,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # MCP clients: reason and get_run over streamable HTTP, behind the same keys.
+    mcp_server = server_for_mcp(lambda: app.state.service, http_caller(tenants))
+    app.mount("/mcp", mcp_app(mcp_server, tenants, loopback=is_loopback(settings.host)))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
