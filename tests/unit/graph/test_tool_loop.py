@@ -3,6 +3,7 @@ errors, and tool results that try to give instructions."""
 
 from typing import Any
 
+from graph.budget import Budget
 from graph.ledger import CallRecord
 from graph.tools import CALCULATOR, Tool, ToolError
 from tests.conftest import stub_models
@@ -144,3 +145,15 @@ async def test_a_backend_that_rejects_tools_is_remembered_and_the_run_goes_on_wi
     again, _ = await run_with_events(stub, max_subtasks=1, max_revisions=0, tools=TOOLS, models=models)
     assert [("tools" in c.body, c.status) for c in stub.calls_of("worker")] == [(False, 200)]
     assert [f["kind"] for f in again["fallbacks"]] == ["no_tools"], "each run says it went without"
+
+
+async def test_a_tool_loop_stops_at_the_budget_and_spends_no_more(stub: StubBackend) -> None:
+    stub.options.plan = CHAIN
+    result, events = await run_with_events(
+        stub, max_subtasks=4, max_revisions=0, tools=TOOLS, budget=Budget(tokens=1500), max_output_tokens=64
+    )
+    assert result["budget_exhausted"] and result["status"] == "partial"
+    assert result["usage"]["total_tokens"] <= 1500
+    assert result["usage"]["total_tokens"] == sum(c.prompt_tokens + c.completion_tokens for c in stub.calls)
+    assert [a["status"] for a in result["subanswers"]] == ["ok", "failed", "failed", "failed"]
+    assert len(named(events, "tool.called")) == 1, "t1's loop ran; the rest of the chain did not fit"
