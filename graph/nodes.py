@@ -94,7 +94,8 @@ class Nodes:
         emit = runtime.stream_writer
         question = state["question"]
         emit(_stage("planning"))
-        messages = planner_messages(question, ctx.max_subtasks)
+        offered = [(name, tool.description) for name, tool in ctx.tools.items()]
+        messages = planner_messages(question, ctx.max_subtasks, offered)
         question_size = measure(question)
         self._keep_for_synthesis(ctx, ctx.max_subtasks, question_size)
 
@@ -109,7 +110,7 @@ class Nodes:
             emit(ProgressEvent(event=PLAN_TASK, data=PlanTask(task=task)))
             dispatcher.add(task)
 
-        reader = PlanReader(ctx.max_subtasks, planned, edges=ctx.plan_edges)
+        reader = PlanReader(ctx.max_subtasks, planned, edges=ctx.plan_edges, tools=list(ctx.tools))
         fallbacks: list[Fallback] = []
         try:
             try:
@@ -118,7 +119,7 @@ class Nodes:
                     messages,
                     ctx,
                     Plan,
-                    plan_schema(ctx.max_subtasks),
+                    plan_schema(ctx.max_subtasks, list(ctx.tools)),
                     node="planner",
                     fallbacks=fallbacks,
                     on_delta=reader.feed,

@@ -10,7 +10,7 @@ cycle) or on a dropped task.
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from graph.state import Fallback, SubTask
@@ -65,9 +65,10 @@ def _text(value: Any) -> str:
 class PlanBuilder:
     """Takes the planner's tasks one at a time; ``add`` returns the task kept, if any."""
 
-    def __init__(self, max_tasks: int, *, edges: bool = True) -> None:
+    def __init__(self, max_tasks: int, *, edges: bool = True, tools: Collection[str] = ()) -> None:
         self.max_tasks = max_tasks
         self.edges = edges
+        self.tools = tools
         self.tasks: list[SubTask] = []
         self.fallbacks: list[Fallback] = []
         self._ids: dict[str, str] = {}
@@ -134,16 +135,37 @@ class PlanBuilder:
         else:
             self._ids[given_id] = task_id
         task = SubTask(id=task_id, question=question, depends_on=depends_on)
+        if wanted := self._tools(name, raw.get("tools")):
+            task["tools"] = wanted
         self.tasks.append(task)
         return task
+
+    def _tools(self, name: str, raw: Any) -> list[str]:
+        """The tools a task names that the run has; any other name is dropped, and said so."""
+        wanted: list[str] = []
+        for tool in raw if isinstance(raw, list) else []:
+            if tool in self.tools and tool not in wanted:
+                wanted.append(tool)
+            elif tool not in self.tools:
+                self._repair(
+                    "dropped_tool", f"{name}: dropped the tool {str(tool)[:40]!r}, which the run has not"
+                )
+        return wanted
 
 
 class PlanReader:
     """Reads a plan while the planner writes it: each task kept goes to ``on_task`` once, the
     moment its JSON object is complete; ``finish`` takes the reply as parsed in the end."""
 
-    def __init__(self, max_tasks: int, on_task: Callable[[SubTask], None], *, edges: bool = True) -> None:
-        self.builder = PlanBuilder(max_tasks, edges=edges)
+    def __init__(
+        self,
+        max_tasks: int,
+        on_task: Callable[[SubTask], None],
+        *,
+        edges: bool = True,
+        tools: Collection[str] = (),
+    ) -> None:
+        self.builder = PlanBuilder(max_tasks, edges=edges, tools=tools)
         self._on_task = on_task
         self._scanner = PlanScanner()
         self._text = ""

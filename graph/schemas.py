@@ -13,6 +13,7 @@ class PlannedTask(BaseModel):
     id: str = ""
     question: str = ""
     depends_on: list[str] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list)
 
 
 class Plan(BaseModel):
@@ -26,7 +27,13 @@ class Plan(BaseModel):
     subquestions: list[PlannedTask | str] = Field(min_length=1)
 
     def raw_tasks(self) -> list[dict[str, Any] | str]:
-        return [t.model_dump() if isinstance(t, PlannedTask) else t for t in self.subquestions]
+        """The tasks as written (``tools`` only where the planner wrote it)."""
+        return [
+            t.model_dump(exclude=None if "tools" in t.model_fields_set else {"tools"})
+            if isinstance(t, PlannedTask)
+            else t
+            for t in self.subquestions
+        ]
 
 
 class Verdict(BaseModel):
@@ -45,11 +52,12 @@ class Critique(BaseModel):
     verdicts: list[Verdict]
 
 
-def plan_schema(max_subtasks: int) -> dict[str, Any]:
+def plan_schema(max_subtasks: int, tools: list[str] | None = None) -> dict[str, Any]:
     """JSON schema for a plan of at most ``max_subtasks`` tasks, tight enough for a grammar:
-    ids and dependencies come from ``t1``…``tN``."""
+    ids and dependencies come from ``t1``…``tN``, and with ``tools``, each task names the ones
+    it needs among them."""
     ids = [f"t{i}" for i in range(1, max_subtasks + 1)]
-    return {
+    schema = {
         "type": "object",
         "properties": {
             "subquestions": {
@@ -75,6 +83,11 @@ def plan_schema(max_subtasks: int) -> dict[str, Any]:
         "required": ["subquestions"],
         "additionalProperties": False,
     }
+    if tools:
+        task = schema["properties"]["subquestions"]["items"]  # type: ignore[index]
+        task["properties"]["tools"] = {"type": "array", "items": {"type": "string", "enum": tools}}
+        task["required"].append("tools")
+    return schema
 
 
 def critique_schema(task_ids: list[str]) -> dict[str, Any]:

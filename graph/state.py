@@ -1,7 +1,7 @@
 """Graph state: what goes in, what comes out, and what the nodes share in between."""
 
 import operator
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -14,6 +14,9 @@ class SubTask(TypedDict):
     id: str
     question: str
     depends_on: list[str]
+    tools: NotRequired[list[str]]
+    """The tools the planner said the step needs (absent: it named none, and the worker is
+    offered every tool the run may use)."""
 
 
 class SubAnswer(TypedDict):

@@ -51,7 +51,7 @@ async def answer_task(
         try:
             if ctx.tools:
                 text, rows = await answer_with_tools(
-                    spec, ctx, emit, messages, fallbacks, task_id=task_id, attempt=attempt
+                    spec, ctx, emit, messages, fallbacks, task=task, attempt=attempt
                 )
             else:
                 text, rows = await call_text(

@@ -21,8 +21,8 @@ from graph.events import TOOL_CALLED, TOOL_RESULT, ProgressEvent, ToolCalled, To
 from graph.ledger import CallRecord
 from graph.models import ModelSpec
 from graph.prompts import tool_output
-from graph.state import Fallback
-from graph.tools import ToolOutcome, ToolRequest, Turn, cut, invoke
+from graph.state import Fallback, SubTask
+from graph.tools import ToolOutcome, ToolRequest, Tools, Turn, cut, invoke
 
 StreamWriter = Callable[[ProgressEvent], None]
 
@@ -34,19 +34,23 @@ async def answer_with_tools(
     messages: list[BaseMessage],
     fallbacks: list[Fallback],
     *,
-    task_id: str,
+    task: SubTask,
     attempt: int,
 ) -> tuple[str, list[CallRecord]]:
     """The worker's answer and every row its calls spent. Raises ModelCallError as
     ``call_text`` does, when a model call fails for good. A backend that rejects tools is
     remembered (``ModelSpec.tool_support``) and the worker answers without them, which goes
-    into ``fallbacks`` once per run."""
-    loop = _Loop(ctx, emit, task_id, attempt)
+    into ``fallbacks`` once per run. The worker is offered the tools the plan named for its task,
+    or every tool of the run where it named none."""
+    task_id = task["id"]
+    named = {name: ctx.tools[name] for name in task.get("tools", []) if name in ctx.tools}
+    loop = _Loop(ctx, named or ctx.tools, emit, task_id, attempt)
+    tools = list(loop.tools.values())
     rows: list[CallRecord] = []
     step = 0
     while True:
         usable = not spec.tool_support.rejected
-        offered = list(ctx.tools.values()) if loop.calls_left and usable else []
+        offered = tools if loop.calls_left and usable else []
         if not usable:
             _without_tools(fallbacks, spec.name)
         try:
@@ -75,8 +79,9 @@ class _Loop:
     """The tool calls of one task's attempt: how many are left, and each one run, announced and
     journaled."""
 
-    def __init__(self, ctx: RunContext, emit: StreamWriter, task_id: str, attempt: int) -> None:
+    def __init__(self, ctx: RunContext, tools: Tools, emit: StreamWriter, task_id: str, attempt: int) -> None:
         self.ctx = ctx
+        self.tools = tools
         self.emit = emit
         self.task_id = task_id
         self.attempt = attempt
@@ -108,7 +113,7 @@ class _Loop:
                 outcome = ToolOutcome(result="", error=request.error, duration_ms=0.0)
             else:
                 outcome = await invoke(
-                    self.ctx.tools,
+                    self.tools,
                     request.name,
                     request.arguments,
                     timeout_s=self.ctx.tool_timeout_s,

@@ -150,10 +150,41 @@ async def test_a_backend_that_rejects_tools_is_remembered_and_the_run_goes_on_wi
 async def test_a_tool_loop_stops_at_the_budget_and_spends_no_more(stub: StubBackend) -> None:
     stub.options.plan = CHAIN
     result, events = await run_with_events(
-        stub, max_subtasks=4, max_revisions=0, tools=TOOLS, budget=Budget(tokens=1500), max_output_tokens=64
+        stub, max_subtasks=4, max_revisions=0, tools=TOOLS, budget=Budget(tokens=2000), max_output_tokens=64
     )
     assert result["budget_exhausted"] and result["status"] == "partial"
-    assert result["usage"]["total_tokens"] <= 1500
+    assert result["usage"]["total_tokens"] <= 2000
     assert result["usage"]["total_tokens"] == sum(c.prompt_tokens + c.completion_tokens for c in stub.calls)
-    assert [a["status"] for a in result["subanswers"]] == ["ok", "failed", "failed", "failed"]
-    assert len(named(events, "tool.called")) == 1, "t1's loop ran; the rest of the chain did not fit"
+    assert [a["status"] for a in result["subanswers"]] == ["ok", "ok", "failed", "failed"]
+    assert len(named(events, "tool.called")) == 3, "t3's loop was cut after its tool call"
+
+
+async def test_the_planner_sees_the_tools_and_a_task_is_offered_those_it_names(stub: StubBackend) -> None:
+    search = Tool(
+        "search", "Looks things up.\nMore lines the planner does not see.", {"type": "object"}, CALCULATOR.run
+    )
+    stub.options.plan = [
+        {"id": "t1", "question": "calculate: 6 * 7", "depends_on": [], "tools": ["calculator", "teleport"]},
+        {"id": "t2", "question": "What is the capital of France?", "depends_on": []},
+    ]
+    result, _ = await run_with_events(
+        stub, max_subtasks=2, max_revisions=0, tools={"calculator": CALCULATOR, "search": search}
+    )
+    (planner,) = stub.calls_of("planner")
+    system = planner.body["messages"][0]["content"]
+    assert "- calculator: Evaluate arithmetic exactly" in system and "- search: Looks things up." in system
+    assert "More lines" not in system
+    task_schema = planner.body["response_format"]["json_schema"]["schema"]["properties"]["subquestions"][
+        "items"
+    ]
+    assert task_schema["properties"]["tools"]["items"]["enum"] == ["calculator", "search"]
+    assert [t.get("tools") for t in result["plan"]] == [["calculator"], None]
+    assert [f["kind"] for f in result["fallbacks"]] == ["dropped_tool"]
+    offered = {
+        str(c.body["messages"][-1]["content"]).count("calculate: 6 * 7"): [
+            t["function"]["name"] for t in c.body["tools"]
+        ]
+        for c in stub.calls_of("worker")
+        if c.body["messages"][-1]["role"] == "user"
+    }
+    assert offered == {1: ["calculator"], 0: ["calculator", "search"]}
