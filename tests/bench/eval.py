@@ -2,9 +2,10 @@
 same backend, on three sets: GSM8K (numeric answers), multi-part questions with independent
 checkable parts, and multi-step questions whose later steps need an earlier step's result.
 
-Each question is asked in up to three modes: `direct` (one call to the backend), `flat` (the
-reasoner with the plan's dependencies dropped, every sub-question answered on its own) and
-`deps` (the reasoner with dependencies: a step waits for, and is given, the answers it needs).
+Each question is asked in up to four modes: `direct` (one call to the backend), `flat` (the
+reasoner with the plan's dependencies dropped, every sub-question answered on its own), `deps`
+(the reasoner with dependencies: a step waits for, and is given, the answers it needs) and, with
+`--tools`, `tools` (`deps` whose workers may call the calculator).
 
 The backend is the service's own: the embedded model unless LLM_BASE_URL (and LLM_MODEL, ...)
 are set, exactly as for `make run`.
@@ -26,6 +27,7 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 
 from api.backend.connect import open_backend
+from api.backend.tools import BUILT_IN
 from api.settings import Settings
 from graph import RunContext, build_graph, execute
 from graph.calls import call_text
@@ -34,8 +36,8 @@ DATA = Path(__file__).resolve().parent / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 SETS = ("gsm8k", "multipart", "multistep")
-MODES = ("direct", "flat", "deps")
-COLORS = {"direct": "C0", "flat": "C1", "deps": "C3"}
+MODES = ("direct", "flat", "deps", "tools")
+COLORS = {"direct": "C0", "flat": "C1", "deps": "C3", "tools": "C2"}
 
 
 def read_jsonl(name: str) -> list[dict[str, Any]]:
@@ -124,8 +126,9 @@ async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         graph = build_graph(backend.models)
         gate = asyncio.Semaphore(args.concurrency)
 
-        def context(plan_edges: bool = True) -> RunContext:
+        def context(plan_edges: bool = True, tools: bool = False) -> RunContext:
             return RunContext(
+                tools=BUILT_IN if tools else {},
                 max_subtasks=args.subtasks,
                 max_revisions=args.revisions,
                 max_output_tokens=args.max_output_tokens,
@@ -146,13 +149,15 @@ async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             return {"reply": text, "input": count.tokens, "output": completion,
                     "reasoning": total - count.tokens - completion, "total": total}  # fmt: skip
 
-        def reasoner(plan_edges: bool) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+        def reasoner(
+            plan_edges: bool, tools: bool = False
+        ) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
             async def run(item: dict[str, Any]) -> dict[str, Any]:
                 async def ignore(name: object, data: object) -> None:
                     return None
 
                 result = await execute(
-                    graph, item["question"], context(plan_edges), run_id="eval",
+                    graph, item["question"], context(plan_edges, tools), run_id="eval",
                     question_count=await backend.counter.count(item["question"]), emit=ignore,
                 )  # fmt: skip
                 usage, plan = result["usage"], result["plan"]
@@ -170,7 +175,12 @@ async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
             return run
 
-        runs = {"direct": direct, "flat": reasoner(False), "deps": reasoner(True)}
+        runs = {
+            "direct": direct,
+            "flat": reasoner(False),
+            "deps": reasoner(True),
+            "tools": reasoner(True, True),
+        }
 
         async def one(index: int, item: dict[str, Any]) -> None:
             async with gate:
@@ -292,9 +302,10 @@ def main() -> None:
         help="comma-separated sets to run, of gsm8k, multipart, multistep (default: all three)",
     )  # fmt: skip
     parser.add_argument(
-        "--modes", type=choices(MODES), default=list(MODES), metavar="LIST",
-        help="comma-separated modes, of direct, flat, deps (default: all three)",
+        "--modes", type=choices(MODES), default=list(MODES[:3]), metavar="LIST",
+        help="comma-separated modes, of direct, flat, deps, tools (default: the first three)",
     )  # fmt: skip
+    parser.add_argument("--tools", action="store_true", help="also the tools mode (deps with the calculator)")
     parser.add_argument("--n", type=int, default=5, help="GSM8K questions (of 200; default 5)")
     parser.add_argument("--seed", type=int, default=0, help="which GSM8K questions")
     parser.add_argument("--concurrency", type=int, default=1, help="questions in flight at once")
@@ -303,6 +314,8 @@ def main() -> None:
     parser.add_argument("--max-output-tokens", type=int, default=384)
     parser.add_argument("--out", default="eval", help="name of the results files under tests/bench/results/")
     args = parser.parse_args()
+    if args.tools and "tools" not in args.modes:
+        args.modes.append("tools")
     report = asyncio.run(evaluate(args))
     table = summarize(report)
     report["summary"] = table
