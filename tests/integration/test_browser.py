@@ -548,3 +548,22 @@ def test_a_run_resumed_on_another_replica_shows_its_resume_and_wall_time(
     page.wait_for_timeout(200)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(tmp_path / "page-390.png"), full_page=True)
+
+
+def test_a_task_card_lists_its_tool_calls(
+    browser: BrowserContext, service: Service, stub: StubBackend
+) -> None:
+    stub.options.plan = [
+        {"id": "t1", "question": "calculate: 17 * 3", "depends_on": []},
+        {"id": "t2", "question": "calculate: 1 / 0", "depends_on": []},
+    ]
+    page = browser.new_page()
+    ask(page, service.url, "What is 17 * 3, and 1 / 0?")
+    expect(page.locator("#answer")).to_have_text(ANSWER, timeout=20_000)
+    first = page.locator('.card[data-task="t1"] .tools li')
+    expect(first).to_have_count(1)
+    expect(first).to_have_text(re.compile(r'^calculator \{"expression": "17 \* 3"\} → 51 \(\d+ ms\)$'))
+    expect(first).to_have_class("ok")
+    failed = page.locator('.card[data-task="t2"] .tools li')
+    expect(failed).to_have_text(re.compile(r"→ error: division by zero"))
+    expect(failed).to_have_class("error")
