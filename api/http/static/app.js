@@ -306,15 +306,16 @@ const handlers = {
   },
   "tool.called": (d) => {
     // A tool call of the task's worker, inside its card: filled in when its result arrives.
-    const item = el("li", { className: "running" }, `${d.name} ${d.arguments}`);
+    const item = el("li", {}, `${d.name} ${d.arguments}`);
     item.dataset.call = d.call_id;
+    item.dataset.outcome = "running";
     card(d.task_id).querySelector(".tools").append(item);
   },
   "tool.result": (d) => {
     const list = card(d.task_id).querySelector(".tools");
     let item = [...list.children].find((li) => li.dataset.call === d.call_id);
     if (!item) item = list.appendChild(el("li", {}, d.name));
-    item.className = d.error === null ? "ok" : "error";
+    item.dataset.outcome = d.error === null ? "ok" : "error";
     item.append(` → ${d.error === null ? d.result : `error: ${d.error}`} (${Math.round(d.duration_ms)} ms)`);
   },
   "task.failed": (d) => {
