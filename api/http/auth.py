@@ -20,6 +20,27 @@ async def get_tenants(request: Request) -> Tenants:
 TenantsDep = Annotated[Tenants, Depends(get_tenants)]
 
 
+def invalid_key() -> ApiError:
+    """The answer to a request without a known key, where keys are required."""
+    return ApiError(
+        401,
+        "a valid API key is required: send Authorization: Bearer <key>",
+        type="authentication_error",
+        code="invalid_api_key",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def bearer_caller(tenants: Tenants, authorization: str) -> Caller | None:
+    """The caller of an ``Authorization`` header's value; None if keys are required and it holds
+    no known key (for what is not a FastAPI route: the MCP mount)."""
+    if not tenants.enabled:
+        return Caller()
+    scheme, _, token = authorization.partition(" ")
+    tenant = tenants.identify(token.strip()) if scheme.lower() == "bearer" else None
+    return Caller(tenant) if tenant is not None else None
+
+
 async def authenticate(
     tenants: TenantsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -29,13 +50,7 @@ async def authenticate(
         return Caller()
     tenant = tenants.identify(credentials.credentials) if credentials is not None else None
     if tenant is None:
-        raise ApiError(
-            401,
-            "a valid API key is required: send Authorization: Bearer <key>",
-            type="authentication_error",
-            code="invalid_api_key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise invalid_key()
     return Caller(tenant)
 
 

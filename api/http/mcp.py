@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.http.auth import bearer_caller, invalid_key
 from api.http.errors import error_response
-from api.http.schemas import ErrorBody
 from api.runs.errors import RunServiceError
 from api.runs.request import Effort, ReasonRequest
 from api.runs.service import RunService
@@ -151,13 +151,10 @@ def http_caller(tenants: Tenants) -> Callable[[Context], Caller]:
     """The tenant of an HTTP request's key (``_RequireKey`` has checked it)."""
 
     def caller(ctx: Context) -> Caller:
-        if not tenants.enabled:
-            return Caller()
-        header = (ctx.headers or {}).get("authorization", "")
-        tenant = tenants.identify(header.removeprefix("Bearer ").strip())
-        if tenant is None:
+        known = bearer_caller(tenants, (ctx.headers or {}).get("authorization", ""))
+        if known is None:
             raise ToolError("a valid API key is required")
-        return Caller(tenant)
+        return known
 
     return caller
 
@@ -168,11 +165,10 @@ class _RequireKey:
         self.tenants = tenants
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.tenants.enabled:
-            header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-            if self.tenants.identify(header.removeprefix("Bearer ").strip()) is None:
-                message = "a valid API key is required: send Authorization: Bearer <key>"
-                body = ErrorBody(message=message, type="authentication_error", code="invalid_api_key")
-                response = error_response(401, body, {"WWW-Authenticate": "Bearer"})
+        if scope["type"] == "http":
+            authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            if bearer_caller(self.tenants, authorization) is None:
+                refused = invalid_key()
+                response = error_response(refused.status, refused.body, refused.headers)
                 return await response(scope, receive, send)
         await self.app(scope, receive, send)
