@@ -67,15 +67,13 @@ class ToolSupport:
 
     rejected: bool = False
 
-    def reject(self, model: str, reason: str) -> bool:
-        """Remember the rejection; False if an earlier call already did."""
-        if self.rejected:
-            return False
-        self.rejected = True
-        log.warning(
-            "the backend rejected tools (%s); workers answer without them", reason, extra={"model": model}
-        )
-        return True
+    def reject(self, model: str, reason: str) -> None:
+        """Remember the rejection (logged once)."""
+        if not self.rejected:
+            self.rejected = True
+            log.warning(
+                "the backend rejected tools (%s); workers answer without them", reason, extra={"model": model}
+            )
 
 
 TokenCapParam = Literal["max_tokens", "max_completion_tokens"]
