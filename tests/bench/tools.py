@@ -7,18 +7,16 @@ calculator, and an MCP server's tool over stdio and over streamable HTTP (tests/
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from api.backend.embedded import free_port
 from api.backend.mcp_client import ServerEntry, open_mcp_servers
 from graph import RunContext, TiktokenCounter, execute
 from graph.tools import CALCULATOR, Tools, invoke
+from tests.support.mcp_server import over_http
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 LATENCY_S = 0.1
@@ -102,18 +100,12 @@ def print_tool_chain(report: dict[str, Any]) -> None:
 def tool_call_cost(report: dict[str, Any]) -> None:
     """Median wall time of one tool call (``graph.tools.invoke``, as a worker makes it)."""
     calls = 50 if QUICK else 500
-    port = free_port()
-    server = subprocess.Popen([sys.executable, str(MCP_SERVER), "http", str(port)], stderr=subprocess.DEVNULL)
-    try:
-        _wait_listening(port)
+    with over_http() as url:
         servers = {
             "stdio": ServerEntry(command=sys.executable, args=[str(MCP_SERVER)]),
-            "http": ServerEntry(url=f"http://127.0.0.1:{port}/mcp/"),
+            "http": ServerEntry(url=url),
         }
         report["tool_call_cost"] = {"calls": calls, **asyncio.run(_time_calls(servers, calls))}
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 async def _time_calls(servers: dict[str, ServerEntry], calls: int) -> dict[str, float]:
@@ -132,16 +124,6 @@ async def _time_calls(servers: dict[str, ServerEntry], calls: int) -> dict[str, 
         async with open_mcp_servers({transport: entry}, timeout_s=30) as mcp:
             figures[f"mcp_{transport}_ms"] = await median_ms(mcp.tools, "add", {"a": 2, "b": 40})
     return figures
-
-
-def _wait_listening(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError("the MCP server did not listen")
 
 
 def print_tool_call_cost(report: dict[str, Any]) -> None:

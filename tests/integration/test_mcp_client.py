@@ -3,8 +3,6 @@ clean environment, one over streamable HTTP with its headers, one that does not 
 tools offered to the workers through the real app."""
 
 import json
-import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,13 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.backend.embedded import free_port
 from api.backend.mcp_client import ServerEntry, open_mcp_servers, read_servers
 from api.settings import ConfigurationError, Settings
 from graph.tools import invoke
 from tests.conftest import Service, stub_backend
 from tests.stub_backend import StubBackend
-from tests.support.runs import until
+from tests.support.mcp_server import over_http
 
 SERVER = Path(__file__).resolve().parents[1] / "support" / "mcp_server.py"
 STDIO = ServerEntry(command=sys.executable, args=[str(SERVER)], env={"GREETING": "hello"})
@@ -26,19 +23,8 @@ STDIO = ServerEntry(command=sys.executable, args=[str(SERVER)], env={"GREETING":
 
 @pytest.fixture
 def http_server() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, str(SERVER), "http", str(port)], stderr=subprocess.DEVNULL)
-
-    def listening() -> bool:
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", port)) == 0
-
-    try:
-        until(listening, 30, "the MCP server to listen")
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with over_http() as url:
+        yield url
 
 
 async def test_a_stdio_server_gets_a_clean_environment_and_its_tools_answer(

@@ -3,11 +3,17 @@
     python tests/support/mcp_server.py               # stdio
     python tests/support/mcp_server.py http PORT     # http://127.0.0.1:PORT/mcp
 
-It imports nothing of the project, so a client can start it as any operator's server.
+It imports nothing of the project, so a client can start it as any operator's server;
+``over_http`` runs it in a process of its own for the tests and the bench.
 """
 
 import os
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -46,6 +52,28 @@ async def slow(seconds: float) -> str:
     """Sleeps, then says so."""
     await anyio.sleep(seconds)
     return f"slept {seconds} s"
+
+
+@contextmanager
+def over_http() -> Iterator[str]:
+    """This server over streamable HTTP on a free loopback port; yields its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, __file__, "http", str(port)], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the test MCP server did not listen")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp/"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 if __name__ == "__main__":
