@@ -3,7 +3,9 @@ ready, lets in-flight runs finish within SHUTDOWN_GRACE_S (storing the rest as i
 their streams get a final event), and only then stops the server."""
 
 import asyncio
+import gc
 import logging
+import socket
 from types import FrameType
 
 import uvicorn
@@ -21,6 +23,19 @@ KEEP_ALIVE_S = 75
 """Idle keep-alive connections stay open this long (uvicorn's 5 s default races busy clients
 that reuse a pooled connection just as the server closes it)."""
 
+YOUNG_COLLECTION_THRESHOLD = 10_000
+"""Allocations between two collections of the youngest generation (Python's default: 700)."""
+
+
+def settle_collector() -> None:
+    """Take what start-up made (modules, the compiled graph, the settings) out of the cyclic
+    garbage collector's sight, and collect the young less often. Measured at 8 and 64 clients:
+    the collector's time per run fell from 5 to 7 ms to about 1 ms (its full passes walked every
+    long-lived object, ~130 ms each)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
+
 
 class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: FastAPI, grace_s: float) -> None:
@@ -29,6 +44,10 @@ class DrainingServer(uvicorn.Server):
         self.grace_s = grace_s
         self._drain: asyncio.Task[None] | None = None
         self._drain_requested = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        settle_collector()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         service: RunService | None = getattr(self.app.state, "service", None)
