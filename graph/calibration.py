@@ -13,11 +13,12 @@ tokens)``, plus the chat template's tokens:
 Reports of prompts and of completions both count: they come from the same tokenizer.
 """
 
+import functools
 import json
 import math
 from dataclasses import dataclass
 
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 
 from graph.tokens import MESSAGE_OVERHEAD, encoding
 
@@ -77,10 +78,18 @@ def measure(text: str) -> TextSize:
     return TextSize(latin=len(tokens) - non_latin, other=non_latin)
 
 
+@functools.lru_cache(maxsize=64)
+def measure_repeated(text: str) -> TextSize:
+    """``measure``, remembered for the texts that come back call after call: system prompts and
+    tool schemas."""
+    return measure(text)
+
+
 def measure_messages(messages: list[BaseMessage]) -> TextSize:
     size = TextSize(framing=MESSAGE_OVERHEAD * len(messages))
     for message in messages:
-        size += measure(str(message.content))
+        text = str(message.content)
+        size += measure_repeated(text) if isinstance(message, SystemMessage) else measure(text)
         if isinstance(message, AIMessage) and message.tool_calls:
             size += measure(json.dumps([[c["name"], c["args"]] for c in message.tool_calls]))
     return size

@@ -17,7 +17,7 @@ from opentelemetry.trace import Span
 
 from graph import tracing
 from graph.budget import BudgetExhausted, Reservation
-from graph.calibration import Rates, TextSize, measure, measure_messages
+from graph.calibration import Rates, TextSize, measure, measure_messages, measure_repeated
 from graph.call_request import request_options, send
 from graph.context import RunContext
 from graph.deltas import Deltas, Streamed
@@ -154,7 +154,7 @@ class _Call:
         self.answer = node == "worker"
         self.size = measure_messages(messages)
         if tools:
-            self.size += measure(json.dumps(tools))
+            self.size += measure_repeated(json.dumps(tools))
         self.rows: list[CallRecord] = []
         self.deltas = Deltas(on_delta) if on_delta is not None else None
 
