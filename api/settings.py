@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         3, ge=1, le=10, description="attempts per call (only transient errors retry)"
     )
     llm_retry_initial_s: float = Field(0.5, ge=0, le=60, description="first backoff; doubles, with jitter")
+    llm_keepalive_connections: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="idle connections to the backend kept for reuse; each is checked before every call",
+    )
 
     local_model_path: Path | None = Field(
         None, description="any GGUF for the embedded server; unset = the bundled SmolLM2-135M"
