@@ -2,7 +2,9 @@
 at once → critic → synthesizer, same prompts), written as plain asyncio with the openai SDK.
 
 ``python -m tests.bench.reference --backend URL --port P`` serves it over HTTP (uvicorn, like
-the service) so both can be driven the same way.
+the service) so both can be driven the same way, through an HTTP client that keeps as many idle
+connections as the service's (``LLM_KEEPALIVE_CONNECTIONS``'s default), so that the connection
+pool costs both sides alike.
 """
 
 import argparse
@@ -10,13 +12,15 @@ import asyncio
 import json
 from typing import Any
 
+import httpx2
 import uvicorn
-from openai import AsyncOpenAI
+from openai import DEFAULT_CONNECTION_LIMITS, AsyncOpenAI, DefaultAsyncHttpxClient
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from api.settings import Settings
 from graph.prompts import (
     CRITIC_SYSTEM,
     CRITIC_USER,
@@ -32,6 +36,7 @@ from graph.schemas import critique_schema, plan_schema
 from tests.stub_backend import model_name
 
 MAX_TOKENS = 512
+KEEPALIVE = Settings.model_fields["llm_keepalive_connections"].default
 
 
 async def _ask(client: AsyncOpenAI, role: str, system: str, user: str, **extra: Any) -> tuple[str, int]:
@@ -94,7 +99,12 @@ async def reference_run(client: AsyncOpenAI, question: str, subtasks: int) -> di
 
 
 def app(backend: str) -> Starlette:
-    client = AsyncOpenAI(base_url=backend, api_key="unused", max_retries=0)
+    limits = httpx2.Limits(
+        max_connections=DEFAULT_CONNECTION_LIMITS.max_connections, max_keepalive_connections=KEEPALIVE
+    )
+    client = AsyncOpenAI(
+        base_url=backend, api_key="unused", max_retries=0, http_client=DefaultAsyncHttpxClient(limits=limits)
+    )
 
     async def reason(request: Request) -> JSONResponse:
         body = await request.json()
