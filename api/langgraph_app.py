@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import httpx
-import openai
 from pydantic import GetCoreSchemaHandler
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import CoreSchema, core_schema
 
-from api.backend.connect import build_models, check_settings, is_llama_cpp_python
+from api.backend.connect import build_models, check_settings, is_llama_cpp_python, model_http_client
 from api.backend.prices import load_prices
 from api.backend.tools import offered_tools
 from api.settings import ConfigurationError, Settings, get_settings
@@ -55,7 +54,7 @@ def backend_from_settings(settings: Settings) -> tuple[Models, TokenCounter]:
     base_url = settings.llm_base_url or ""
     llama = asyncio.run(_is_llama_cpp_python(base_url))
     # Open for the life of the process, as the service's are for its own.
-    http_client = openai.DefaultAsyncHttpxClient()
+    http_client = model_http_client(settings)
     models = build_models(settings, base_url, False, http_client, llama_cpp_python=llama)
     fallback = TiktokenCounter(models.synthesizer.name)
     counter: TokenCounter = LlamaCppCounter(base_url, httpx.AsyncClient(), fallback) if llama else fallback
