@@ -183,7 +183,7 @@ def model_http_client(settings: Settings) -> openai.DefaultAsyncHttpxClient:
     """The one HTTP client of every model call: the SDK's, keeping ``LLM_KEEPALIVE_CONNECTIONS``
     idle connections rather than its 100. Before every request the pool checks each idle
     connection's socket; against a fast backend at 16 clients that check was 29% of the event
-    loop's time (``tests.bench.throughput``)."""
+    loop's time (py-spy, docs/performance.md)."""
     limits = httpx2.Limits(
         max_connections=openai.DEFAULT_CONNECTION_LIMITS.max_connections,
         max_keepalive_connections=settings.llm_keepalive_connections,
