@@ -1,5 +1,6 @@
-"""What every bench drives: the scripted backend and the service, each in a process of its own,
-a question, clients that keep asking it, and the figures read from /proc."""
+"""What every bench drives: the scripted backend, the service and the floor, each in a process of
+its own, the engine in-process, a question, clients that keep asking it, and the figures read
+from /proc."""
 
 import asyncio
 import os
@@ -10,14 +11,19 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from api.backend.embedded import free_port
-from tests.stub_backend import MODEL_ENV
+from graph import Models, ModelSpec, RunContext, TiktokenCounter, build_graph, execute, openai_chat_model
+from tests.stub_backend import MODEL_ENV, model_name
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "Compare the climates of Norway and Spain and explain why they differ."
+RESULTS = ROOT / "tests" / "bench" / "results"
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+"""``BENCH_QUICK=1``: fewer rounds and levels, for a quick look."""
 
 
 def wait_http(url: str, timeout: float = 60) -> None:
@@ -133,3 +139,78 @@ async def drive(url: str, path: str, clients: int, runs: int) -> tuple[list[floa
         assert response.status_code == 200, response.text
 
     return await drive_with(url, ask, clients, runs)
+
+
+@contextmanager
+def reference_service(backend: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    args = ["-m", "tests.bench.reference", "--backend", f"{backend}/v1", "--port", str(port)]
+    with process(args, f"http://127.0.0.1:{port}/") as p:
+        yield f"http://127.0.0.1:{port}", p
+
+
+def calls(backend: str, full: bool = False) -> list[dict[str, Any]]:
+    """The stub's record of calls; ``full`` gives whole prompts (else their first 400 characters)."""
+    rows: list[dict[str, Any]] = httpx.get(f"{backend}/_calls", params={"full": "1"} if full else None).json()
+    return rows
+
+
+def reset(backend: str) -> None:
+    httpx.post(f"{backend}/_reset")
+
+
+def critical_path(rows: list[dict[str, Any]]) -> float:
+    """Backend time on the critical path: each stage's longest call, summed over the stages."""
+    total = 0.0
+    for role in ("planner", "worker", "critic", "synthesizer"):
+        spans = [r["finished"] - r["started"] for r in rows if r["role"] == role]
+        if role == "worker":
+            total += max(spans, default=0.0)
+        else:
+            total += sum(spans)
+    return total
+
+
+def engine(backend: str, stream: bool = False, checkpointer: Any = None) -> Any:
+    def spec(role: str) -> ModelSpec:
+        name = model_name(role)
+        chat = openai_chat_model(model=name, base_url=f"{backend}/v1", api_key="unused", timeout_s=60)
+        # Not streamed, like the reference: streaming is measured on its own (5, 9).
+        return ModelSpec(chat=chat, name=name, stream=stream)
+
+    return build_graph(
+        Models(
+            planner=spec("planner"),
+            worker=spec("worker"),
+            critic=spec("critic"),
+            synthesizer=spec("synthesizer"),
+        ),
+        checkpointer=checkpointer,
+    )
+
+
+async def engine_run(
+    graph: Any, subtasks: int, concurrency: int = 64, max_revisions: int = 1
+) -> dict[str, Any]:
+    async def ignore(name: str, data: dict[str, Any]) -> None:
+        return None
+
+    ctx = RunContext(
+        max_subtasks=subtasks,
+        max_revisions=max_revisions,
+        max_output_tokens=512,
+        max_concurrency=concurrency,
+    )
+    count = await TiktokenCounter().count(QUESTION)
+    result: dict[str, Any] = dict(
+        await execute(
+            graph,
+            QUESTION,
+            ctx,
+            run_id="bench",
+            question_count=count,
+            emit=ignore,
+        )
+    )
+    assert result["status"] == "completed", result["error"]
+    return result

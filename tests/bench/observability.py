@@ -26,7 +26,6 @@ Alone: ``python -m tests.bench.observability`` (prints the table, leaves results
 import asyncio
 import gzip
 import json
-import os
 import statistics
 import sys
 import threading
@@ -51,9 +50,9 @@ from api.backend.embedded import free_port
 from api.telemetry.metrics import Metrics
 from api.telemetry.otel import resource
 from graph import Price, Result, tracing
+from tests.bench.harness import QUICK, calls, critical_path, engine, engine_run, process, reset, stub
 from tests.stub_backend import ROLES, model_name
 
-QUICK = os.environ.get("BENCH_QUICK") == "1"
 SUBTASKS = 4
 PRICE = Price(input=0.15, output=0.6)
 """Every model priced: ``run_ended`` adds each call's cost too."""
@@ -215,12 +214,10 @@ def span_kind(name: str) -> str:
 
 
 def observability(report: dict[str, Any]) -> None:
-    from tests.bench import bench  # here: bench.py imports this module
-
     warmup, runs = (2, 10) if QUICK else (5, 60)
     port = free_port()
     collector = ["-m", "tests.bench.observability", "--collector", str(port)]
-    with bench.stub(0.0) as backend, bench.process(collector, f"http://127.0.0.1:{port}/"):
+    with stub(0.0) as backend, process(collector, f"http://127.0.0.1:{port}/"):
         exporter = TimedExporter(OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces"))
         provider = TracerProvider(resource=resource())
         provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -231,20 +228,20 @@ def observability(report: dict[str, Any]) -> None:
         results: list[Any] = []
 
         async def main() -> None:
-            graph = bench.engine(backend)
+            graph = engine(backend)
             for i in range(warmup + runs):
                 overhead, cpu_s = {}, {}
                 for variant in ("off", "on") if i % 2 == 0 else ("on", "off"):
-                    bench.reset(backend)
+                    reset(backend)
                     tracing.tracer = tracers[variant]
                     try:
                         t0, c0 = time.perf_counter(), time.process_time()
-                        result = await bench.engine_run(graph, SUBTASKS)
+                        result = await engine_run(graph, SUBTASKS)
                         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                     finally:
                         tracing.tracer = tracers["off"]
                     assert (result["trace_id"] is not None) == (variant == "on"), "traced only when on"
-                    overhead[variant] = wall - bench.critical_path(bench.calls(backend))
+                    overhead[variant] = wall - critical_path(calls(backend))
                     cpu_s[variant] = cpu
                     results.append(result)
                     if i >= warmup:

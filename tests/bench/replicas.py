@@ -32,6 +32,7 @@ import redis
 
 from api.settings import Settings
 from api.storage.interface import TERMINAL
+from tests.bench.harness import QUICK
 from tests.stub_backend import StubBackend, StubOptions
 from tests.support.cluster import Cluster, Follower, submit
 from tests.support.served import Served
@@ -39,7 +40,6 @@ from tests.support.services import ADMIN_URL, REDIS_URL, redis_prefix, scratch_d
 from tests.support.sse import Frame
 
 RESULTS = Path(__file__).resolve().parent / "results"
-QUICK = os.environ.get("BENCH_QUICK") == "1"
 QUESTION = "Compare the climates of Norway and Spain and explain why they differ."
 POOL_SIZE = int(Settings.model_fields["database_pool_size"].default)
 """DATABASE_POOL_SIZE's default: the most Postgres connections one replica opens."""

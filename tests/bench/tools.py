@@ -6,7 +6,6 @@ calculator, and an MCP server's tool over stdio and over streamable HTTP (tests/
 
 import asyncio
 import json
-import os
 import statistics
 import sys
 import time
@@ -16,9 +15,9 @@ from typing import Any
 from api.backend.mcp_client import ServerEntry, open_mcp_servers
 from graph import RunContext, TiktokenCounter, execute
 from graph.tools import CALCULATOR, Tools, invoke
+from tests.bench.harness import QUICK, engine, stub
 from tests.support.mcp_server import over_http
 
-QUICK = os.environ.get("BENCH_QUICK") == "1"
 LATENCY_S = 0.1
 CHAIN = [
     {"id": "t1", "question": "calculate: 1234 * 5678", "depends_on": []},
@@ -33,13 +32,11 @@ MCP_SERVER = Path(__file__).resolve().parents[1] / "support" / "mcp_server.py"
 
 
 def tool_chain(report: dict[str, Any]) -> None:
-    from tests.bench import bench  # here: bench.py imports this module
-
     runs = 2 if QUICK else 10
     modes = {"without tools": {}, "with the calculator": {"calculator": CALCULATOR}}
     table = []
-    with bench.stub(LATENCY_S, "--plan-json", json.dumps(CHAIN)) as backend:
-        graph = bench.engine(backend)
+    with stub(LATENCY_S, "--plan-json", json.dumps(CHAIN)) as backend:
+        graph = engine(backend)
         timed = asyncio.run(_runs(graph, modes, runs))
         for mode, (walls, results) in timed.items():
             workers = [r for r in results[-1]["calls"] if r["node"] == "worker"]

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.bench.bench import RESULTS
-from tests.bench.harness import service
+from tests.bench.harness import RESULTS, service
 from tests.stub_backend import StubBackend
 
 
