@@ -322,38 +322,12 @@ def observability(report: dict[str, Any]) -> None:
     }
 
 
-def print_observability(report: dict[str, Any]) -> None:
-    o = report["observability"]
-    kinds = o["spans_by_kind_per_run"]
-
-    def spans(us: dict[str, float]) -> str:
-        return ", ".join(f"{kinds[k]:g} {k} x {us[k]:.1f} µs" for k in kinds)
-
-    print(f"\n14. observability per run, engine in-process, zero-latency stub, {o['subtasks']} "
-          f"sub-questions, p50 of {o['runs']} runs each, tracing off and on interleaved")  # fmt: skip
-    print(f"   the engine's own overhead (wall - backend critical path): tracing off "
-          f"{o['engine_off_ms']:.2f} ms (CPU {o['cpu_off_ms']:.2f} ms), "
-          f"on {o['engine_on_ms']:.2f} ms (CPU {o['cpu_on_ms']:.2f} ms); on - off, p50 of the pairs "
-          f"{o['paired_added_ms']:+.2f} ms (quartiles {o['paired_added_q1_ms']:+.2f}, "
-          f"{o['paired_added_q3_ms']:+.2f}), CPU {o['paired_added_cpu_ms']:+.2f} ms")  # fmt: skip
-    print(f"   tracing on (SDK, BatchSpanProcessor, OTLP/HTTP to a loopback collector), "
-          f"{o['spans_per_run']:g} spans per run: {spans(o['sdk_us_per_span'])} = "
-          f"{o['sdk_us_per_run'] / 1000:.2f} ms in the run, + {o['export_cpu_ms_per_run']:.2f} ms of "
-          f"export CPU in its thread (batches: {o['export_batches']}); over tracing off: "
-          f"{o['tracing_on_ms']:.2f} ms, {o['tracing_on_pct']:.1f} %")  # fmt: skip
-    print(f"   tracing off, the no-op spans: {spans(o['noop_us_per_span'])} = "
-          f"{o['noop_us_per_run']:.0f} µs per run, {o['noop_pct']:.2f} %")  # fmt: skip
-    print(f"   metrics, Metrics.run_ended ({o['calls_per_run']:.0f} calls, priced): "
-          f"{o['metrics_us_per_run']:.0f} µs per run, {o['metrics_pct']:.2f} %")  # fmt: skip
-    verdict = "below" if o["below_5pct"] else "NOT below"
-    print(f"   metrics + no-op tracing: {o['metrics_us_per_run'] + o['noop_us_per_run']:.0f} µs per run, "
-          f"{o['metrics_noop_pct']:.2f} % of the engine's own overhead: {verdict} 5 %")  # fmt: skip
-
-
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--collector"]:
         collect(int(sys.argv[2]))
     else:
+        from tests.bench.report import print_observability
+
         alone: dict[str, Any] = {}
         t0 = time.perf_counter()
         observability(alone)

@@ -13,10 +13,8 @@ Alone: ``python -m tests.bench.replicas`` (prints the table, writes replicas.png
 results.json as it is).
 """
 
-import os
 import statistics
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -27,38 +25,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
-import redis
 
 from api.settings import Settings
 from api.storage.interface import TERMINAL
-from tests.bench.harness import QUICK
+from tests.bench.harness import QUESTION, QUICK, RESULTS, pct, proc_cpu_s
+from tests.bench.shared_services import Sampler, postgres_limits
 from tests.stub_backend import StubBackend, StubOptions
 from tests.support.cluster import Cluster, Follower, submit
 from tests.support.served import Served
-from tests.support.services import ADMIN_URL, REDIS_URL, redis_prefix, scratch_database
+from tests.support.services import REDIS_URL, redis_prefix, scratch_database
 from tests.support.sse import Frame
 
-RESULTS = Path(__file__).resolve().parent / "results"
-QUESTION = "Compare the climates of Norway and Spain and explain why they differ."
 POOL_SIZE = int(Settings.model_fields["database_pool_size"].default)
 """DATABASE_POOL_SIZE's default: the most Postgres connections one replica opens."""
 SETTINGS: dict[str, object] = {"llm_stream": False}
 """As the rest of the bench runs the service: the synthesizer's call is not streamed."""
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (0 if it is gone or not readable)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -223,76 +204,6 @@ def event_lag(stub: StubBackend) -> dict[str, Any]:
 # 3, 4. throughput with 1-3 replicas, and what they take of Postgres and Redis ---------------
 
 
-class Sampler(threading.Thread):
-    """Every 0.1 s: the database's connections in pg_stat_activity by application_name (all,
-    and those not idle) and the CPU of their backends; and every message on the deployment's
-    Redis channels, counted per channel."""
-
-    def __init__(self, database: str, prefix: str) -> None:
-        super().__init__(daemon=True)
-        self.name_of_db = database.rsplit("/", 1)[1].split("?", 1)[0]
-        self.prefix = prefix
-        self.samples: list[tuple[float, dict[str, tuple[int, int]]]] = []
-        self.backend_cpu: dict[int, tuple[float, float]] = {}
-        """Backend pid → (CPU seconds when first seen, when last seen)."""
-        self.messages: Counter[str] = Counter()
-        self.stop = threading.Event()
-        self.client = redis.Redis.from_url(REDIS_URL)  # kept: its pool holds the subscription
-        self.pubsub = self.client.pubsub()
-        self.pubsub.psubscribe(f"{prefix}:*")
-        confirmed = self.pubsub.get_message(timeout=5.0)  # subscribed before the measurement starts
-        assert confirmed is not None and confirmed["type"] == "psubscribe", confirmed
-        self.listener = threading.Thread(target=self._listen, daemon=True)
-        self.listener.start()
-        self.start()
-
-    def _listen(self) -> None:
-        while not self.stop.is_set():
-            message = self.pubsub.get_message(timeout=0.1)
-            if message is not None and message["type"] == "pmessage":
-                self.messages[message["channel"].decode().removeprefix(f"{self.prefix}:")] += 1
-        self.pubsub.close()
-        self.client.close()
-
-    def run(self) -> None:
-        query = (
-            "SELECT application_name, pid, state FROM pg_stat_activity WHERE datname = %s "
-            "AND pid <> pg_backend_pid()"
-        )
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            while not self.stop.is_set():
-                by_app: dict[str, tuple[int, int]] = {}
-                for app, pid, state in conn.execute(query, (self.name_of_db,)).fetchall():
-                    total, busy = by_app.get(app, (0, 0))
-                    by_app[app] = (total + 1, busy + (state != "idle"))
-                    used = proc_cpu_s(pid)
-                    first = self.backend_cpu.get(pid, (used, used))[0]
-                    self.backend_cpu[pid] = (first, used)
-                self.samples.append((time.perf_counter(), by_app))
-                time.sleep(0.1)
-
-    def finish(self) -> None:
-        self.stop.set()
-        self.join(10)
-        self.listener.join(10)
-
-    def figures(self, runs: int, replicas: int) -> dict[str, Any]:
-        apps = sorted({app for _, by_app in self.samples for app in by_app})
-        peak = {app: max(by_app.get(app, (0, 0))[0] for _, by_app in self.samples) for app in apps}
-        publishes = sum(self.messages.values())
-        return {
-            "pg_peak_connections": max(sum(c for c, _ in by_app.values()) for _, by_app in self.samples),
-            "pg_peak_busy": max(sum(b for _, b in by_app.values()) for _, by_app in self.samples),
-            "pg_peak_by_replica": peak,
-            "pg_backend_cpu_ms_per_run": sum(last - first for first, last in self.backend_cpu.values())
-            / runs
-            * 1000,
-            "redis_messages": dict(self.messages),
-            "redis_publishes_per_run": publishes / runs,
-            "redis_deliveries_per_run": publishes * replicas / runs,
-        }
-
-
 def throughput_with(stub: StubBackend, n: int, runs: int) -> tuple[dict[str, Any], list[Any]]:
     """``runs`` runs submitted at once, round-robin over ``n`` replicas (4 slots each), against
     a 1 s-per-call stub: runs/s from the first submission to the last run's end (the store's
@@ -365,15 +276,6 @@ def throughput_with(stub: StubBackend, n: int, runs: int) -> tuple[dict[str, Any
     return row, series
 
 
-def postgres_limits() -> dict[str, int]:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT name, setting::int FROM pg_settings "
-            "WHERE name IN ('max_connections', 'superuser_reserved_connections')"
-        ).fetchall()
-    return {str(name): int(value) for name, value in rows}
-
-
 # the section -------------------------------------------------------------------------------
 
 
@@ -411,89 +313,9 @@ def replicas(report: dict[str, Any]) -> None:
     }
 
 
-def print_replicas(report: dict[str, Any]) -> None:
-    r = report["replicas"]
-    o, lag, lim = r["store_overhead"], r["event_lag"], r["limits"]
-    print(f"\n13. replicas (Postgres + Redis)\n   per run, POST /v1/reason, {o['subtasks']} sub-questions, "
-          f"zero-latency stub, {o['runs']} runs each, interleaved:")  # fmt: skip
-    for name in ("sqlite", "postgres"):
-        s = o[name]
-        print(f"   {name:>9}: p50 {s['p50_ms']:.1f} ms, p90 {s['p90_ms']:.1f} ms, "
-              f"process CPU {s['cpu_ms_per_run']:.1f} ms/run")  # fmt: skip
-    print(f"   Postgres - SQLite: p50 {o['extra_p50_ms']:+.1f} ms, p90 {o['extra_p90_ms']:+.1f} ms, "
-          f"CPU {o['extra_cpu_ms_per_run']:+.1f} ms/run")  # fmt: skip
-    print(f"   event on the other replica after the running one ({lag['runs']} runs, {lag['events']} live "
-          f"events, {lag['latency_s']:g} s per call): p50 {lag['p50_ms']:.1f} ms, "
-          f"p99 {lag['p99_ms']:.1f} ms, max {lag['max_ms']:.1f} ms")  # fmt: skip
-    top = r["throughput"][-1]
-    calls = ", ".join(f"{role} {count:g}" for role, count in top["calls_per_run"].items())
-    print(
-        f"   throughput, {top['latency_s']:g} s per call ({calls} calls per run), MAX_ACTIVE_RUNS=4 "
-        "per replica, runs submitted at once; ideal: waves of 4 runs per replica at the run p50"
-    )
-    print(f"{'replicas':>11}{'runs':>6}{'submit s':>10}{'slots full s':>14}{'wall s':>8}{'runs/s':>8}"
-          f"{'ideal':>7}{'run p50 s':>11}{'queued p50':>12}{'CPU ms/run':>12}{'machine':>9}{'PG conns':>10}"
-          f"{'busy':>6}{'per replica':>13}{'publishes/run':>15}")  # fmt: skip
-    for t in r["throughput"]:
-        peaks = "/".join(str(v) for v in t["pg_peak_by_replica"].values())
-        print(f"{t['replicas']:>11}{t['runs']:>6}{t['submit_s']:>10.2f}{t['slots_full_s']:>14.2f}"
-              f"{t['wall_s']:>8.2f}{t['runs_per_s']:>8.2f}{t['ideal_runs_per_s']:>7.2f}{t['run_p50_s']:>11.2f}"
-              f"{t['queued_p50_s']:>12.2f}{t['replica_cpu_ms_per_run']:>12.1f}"
-              f"{t['machine_busy']:>9.0%}{t['pg_peak_connections']:>10}{t['pg_peak_busy']:>6}{peaks:>13}"
-              f"{t['redis_publishes_per_run']:>15.1f}")  # fmt: skip
-    runs_by = ", ".join(f"{key} {count}" for key, count in top["runs_by_replica"].items())
-    channels = ", ".join(f"{name} {count}" for name, count in top["redis_messages"].items())
-    print(f"   at {top['replicas']}: runs executed by {runs_by}; Redis messages by channel: {channels}; "
-          f"Postgres backends' CPU {top['pg_backend_cpu_ms_per_run']:.1f} ms/run")  # fmt: skip
-    handoffs = ", ".join(
-        f"{t['replicas']}: p50 {t['handoff_p50_ms']:.0f} ms, max {t['handoff_max_ms']:.0f} ms"
-        for t in r["throughput"]
-        if t["handoff_p50_ms"] is not None
-    )
-    print(f"   a queued run starts after a run ended (its first model call after that end): {handoffs}")
-    print(f"   3 replicas / 1: {r['scaling_3_vs_1']:.2f} x (ideal 3)")
-    print(f"   limits: Postgres max_connections {lim['max_connections']} "
-          f"({lim['superuser_reserved_connections']} reserved): {lim['replicas_fit_at_pool_size']} "
-          f"replicas at DATABASE_POOL_SIZE={lim['pool_size']}, {lim['replicas_fit_at_peak']} at the peak "
-          f"seen ({lim['peak_connections_per_replica']} per replica); "
-          f"Redis {lim['redis_publishes_per_run']:.1f} publishes per run, each delivered to every replica: "
-          f"{lim['redis_deliveries_per_run_at_3']:.1f} deliveries per run at 3")  # fmt: skip
-
-
-def plot_replicas(report: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    r = report["replicas"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    table = r["throughput"]
-    xs = [t["replicas"] for t in table]
-    left.plot(xs, [t["runs_per_s"] for t in table], marker="o", label="measured")
-    left.plot(xs, [table[0]["runs_per_s"] * x for x in xs], linestyle="--", color="grey", label="linear")
-    left.set(
-        xticks=xs,
-        xlabel="replicas (MAX_ACTIVE_RUNS=4 each)",
-        ylabel="runs/s",
-        title=f"Throughput, {table[0]['latency_s']:g} s per model call",
-        ylim=(0, None),
-    )
-    left.legend()
-    series = r["connections_3"]
-    apps = sorted({key for row in series for key in row if key != "t"})
-    for app in apps:
-        right.step([row["t"] for row in series], [row.get(app, 0) for row in series], where="post", label=app)
-    right.axhline(r["limits"]["pool_size"], linestyle="--", color="grey", label="DATABASE_POOL_SIZE")
-    right.set(
-        xlabel="s", ylabel="Postgres connections", title="Connections per replica, 3 replicas", ylim=(0, None)
-    )
-    right.legend()
-    fig.tight_layout()
-    fig.savefig(RESULTS / "replicas.png", dpi=110)
-
-
 if __name__ == "__main__":
+    from tests.bench.report import plot_replicas, print_replicas
+
     RESULTS.mkdir(parents=True, exist_ok=True)
     alone: dict[str, Any] = {}
     t0 = time.perf_counter()

@@ -5,8 +5,6 @@ from typing import Any
 from tests.bench.durability import print_durability, print_restart
 from tests.bench.harness import RESULTS
 from tests.bench.langgraph_server import print_langgraph_server
-from tests.bench.observability import print_observability
-from tests.bench.replicas import plot_replicas, print_replicas
 from tests.bench.tools import print_tool_call_cost, print_tool_chain
 
 # output --------------------------------------------------------------------------------------
@@ -139,3 +137,113 @@ def print_table(report: dict[str, Any]) -> None:
         n = r["subtasks"]
         print(f"{n:>6}{r['cpu_ms_per_run']:>9.1f}{r['cpu_ms_per_run'] / n:>14.2f}"
               f"{r['peak_kb_per_run']:>10.0f}{r['peak_kb_per_run'] / n:>10.1f}")  # fmt: skip
+
+
+def print_observability(report: dict[str, Any]) -> None:
+    o = report["observability"]
+    kinds = o["spans_by_kind_per_run"]
+
+    def spans(us: dict[str, float]) -> str:
+        return ", ".join(f"{kinds[k]:g} {k} x {us[k]:.1f} µs" for k in kinds)
+
+    print(f"\n14. observability per run, engine in-process, zero-latency stub, {o['subtasks']} "
+          f"sub-questions, p50 of {o['runs']} runs each, tracing off and on interleaved")  # fmt: skip
+    print(f"   the engine's own overhead (wall - backend critical path): tracing off "
+          f"{o['engine_off_ms']:.2f} ms (CPU {o['cpu_off_ms']:.2f} ms), "
+          f"on {o['engine_on_ms']:.2f} ms (CPU {o['cpu_on_ms']:.2f} ms); on - off, p50 of the pairs "
+          f"{o['paired_added_ms']:+.2f} ms (quartiles {o['paired_added_q1_ms']:+.2f}, "
+          f"{o['paired_added_q3_ms']:+.2f}), CPU {o['paired_added_cpu_ms']:+.2f} ms")  # fmt: skip
+    print(f"   tracing on (SDK, BatchSpanProcessor, OTLP/HTTP to a loopback collector), "
+          f"{o['spans_per_run']:g} spans per run: {spans(o['sdk_us_per_span'])} = "
+          f"{o['sdk_us_per_run'] / 1000:.2f} ms in the run, + {o['export_cpu_ms_per_run']:.2f} ms of "
+          f"export CPU in its thread (batches: {o['export_batches']}); over tracing off: "
+          f"{o['tracing_on_ms']:.2f} ms, {o['tracing_on_pct']:.1f} %")  # fmt: skip
+    print(f"   tracing off, the no-op spans: {spans(o['noop_us_per_span'])} = "
+          f"{o['noop_us_per_run']:.0f} µs per run, {o['noop_pct']:.2f} %")  # fmt: skip
+    print(f"   metrics, Metrics.run_ended ({o['calls_per_run']:.0f} calls, priced): "
+          f"{o['metrics_us_per_run']:.0f} µs per run, {o['metrics_pct']:.2f} %")  # fmt: skip
+    verdict = "below" if o["below_5pct"] else "NOT below"
+    print(f"   metrics + no-op tracing: {o['metrics_us_per_run'] + o['noop_us_per_run']:.0f} µs per run, "
+          f"{o['metrics_noop_pct']:.2f} % of the engine's own overhead: {verdict} 5 %")  # fmt: skip
+
+
+def print_replicas(report: dict[str, Any]) -> None:
+    r = report["replicas"]
+    o, lag, lim = r["store_overhead"], r["event_lag"], r["limits"]
+    print(f"\n13. replicas (Postgres + Redis)\n   per run, POST /v1/reason, {o['subtasks']} sub-questions, "
+          f"zero-latency stub, {o['runs']} runs each, interleaved:")  # fmt: skip
+    for name in ("sqlite", "postgres"):
+        s = o[name]
+        print(f"   {name:>9}: p50 {s['p50_ms']:.1f} ms, p90 {s['p90_ms']:.1f} ms, "
+              f"process CPU {s['cpu_ms_per_run']:.1f} ms/run")  # fmt: skip
+    print(f"   Postgres - SQLite: p50 {o['extra_p50_ms']:+.1f} ms, p90 {o['extra_p90_ms']:+.1f} ms, "
+          f"CPU {o['extra_cpu_ms_per_run']:+.1f} ms/run")  # fmt: skip
+    print(f"   event on the other replica after the running one ({lag['runs']} runs, {lag['events']} live "
+          f"events, {lag['latency_s']:g} s per call): p50 {lag['p50_ms']:.1f} ms, "
+          f"p99 {lag['p99_ms']:.1f} ms, max {lag['max_ms']:.1f} ms")  # fmt: skip
+    top = r["throughput"][-1]
+    calls = ", ".join(f"{role} {count:g}" for role, count in top["calls_per_run"].items())
+    print(
+        f"   throughput, {top['latency_s']:g} s per call ({calls} calls per run), MAX_ACTIVE_RUNS=4 "
+        "per replica, runs submitted at once; ideal: waves of 4 runs per replica at the run p50"
+    )
+    print(f"{'replicas':>11}{'runs':>6}{'submit s':>10}{'slots full s':>14}{'wall s':>8}{'runs/s':>8}"
+          f"{'ideal':>7}{'run p50 s':>11}{'queued p50':>12}{'CPU ms/run':>12}{'machine':>9}{'PG conns':>10}"
+          f"{'busy':>6}{'per replica':>13}{'publishes/run':>15}")  # fmt: skip
+    for t in r["throughput"]:
+        peaks = "/".join(str(v) for v in t["pg_peak_by_replica"].values())
+        print(f"{t['replicas']:>11}{t['runs']:>6}{t['submit_s']:>10.2f}{t['slots_full_s']:>14.2f}"
+              f"{t['wall_s']:>8.2f}{t['runs_per_s']:>8.2f}{t['ideal_runs_per_s']:>7.2f}{t['run_p50_s']:>11.2f}"
+              f"{t['queued_p50_s']:>12.2f}{t['replica_cpu_ms_per_run']:>12.1f}"
+              f"{t['machine_busy']:>9.0%}{t['pg_peak_connections']:>10}{t['pg_peak_busy']:>6}{peaks:>13}"
+              f"{t['redis_publishes_per_run']:>15.1f}")  # fmt: skip
+    runs_by = ", ".join(f"{key} {count}" for key, count in top["runs_by_replica"].items())
+    channels = ", ".join(f"{name} {count}" for name, count in top["redis_messages"].items())
+    print(f"   at {top['replicas']}: runs executed by {runs_by}; Redis messages by channel: {channels}; "
+          f"Postgres backends' CPU {top['pg_backend_cpu_ms_per_run']:.1f} ms/run")  # fmt: skip
+    handoffs = ", ".join(
+        f"{t['replicas']}: p50 {t['handoff_p50_ms']:.0f} ms, max {t['handoff_max_ms']:.0f} ms"
+        for t in r["throughput"]
+        if t["handoff_p50_ms"] is not None
+    )
+    print(f"   a queued run starts after a run ended (its first model call after that end): {handoffs}")
+    print(f"   3 replicas / 1: {r['scaling_3_vs_1']:.2f} x (ideal 3)")
+    print(f"   limits: Postgres max_connections {lim['max_connections']} "
+          f"({lim['superuser_reserved_connections']} reserved): {lim['replicas_fit_at_pool_size']} "
+          f"replicas at DATABASE_POOL_SIZE={lim['pool_size']}, {lim['replicas_fit_at_peak']} at the peak "
+          f"seen ({lim['peak_connections_per_replica']} per replica); "
+          f"Redis {lim['redis_publishes_per_run']:.1f} publishes per run, each delivered to every replica: "
+          f"{lim['redis_deliveries_per_run_at_3']:.1f} deliveries per run at 3")  # fmt: skip
+
+
+def plot_replicas(report: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = report["replicas"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    table = r["throughput"]
+    xs = [t["replicas"] for t in table]
+    left.plot(xs, [t["runs_per_s"] for t in table], marker="o", label="measured")
+    left.plot(xs, [table[0]["runs_per_s"] * x for x in xs], linestyle="--", color="grey", label="linear")
+    left.set(
+        xticks=xs,
+        xlabel="replicas (MAX_ACTIVE_RUNS=4 each)",
+        ylabel="runs/s",
+        title=f"Throughput, {table[0]['latency_s']:g} s per model call",
+        ylim=(0, None),
+    )
+    left.legend()
+    series = r["connections_3"]
+    apps = sorted({key for row in series for key in row if key != "t"})
+    for app in apps:
+        right.step([row["t"] for row in series], [row.get(app, 0) for row in series], where="post", label=app)
+    right.axhline(r["limits"]["pool_size"], linestyle="--", color="grey", label="DATABASE_POOL_SIZE")
+    right.set(
+        xlabel="s", ylabel="Postgres connections", title="Connections per replica, 3 replicas", ylim=(0, None)
+    )
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "replicas.png", dpi=110)
