@@ -54,7 +54,7 @@ def backend_from_settings(settings: Settings) -> tuple[Models, TokenCounter]:
     base_url = settings.llm_base_url or ""
     llama = asyncio.run(_is_llama_cpp_python(base_url))
     # Open for the life of the process, as the service's are for its own.
-    http_client = model_http_client(settings)
+    http_client = model_http_client(settings.llm_keepalive_connections)
     models = build_models(settings, base_url, False, http_client, llama_cpp_python=llama)
     fallback = TiktokenCounter(models.synthesizer.name)
     counter: TokenCounter = LlamaCppCounter(base_url, httpx.AsyncClient(), fallback) if llama else fallback

@@ -179,14 +179,14 @@ async def _embedded_server(settings: Settings, stop: asyncio.Event | None) -> As
         yield server.base_url
 
 
-def model_http_client(settings: Settings) -> openai.DefaultAsyncHttpxClient:
-    """The one HTTP client of every model call: the SDK's, keeping ``LLM_KEEPALIVE_CONNECTIONS``
-    idle connections rather than its 100. Before every request the pool checks each idle
-    connection's socket; against a fast backend at 16 clients that check was 29% of the event
-    loop's time (py-spy, docs/performance.md)."""
+def model_http_client(keepalive_connections: int) -> openai.DefaultAsyncHttpxClient:
+    """The one HTTP client of every model call: the SDK's, keeping ``keepalive_connections``
+    (``LLM_KEEPALIVE_CONNECTIONS``) idle connections rather than its 100. Before every request
+    the pool checks each idle connection's socket; against a fast backend at 16 clients that
+    check was 29% of the event loop's time (py-spy, docs/performance.md)."""
     limits = httpx2.Limits(
         max_connections=openai.DEFAULT_CONNECTION_LIMITS.max_connections,
-        max_keepalive_connections=settings.llm_keepalive_connections,
+        max_keepalive_connections=keepalive_connections,
     )
     return openai.DefaultAsyncHttpxClient(limits=limits)
 
@@ -201,7 +201,10 @@ async def open_backend(settings: Settings, *, stop: asyncio.Event | None = None)
     async with _embedded_server(settings, stop) as local_url:
         base_url = local_url or settings.llm_base_url or ""
         embedded = local_url is not None
-        async with httpx.AsyncClient() as client, model_http_client(settings) as http_client:
+        async with (
+            httpx.AsyncClient() as client,
+            model_http_client(settings.llm_keepalive_connections) as http_client,
+        ):
             llama = embedded or await is_llama_cpp_python(client, base_url)
             if llama and not embedded:
                 log.info(

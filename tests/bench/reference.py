@@ -12,14 +12,14 @@ import asyncio
 import json
 from typing import Any
 
-import httpx2
 import uvicorn
-from openai import DEFAULT_CONNECTION_LIMITS, AsyncOpenAI, DefaultAsyncHttpxClient
+from openai import AsyncOpenAI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from api.backend.connect import model_http_client
 from api.settings import Settings
 from graph.prompts import (
     CRITIC_SYSTEM,
@@ -99,11 +99,8 @@ async def reference_run(client: AsyncOpenAI, question: str, subtasks: int) -> di
 
 
 def app(backend: str) -> Starlette:
-    limits = httpx2.Limits(
-        max_connections=DEFAULT_CONNECTION_LIMITS.max_connections, max_keepalive_connections=KEEPALIVE
-    )
     client = AsyncOpenAI(
-        base_url=backend, api_key="unused", max_retries=0, http_client=DefaultAsyncHttpxClient(limits=limits)
+        base_url=backend, api_key="unused", max_retries=0, http_client=model_http_client(KEEPALIVE)
     )
 
     async def reason(request: Request) -> JSONResponse:
